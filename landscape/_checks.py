@@ -1,0 +1,99 @@
+"""Input validation at the boundary of ``landscape``: every message says what was expected, what was
+received and what to do about it. Shared by the modules of the package; add functions, do not edit others'.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+_STOCHASTIC_LAYERS = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """``value`` as an int >= 1, or a ValueError naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}; pass an int >= 1")
+    return value
+
+
+def check_positive_float(name: str, value: Any) -> float:
+    """``value`` as a float > 0, or a ValueError naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def check_num_eigenvalues(k: Any, size: int) -> int:
+    """``k`` eigenvalues can be asked of an operator of dimension ``size`` when 1 <= k <= size."""
+    check_positive_int("k", k)
+    if k > size:
+        raise ValueError(f"k={k} eigenvalues were asked of an operator of dimension {size}; pass k <= {size}")
+    return k
+
+
+def check_hessian_batches(batches: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The ``(x, y)`` batches of a full-data average, as a list, after checking they are non-empty pairs.
+
+    A list is returned because curvature probes iterate over the data hundreds of times; a one-shot
+    iterator (a generator) would silently run dry after the first pass.
+    """
+    if isinstance(batches, Iterator):
+        raise ValueError(
+            "batches must be re-iterable (a list of (x, y) pairs or a DataLoader), got a one-shot iterator "
+            f"{type(batches).__name__}; pass list(batches)"
+        )
+    if not isinstance(batches, Iterable):
+        raise ValueError(f"batches must be an iterable of (x, y) tensor pairs, got {type(batches).__name__}")
+    pairs = []
+    for index, batch in enumerate(batches):
+        if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and all(torch.is_tensor(t) for t in batch)):
+            raise ValueError(f"batch {index} must be an (x, y) pair of tensors, got {type(batch).__name__}")
+        if len(batch[0]) == 0 or len(batch[0]) != len(batch[1]):
+            raise ValueError(f"batch {index} has {len(batch[0])} inputs and {len(batch[1])} targets; expected equal, non-zero counts")
+        pairs.append((batch[0], batch[1]))
+    if not pairs:
+        raise ValueError("batches is empty: curvature probes need at least one (x, y) batch of data")
+    return pairs
+
+
+def check_deterministic_mode(model: nn.Module) -> None:
+    """A Hessian is of a deterministic function: dropout and batch-norm layers must be in eval mode."""
+    for name, module in model.named_modules():
+        if module.training and isinstance(module, _STOCHASTIC_LAYERS):
+            raise ValueError(
+                f"layer {name!r} ({type(module).__name__}) is in training mode, so the loss is not a fixed function "
+                "of the parameters; call model.eval() before probing curvature"
+            )
+
+
+def check_parameter_names(names: Iterable[str], available: Iterable[str]) -> tuple[str, ...]:
+    """Names of parameters to restrict to: non-empty, each one a trainable parameter of the model."""
+    names = tuple(names)
+    available = tuple(available)
+    unknown = [name for name in names if name not in available]
+    if unknown:
+        raise ValueError(f"unknown parameter names {unknown}; the model's trainable parameters are {list(available)}")
+    if not names:
+        raise ValueError("params is empty; pass at least one parameter name (or None for all parameters)")
+    return names
+
+
+def check_masks(masks: Any, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Masks ``{name: bool tensor}`` of the parameters' shapes, selecting at least one entry in all."""
+    if not isinstance(masks, dict) or not masks:
+        raise ValueError(f"masks must be a non-empty dict {{param_name: bool tensor}}, got {type(masks).__name__}")
+    checked = {}
+    for name, mask in masks.items():
+        if name not in params:
+            raise ValueError(f"mask for unknown parameter {name!r}; the model's trainable parameters are {list(params)}")
+        if not torch.is_tensor(mask) or mask.dtype != torch.bool or mask.shape != params[name].shape:
+            got = f"{mask.dtype} {tuple(mask.shape)}" if torch.is_tensor(mask) else type(mask).__name__
+            raise ValueError(f"mask for {name!r} must be a bool tensor of shape {tuple(params[name].shape)}, got {got}")
+        checked[name] = mask.to(params[name].device)
+    if not any(bool(mask.any()) for mask in checked.values()):
+        raise ValueError("masks select no entry at all; a subspace needs at least one True entry")
+    return checked
