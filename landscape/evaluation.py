@@ -1,0 +1,238 @@
+"""Functional evaluation: loss and accuracy of a parameter dict on a data set, without touching the model.
+
+Every probe of the landscape asks the same question -- what are the loss and the accuracy of the
+network at parameters :math:`\\theta` -- at many :math:`\\theta` that are not the model's own. The
+answer here is a pure function of ``(model, params, batches)`` built on
+:func:`torch.func.functional_call`: the model's parameters are never overwritten, and the result is
+the exact full-data average
+
+.. math::
+    L(\\theta) = \\frac{1}{N} \\sum_b |b| \\, \\ell_b(\\theta), \\qquad
+    \\mathrm{acc}(\\theta) = \\frac{1}{N} \\sum_{n} [\\arg\\max_c f_c(x_n; \\theta) = y_n],
+
+where :math:`\\ell_b` is the mean loss of batch :math:`b`, so unequal batch sizes are weighted
+correctly. Evaluation runs in eval mode (dropout off, BatchNorm on its running statistics); the
+model's train/eval flags are restored afterwards.
+
+BatchNorm running statistics are *not* parameters: at an interpolated :math:`\\theta` the averaged
+statistics of two endpoints describe neither network. :func:`recalibrate_batchnorm` recomputes them
+at :math:`\\theta` with one pass over the data (Izmailov et al., 2018, "Averaging weights leads to
+wider optima", the ``bn_update`` of SWA): the running mean is the sample-weighted average of the batch
+means, the running variance that of the (unbiased) batch variances.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> model = nn.Linear(2, 2, bias=False)
+    >>> batches = [(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]))]
+    >>> result = evaluate(model, batches, params={"weight": torch.zeros(2, 2)})
+    >>> round(result.loss, 6) == round(math.log(2), 6), result.accuracy, result.count
+    (True, 1.0, 2)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from landscape._checks import check_mean_loss
+
+__all__ = [
+    "Evaluation",
+    "evaluate",
+    "predict",
+    "recalibrate_batchnorm",
+    "has_batchnorm",
+    "param_dict",
+    "buffer_dict",
+    "stack_params",
+    "unstack_params",
+    "flatten_params",
+]
+
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+Params = Mapping[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Full-data loss and accuracy at one point of parameter space.
+
+    Attributes:
+        loss: sample-weighted mean of the loss over every batch.
+        accuracy: fraction of samples whose largest logit is the target class.
+        count: number of samples averaged over.
+    """
+
+    loss: float
+    accuracy: float
+    count: int
+
+
+def param_dict(model: nn.Module, *, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+    """The model's parameters as a ``{name: tensor}`` dict, detached (sharing storage unless moved)."""
+    return {name: p.detach().to(device) if device is not None else p.detach() for name, p in model.named_parameters()}
+
+
+def buffer_dict(model: nn.Module, *, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+    """The model's buffers (BatchNorm running statistics, ...) as a ``{name: tensor}`` dict."""
+    return {name: b.detach().to(device) if device is not None else b.detach() for name, b in model.named_buffers()}
+
+
+def stack_params(points: Sequence[Params]) -> dict[str, torch.Tensor]:
+    """Stack parameter dicts along a new leading dimension, the layout :func:`torch.func.vmap` maps over.
+
+    Example:
+        >>> stacked = stack_params([{"w": torch.zeros(3)}, {"w": torch.ones(3)}])
+        >>> tuple(stacked["w"].shape)
+        (2, 3)
+    """
+    return {name: torch.stack([point[name] for point in points]) for name in points[0]}
+
+
+def unstack_params(stacked: Params) -> list[dict[str, torch.Tensor]]:
+    """Inverse of :func:`stack_params`: one dict per index of the leading dimension."""
+    count = len(next(iter(stacked.values())))
+    return [{name: value[i] for name, value in stacked.items()} for i in range(count)]
+
+
+def flatten_params(params: Params) -> torch.Tensor:
+    """All entries of a parameter dict as one vector, in the dict's order (distances, norms, tangents).
+
+    Example:
+        >>> flatten_params({"a": torch.ones(2, 2), "b": torch.zeros(1)}).tolist()
+        [1.0, 1.0, 1.0, 1.0, 0.0]
+    """
+    return nn.utils.parameters_to_vector(params.values())
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether the model holds a BatchNorm layer that tracks running statistics."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats for m in model.modules())
+
+
+@contextlib.contextmanager
+def _modes(model: nn.Module, *, training: bool) -> Iterator[None]:
+    """Temporarily put every submodule in train or eval mode; the caller's flags are restored after."""
+    flags = [(module, module.training) for module in model.modules()]
+    model.train(training)
+    try:
+        yield
+    finally:
+        for module, flag in flags:
+            module.training = flag
+
+
+def _resolve_device(model: nn.Module, params: Params | None, device: torch.device | str | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    source = next(iter(params.values()), None) if params else next(model.parameters(), None)
+    return source.device if source is not None else torch.device("cpu")
+
+
+def _state(model: nn.Module, params: Params | None, buffers: Params | None, device: torch.device) -> dict[str, torch.Tensor]:
+    """Parameters and buffers for ``functional_call``, on ``device``; missing entries fall back to the model's."""
+    state = {**param_dict(model), **buffer_dict(model), **(params or {}), **(buffers or {})}
+    return {name: tensor.to(device) for name, tensor in state.items()}
+
+
+def evaluate(
+    model: nn.Module,
+    batches: Batches,
+    *,
+    params: Params | None = None,
+    buffers: Params | None = None,
+    loss_fn: nn.Module | None = None,
+    device: torch.device | str | None = None,
+) -> Evaluation:
+    """Loss and accuracy of ``model`` at ``params`` over every batch, in eval mode, without mutation.
+
+    Args:
+        model: the architecture; its own parameters and buffers fill in whatever ``params`` /
+            ``buffers`` leave out.
+        batches: re-iterable ``(x, y)`` pairs; the average is over all of them.
+        params: ``{name: tensor}`` to evaluate at (default: the model's own parameters).
+        buffers: ``{name: tensor}`` of buffers, e.g. from :func:`recalibrate_batchnorm`.
+        loss_fn: a loss with ``reduction="mean"`` (default ``nn.CrossEntropyLoss()``).
+        device: where to compute (default: the device of ``params`` or of the model).
+
+    Returns:
+        The full-data :class:`Evaluation`.
+    """
+    loss_fn = check_mean_loss(loss_fn)
+    device = _resolve_device(model, params, device)
+    state = _state(model, params, buffers, device)
+    total_loss, correct, count = 0.0, 0, 0
+    with torch.no_grad(), _modes(model, training=False):
+        for x, y in batches:
+            x, y = x.to(device), y.to(device)
+            logits = functional_call(model, state, (x,))
+            total_loss += float(loss_fn(logits, y)) * len(y)
+            correct += int((logits.argmax(dim=-1) == y).sum())
+            count += len(y)
+    if count == 0:
+        raise ValueError("batches held no samples; evaluate needs at least one (x, y) pair with data")
+    return Evaluation(loss=total_loss / count, accuracy=correct / count, count=count)
+
+
+def predict(
+    model: nn.Module,
+    batches: Batches,
+    *,
+    params: Params | None = None,
+    buffers: Params | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits of every sample (eval mode) and the targets, concatenated over batches, on ``device``."""
+    device = _resolve_device(model, params, device)
+    state = _state(model, params, buffers, device)
+    logits, targets = [], []
+    with torch.no_grad(), _modes(model, training=False):
+        for x, y in batches:
+            logits.append(functional_call(model, state, (x.to(device),)))
+            targets.append(y.to(device))
+    return torch.cat(logits), torch.cat(targets)
+
+
+def recalibrate_batchnorm(
+    model: nn.Module,
+    batches: Batches,
+    *,
+    params: Params | None = None,
+    device: torch.device | str | None = None,
+) -> dict[str, torch.Tensor]:
+    """BatchNorm running statistics recomputed at ``params``, returned as a new buffer dict.
+
+    One pass over ``batches`` in train mode; batch :math:`b` enters with momentum
+    :math:`|b| / (n_{\\text{seen}} + |b|)`, so the running mean is exactly the sample-weighted mean
+    of the batch means (whatever the batch sizes) and the running variance the weighted mean of the
+    batch variances. The model's buffers, flags and momenta are left as they were.
+
+    Returns:
+        ``{name: tensor}`` of every buffer of the model, BatchNorm statistics replaced.
+    """
+    device = _resolve_device(model, params, device)
+    state = _state(model, params, None, device)
+    # Fresh copies: functional_call makes BatchNorm update the tensors it is handed, in place.
+    buffers = {name: state[name].clone() for name in buffer_dict(model)}
+    state.update(buffers)
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    momenta = [m.momentum for m in norms]
+    seen = 0
+    try:
+        with torch.no_grad(), _modes(model, training=True):
+            for x, _ in batches:
+                for module in norms:
+                    module.momentum = len(x) / (seen + len(x))
+                functional_call(model, state, (x.to(device),))
+                seen += len(x)
+    finally:
+        for module, momentum in zip(norms, momenta):
+            module.momentum = momentum
+    return buffers
