@@ -97,3 +97,19 @@ def check_masks(masks: Any, params: dict[str, torch.Tensor]) -> dict[str, torch.
     if not any(bool(mask.any()) for mask in checked.values()):
         raise ValueError("masks select no entry at all; a subspace needs at least one True entry")
     return checked
+
+
+def check_mean_loss(loss_fn: Any) -> nn.Module:
+    """A loss module averaging over its batch (default ``nn.CrossEntropyLoss()``), so that batch means
+    weighted by batch sizes give the exact full-data mean."""
+    if loss_fn is None:
+        return nn.CrossEntropyLoss()
+    if not callable(loss_fn):
+        raise ValueError(f"loss_fn must be a callable loss such as nn.CrossEntropyLoss(), got {type(loss_fn).__name__}")
+    reduction = getattr(loss_fn, "reduction", "mean")
+    if reduction != "mean":
+        raise ValueError(
+            f"loss_fn must average over the batch (reduction='mean'), got reduction={reduction!r}; "
+            "pass e.g. nn.CrossEntropyLoss() so batch losses can be weighted into the full-data mean"
+        )
+    return loss_fn
