@@ -1,0 +1,175 @@
+"""Layers of the relaxed spaces: locally-connected (eLCN) and dense embedded (eFCN) layers.
+
+Both keep the conv's :class:`~embeddings.geometry.ConvGeometry`, take and return tensors shaped like
+the conv's input and output, and so drop into any network in place of the conv they relax.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._blocks import dense_local_mask
+from .geometry import ConvGeometry
+
+__all__ = ["EmbeddedDense", "LocallyConnected1d", "LocallyConnected2d"]
+
+
+def _check_input(layer: nn.Module, x: torch.Tensor, expected: tuple[int, ...]) -> None:
+    if tuple(x.shape[1:]) != expected:
+        raise ValueError(
+            f"{type(layer).__name__} was built for inputs of shape (N, {', '.join(map(str, expected))}) "
+            f"but received {tuple(x.shape)}; embedded layers are tied to the input_shape given when embedding"
+        )
+
+
+def _uniform_init(weight: torch.Tensor, bias: torch.Tensor | None, fan_in: int, generator: torch.Generator | None) -> None:
+    # PyTorch's default for Linear and Conv: kaiming_uniform(a=sqrt(5)) == U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+    with torch.no_grad():
+        weight.uniform_(-bound, bound, generator=generator)
+        if bias is not None:
+            bias.uniform_(-bound, bound, generator=generator)
+
+
+class EmbeddedDense(nn.Module):
+    """A fully-connected layer that stands in for a convolution (eFCN layer).
+
+    It computes ``y = W vec(x) + b`` with ``W`` of shape ``(C_out * P_out, C_in * P_in)`` acting on
+    the *unpadded* flattened input, and reshapes ``y`` to the conv's output shape. Right after
+    embedding, ``W`` is the conv's Toeplitz-like matrix; training moves it off the CNN subspace.
+
+    Args:
+        geometry: receptive-field geometry of the relaxed conv on its input size.
+        bias: whether the layer has one bias per output unit (``C_out * P_out`` of them).
+    """
+
+    def __init__(self, geometry: ConvGeometry, *, bias: bool = True, device=None, dtype=None) -> None:
+        super().__init__()
+        self.geometry = geometry
+        self.weight = nn.Parameter(torch.empty(geometry.dense_shape, device=device, dtype=dtype))
+        self.bias = nn.Parameter(torch.empty(geometry.dense_shape[0], device=device, dtype=dtype)) if bias else None
+        self.reset_parameters()
+
+    @property
+    def in_features(self) -> int:
+        return self.geometry.dense_shape[1]
+
+    @property
+    def out_features(self) -> int:
+        return self.geometry.dense_shape[0]
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Standard dense initialisation (as ``nn.Linear``), i.e. a vanilla FCN layer."""
+        _uniform_init(self.weight, self.bias, self.in_features, generator)
+
+    def local_mask(self) -> torch.Tensor:
+        """Boolean mask of ``weight``: True on entries that are copies of a filter entry (local blocks)."""
+        return dense_local_mask(self.geometry, device=self.weight.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(self, x, self.geometry.in_shape)
+        return F.linear(x.flatten(1), self.weight, self.bias).view(-1, *self.geometry.out_shape)
+
+    def extra_repr(self) -> str:
+        g = self.geometry
+        return (
+            f"{g.in_shape} -> {g.out_shape}, dense {self.out_features}x{self.in_features}, kernel_size={g.kernel_size}, "
+            f"stride={g.stride}, padding={g.padding}, dilation={g.dilation}, groups={g.groups}, bias={self.bias is not None}"
+        )
+
+
+class _LocallyConnectedNd(nn.Module):
+    """Convolution without weight sharing: every output position has its own filter (eLCN layer).
+
+    The weight has shape ``(C_out, C_in/groups, *kernel_size, *out_size)`` -- a conv weight with one
+    copy per output position -- and the bias ``(C_out, *out_size)``. The forward pass unfolds the
+    padded input once and contracts it with the weight per position (a batched matmul over
+    positions), so no intermediate is larger than the unfolded input times the output channels.
+    """
+
+    dims: int
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        in_size: int | Sequence[int],
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] | str = 0,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        *,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        in_size = (in_size,) * self.dims if isinstance(in_size, int) else tuple(in_size)
+        if len(in_size) != self.dims:
+            raise ValueError(f"{type(self).__name__} needs an in_size of {self.dims} spatial entries, got {in_size}")
+        self.geometry = ConvGeometry.create(
+            in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size, in_size=in_size,
+            stride=stride, padding=padding, dilation=dilation, groups=groups,
+        )
+        g = self.geometry
+        self.weight = nn.Parameter(torch.empty(g.local_shape, device=device, dtype=dtype))
+        self.bias = nn.Parameter(torch.empty(g.out_shape, device=device, dtype=dtype)) if bias else None
+        self.reset_parameters()
+
+    @classmethod
+    def from_geometry(cls, geometry: ConvGeometry, *, bias: bool = True, device=None, dtype=None) -> "_LocallyConnectedNd":
+        g = geometry
+        return cls(
+            g.in_channels, g.out_channels, g.kernel_size, g.in_size, stride=g.stride, padding=g.padding,
+            dilation=g.dilation, groups=g.groups, bias=bias, device=device, dtype=dtype,
+        )
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        g = self.geometry
+        _uniform_init(self.weight, self.bias, g.in_per_group * g.taps, generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.geometry
+        _check_input(self, x, g.in_shape)
+        pads = [p for before, after in zip(reversed(g.pad_before), reversed(g.pad_after)) for p in (before, after)]
+        x = F.pad(x, pads)
+        if g.dims == 1:
+            # unfold is 2-D only: a sequence is an image of height one.
+            columns = F.unfold(x.unsqueeze(2), (1, *g.kernel_size), dilation=(1, *g.dilation), stride=(1, *g.stride))
+        else:
+            columns = F.unfold(x, g.kernel_size, dilation=g.dilation, stride=g.stride)
+        columns = columns.view(x.shape[0], g.groups, g.in_per_group * g.taps, g.out_positions)
+        weight = self.weight.view(g.groups, g.out_per_group, g.in_per_group * g.taps, g.out_positions)
+        out = torch.einsum("ngkp,gokp->ngop", columns, weight).reshape(x.shape[0], *g.out_shape)
+        return out if self.bias is None else out + self.bias
+
+    def extra_repr(self) -> str:
+        g = self.geometry
+        return (
+            f"{g.in_channels}, {g.out_channels}, kernel_size={g.kernel_size}, in_size={g.in_size}, out_size={g.out_size}, "
+            f"stride={g.stride}, padding={g.padding}, dilation={g.dilation}, groups={g.groups}, bias={self.bias is not None}"
+        )
+
+
+class LocallyConnected1d(_LocallyConnectedNd):
+    """Locally-connected layer on sequences ``(N, C, L)``; see :class:`_LocallyConnectedNd`.
+
+    Example:
+        >>> layer = LocallyConnected1d(2, 3, kernel_size=3, in_size=10, padding=1)
+        >>> tuple(layer.weight.shape), tuple(layer(torch.zeros(4, 2, 10)).shape)
+        ((3, 2, 3, 10), (4, 3, 10))
+    """
+
+    dims = 1
+
+
+class LocallyConnected2d(_LocallyConnectedNd):
+    """Locally-connected layer on images ``(N, C, H, W)``; see :class:`_LocallyConnectedNd`."""
+
+    dims = 2
