@@ -14,7 +14,7 @@ are kept by the embeddings, so the state dict of a trained eFCN fits the eFCN re
 
 Example:
     >>> import tempfile, os
-    >>> from embeddings.architectures import build_model
+    >>> from embeddings import build_model
     >>> model = build_model("vanilla1d", channels=4)
     >>> path = save_checkpoint(os.path.join(tempfile.mkdtemp(), "cnn.pt"), model, epoch=3)
     >>> again, meta = load_checkpoint(path)
@@ -102,14 +102,9 @@ def _read(path: Path) -> dict[str, Any]:
 
 def _rebuild(arch: str, arch_kwargs: dict[str, Any], space: str, input_shape: tuple[int, ...]) -> nn.Module:
     """An untrained model of the given architecture in the given space (weights to be loaded)."""
-    # Deferred: loading a CNN checkpoint needs only the registry, not the embedding machinery.
-    from embeddings.architectures import build_model
+    import embeddings  # deferred: only loading needs the registry and the embeddings
 
-    model = build_model(arch, **arch_kwargs)
-    if space == "cnn":
-        return model
-    import embeddings
-
+    model = embeddings.build_model(arch, **arch_kwargs)
     if space == "elcn":
         model = embeddings.to_elcn(model, input_shape)
     elif space == "efcn":
