@@ -39,3 +39,22 @@ __all__ = [
     "VanillaCNN",
     "AlexNet",
 ]
+
+# --- ExpandNets (issue 8): linear expansion, exact compression, the paper's compact SmallNets ---
+from ._expand_layers import ExpandedConv, ExpandedLinear, compose_conv, compose_linear
+from .expandnets import ExpandMode, compress, compressed_parameters, expand, expanded_layers, product_l2
+from .smallnets import SmallNet
+
+__all__ += [
+    "expand",
+    "compress",
+    "compressed_parameters",
+    "expanded_layers",
+    "product_l2",
+    "ExpandMode",
+    "ExpandedConv",
+    "ExpandedLinear",
+    "compose_conv",
+    "compose_linear",
+    "SmallNet",
+]
