@@ -10,3 +10,8 @@ from landscape.evaluation import (
     stack_params,
     unstack_params,
 )
+
+# --- curvature (issue 6): Hessian operators on parameter subspaces, Lanczos, traces, densities, basins ---
+from landscape.hessian import HessianOperator, MatrixOperator, as_operator
+from landscape.lanczos import EigenResult, hessian_eigenvalues, lanczos
+from landscape.subspace import ParameterSubspace, parameter_subspace

@@ -1,0 +1,87 @@
+"""The full-data average loss of a model as a pure function of some of its parameters.
+
+:math:`L(\\theta) = \\sum_b \\frac{n_b}{N} \\ell_b(\\theta)` for batches of sizes :math:`n_b` whose loss
+:math:`\\ell_b` is a mean (``reduction="mean"``, the default of torch losses) or
+:math:`\\frac{1}{N}\\sum_b \\ell_b` for summed losses; so the average is exact whatever the batching.
+Gradients and Hessian-vector products go through ``torch.func`` on a ``functional_call`` of the model,
+the HVP forward-over-reverse, :math:`Hv = \\partial_\\epsilon \\nabla L(\\theta + \\epsilon v)|_0`
+(``jvp(grad(L))``), which builds no double-backward graph to leak.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad, jvp
+
+from landscape._checks import check_deterministic_mode, check_hessian_batches
+
+Params = dict[str, torch.Tensor]
+
+
+class Objective:
+    """Average loss over ``batches`` as a function of the parameters named in ``moving``.
+
+    The other parameters and the buffers are held fixed at the model's values. Batches are moved to the
+    parameters' device once, because probes iterate over them hundreds of times.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: Callable, batches, *, moving: tuple[str, ...]) -> None:
+        check_deterministic_mode(model)
+        pairs = check_hessian_batches(batches)
+        reduction = getattr(loss_fn, "reduction", "mean")
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"loss_fn must average or sum over a batch, got reduction={reduction!r}; use 'mean'")
+        self.model = model
+        self.loss_fn = loss_fn
+        params = dict(model.named_parameters())
+        self.point: Params = {name: params[name].detach() for name in moving}
+        self.fixed: Params = {name: p.detach() for name, p in params.items() if name not in self.point}
+        self.fixed.update({name: b for name, b in model.named_buffers()})
+        device = next(iter(self.point.values())).device
+        self.batches = [(x.to(device), y.to(device)) for x, y in pairs]
+        total = sum(len(x) for x, _ in self.batches)
+        self.num_samples = total
+        self.weights = [(len(x) if reduction == "mean" else 1) / total for x, _ in self.batches]
+
+    def _batch_loss(self, moving: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(functional_call(self.model, {**self.fixed, **moving}, (x,)), y)
+
+    def at(self, delta: Mapping[str, torch.Tensor] | None) -> Params:
+        """The moving parameters displaced by ``delta`` (missing names stay put)."""
+        if not delta:
+            return dict(self.point)
+        return {name: p + delta[name] if name in delta else p for name, p in self.point.items()}
+
+    def loss(self, moving: Params | None = None) -> float:
+        """:math:`L` at ``moving`` (default: the model's point)."""
+        moving = self.point if moving is None else moving
+        with torch.no_grad():
+            return float(sum(w * self._batch_loss(moving, x, y) for w, (x, y) in zip(self.weights, self.batches)))
+
+    def gradient(self, moving: Params | None = None) -> Params:
+        """:math:`\\nabla L` at ``moving`` (default: the model's point)."""
+        moving = self.point if moving is None else moving
+        total = {name: torch.zeros_like(p) for name, p in moving.items()}
+        for w, (x, y) in zip(self.weights, self.batches):
+            g = grad(self._batch_loss)(moving, x, y)
+            for name in total:
+                total[name].add_(g[name], alpha=w)
+        return total
+
+    def hvp(self, tangent: Mapping[str, torch.Tensor]) -> Params:
+        """:math:`H v` at the model's point for a tangent ``{name: tensor}`` over the moving names."""
+        tangent = {name: tangent[name].to(p) for name, p in self.point.items()}
+        total = {name: torch.zeros_like(p) for name, p in self.point.items()}
+        for w, (x, y) in zip(self.weights, self.batches):
+            if y.is_floating_point():
+                # A materialised zero tangent for float targets: torch's forward derivative of
+                # mse_loss_backward writes into the target's implicit ZeroTensor tangent and fails.
+                _, hv = jvp(lambda m, t: grad(self._batch_loss)(m, x, t), (self.point, y), (tangent, torch.zeros_like(y)))
+            else:
+                _, hv = jvp(lambda m: grad(self._batch_loss)(m, x, y), (self.point,), (tangent,))
+            for name in total:
+                total[name].add_(hv[name], alpha=w)
+        return total
