@@ -146,7 +146,9 @@ class _LocallyConnectedNd(nn.Module):
             columns = F.unfold(x, g.kernel_size, dilation=g.dilation, stride=g.stride)
         columns = columns.view(x.shape[0], g.groups, g.in_per_group * g.taps, g.out_positions)
         weight = self.weight.view(g.groups, g.out_per_group, g.in_per_group * g.taps, g.out_positions)
+        # einsum batches over (g, p) and hands back a permuted view; code after a conv may call .view().
         out = torch.einsum("ngkp,gokp->ngop", columns, weight).reshape(x.shape[0], *g.out_shape)
+        out = out.contiguous()
         return out if self.bias is None else out + self.bias
 
     def extra_repr(self) -> str:

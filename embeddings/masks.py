@@ -57,8 +57,7 @@ def offlocal_ratio(model: nn.Module) -> float:
         >>> offlocal_ratio(efcn)
         0.0
         >>> with torch.no_grad():
-        ...     efcn[0].weight.fill_(1.0)
-        ...     efcn[0].bias.zero_()
+        ...     _ = efcn[0].weight.fill_(1.0), efcn[0].bias.zero_()
         >>> round(offlocal_ratio(efcn) ** 2, 4)  # 5 of the 8 entries of each row are off-local
         0.625
     """

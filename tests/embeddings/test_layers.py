@@ -1,0 +1,69 @@
+"""Locally-connected layers against a brute-force per-position reference."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from embeddings import LocallyConnected1d, LocallyConnected2d, to_efcn
+
+torch.set_num_threads(1)
+
+
+def _brute_force(layer, x):
+    """Each output position applied as its own conv to the padded input: no unfold, no einsum."""
+    g = layer.geometry
+    pads = [p for before, after in zip(reversed(g.pad_before), reversed(g.pad_after)) for p in (before, after)]
+    padded = F.pad(x, pads)
+    conv = F.conv1d if g.dims == 1 else F.conv2d
+    out = torch.zeros(x.shape[0], *g.out_shape, dtype=x.dtype)
+    for position in itertools.product(*(range(n) for n in g.out_size)):
+        filters = layer.weight[(..., *position)]
+        full = conv(padded, filters, None, g.stride, 0, g.dilation, g.groups)
+        out[(slice(None), slice(None), *position)] = full[(slice(None), slice(None), *position)]
+    return out if layer.bias is None else out + layer.bias
+
+
+@pytest.mark.parametrize(
+    "cls, kwargs, shape",
+    [
+        (LocallyConnected1d, dict(kernel_size=3, stride=2, padding=1), (2, 9)),
+        (LocallyConnected1d, dict(kernel_size=2, dilation=2, padding="same", groups=2, bias=False), (2, 7)),
+        (LocallyConnected2d, dict(kernel_size=(2, 3), stride=(2, 1), padding=(1, 0)), (2, 6, 5)),
+        (LocallyConnected2d, dict(kernel_size=3, dilation=(1, 2), padding="valid", groups=2), (4, 7, 8)),
+    ],
+)
+def test_locally_connected_matches_brute_force_and_its_efcn(cls, kwargs, shape):
+    generator = torch.Generator().manual_seed(0)
+    layer = cls(shape[0], 4, in_size=shape[1:], dtype=torch.float64, **kwargs)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator, dtype=p.dtype))
+    x = torch.randn(3, *shape, generator=generator, dtype=torch.float64)
+    torch.testing.assert_close(layer(x), _brute_force(layer, x), rtol=0, atol=1e-10)
+    torch.testing.assert_close(to_efcn(layer, shape)(x), layer(x), rtol=0, atol=1e-10)
+    assert layer(x).is_contiguous()
+
+
+def test_gradients_reach_every_position_independently():
+    layer = LocallyConnected1d(1, 1, kernel_size=3, in_size=5, padding=1, bias=False)
+    x = torch.zeros(1, 1, 5)
+    x[0, 0, 2] = 1.0
+    layer(x)[0, 0, 0].backward()
+    # Only output position 0's filter receives gradient, and only on the tap that sees x[2]: none does.
+    assert layer.weight.grad.abs().sum() == 0
+    layer.zero_grad()
+    layer(x)[0, 0, 1].backward()
+    expected = torch.zeros_like(layer.weight)
+    expected[0, 0, 2, 1] = 1.0
+    torch.testing.assert_close(layer.weight.grad, expected)
+
+
+def test_bad_in_size_is_refused():
+    with pytest.raises(ValueError, match="needs an in_size of 2 spatial entries"):
+        LocallyConnected2d(1, 1, 3, in_size=(5,))
+    with pytest.raises(ValueError, match="does not fit an input of size"):
+        LocallyConnected1d(1, 1, 7, in_size=4)
