@@ -113,3 +113,61 @@ def check_mean_loss(loss_fn: Any) -> nn.Module:
             "pass e.g. nn.CrossEntropyLoss() so batch losses can be weighted into the full-data mean"
         )
     return loss_fn
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def check_stiffness(value: Any) -> float:
+    """The string's stiffness k: a finite number >= 0 (0 lets the points fall independently)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        raise ValueError(
+            f"stiffness k must be a finite number >= 0 (k=0: points fall independently, large k: the linear path), got {value!r}"
+        )
+    return float(value)
+
+
+def check_string_config(config: Any) -> None:
+    """Every field of a ``StringConfig``, checked when it is built."""
+    if isinstance(config.num_points, bool) or not isinstance(config.num_points, int) or config.num_points < 3:
+        raise ValueError(f"num_points must be an int >= 3 (two fixed endpoints and at least one moving point), got {config.num_points!r}")
+    check_stiffness(config.stiffness)
+    check_positive_int("epochs", config.epochs)
+    if config.steps is not None:
+        check_positive_int("steps", config.steps)
+    check_positive_float("lr", config.lr)
+    check_positive_int("record_every", config.record_every)
+    if isinstance(config.momentum, bool) or not isinstance(config.momentum, (int, float)) or not 0 <= config.momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {config.momentum!r}")
+    _check_choice("optimizer", config.optimizer, ("sgd", "adam"))
+    _check_choice("forces", config.forces, ("elastic", "neb"))
+    _check_choice("spring", config.spring, ("implicit", "explicit"))
+    _check_choice("batching", config.batching, ("auto", "vmap", "loop"))
+    if config.climbing_image and config.forces != "neb":
+        raise ValueError("climbing_image=True needs forces='neb' (the climbing image is a nudged-elastic-band force)")
+
+
+def check_training_batches(batches: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Non-empty ``(x, y)`` batches as a list (mini-batch loops index and shuffle them)."""
+    if isinstance(batches, Iterator):
+        raise ValueError(f"batches must be re-iterable (a list of (x, y) pairs), got a one-shot {type(batches).__name__}; pass list(batches)")
+    pairs = [tuple(batch) for batch in batches]
+    if not pairs or any(len(pair) != 2 or len(pair[0]) == 0 for pair in pairs):
+        raise ValueError("batches must be a non-empty list of (x, y) pairs of non-empty tensors")
+    return pairs
+
+
+def check_alphas(alphas: Any, method: str) -> torch.Tensor:
+    """Interpolation coefficients as a 1-D float64 tensor; within [0, 1] unless the method is linear."""
+    _check_choice("method", method, ("linear", "output", "string"))
+    values = torch.as_tensor(alphas, dtype=torch.float64).flatten()
+    if values.numel() == 0 or not bool(torch.isfinite(values).all()):
+        raise ValueError(f"alphas must be a non-empty sequence of finite numbers, got {alphas!r}")
+    if method != "linear" and bool(((values < 0) | (values > 1)).any()):
+        raise ValueError(
+            f"alphas for method {method!r} must lie in [0, 1] (its path only exists between the endpoints), got "
+            f"min {float(values.min()):g}, max {float(values.max()):g}; extrapolate with method='linear' only"
+        )
+    return values
