@@ -11,6 +11,11 @@ from landscape.evaluation import (
     unstack_params,
 )
 
+# --- paths (issue 5): linear / elastic string / output-space interpolation and path metrics ---
+from landscape.interpolation import PathResult, interpolate
+from landscape.paths import PathMetrics, barrier_height, path_metrics, polyline_length, polyline_point
+from landscape.string_method import StringConfig, StringResult, elastic_string
+
 # --- curvature (issue 6): Hessian operators on parameter subspaces, Lanczos, traces, densities, basins ---
 from landscape.hessian import HessianOperator, MatrixOperator, as_operator
 from landscape.lanczos import EigenResult, hessian_eigenvalues, lanczos
