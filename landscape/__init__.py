@@ -20,3 +20,6 @@ from landscape.string_method import StringConfig, StringResult, elastic_string
 from landscape.hessian import HessianOperator, MatrixOperator, as_operator
 from landscape.lanczos import EigenResult, hessian_eigenvalues, lanczos
 from landscape.subspace import ParameterSubspace, parameter_subspace
+
+# --- gradient confusion (issue 8, ExpandNets): pairwise cosines of mini-batch gradients ---
+from landscape.gradient_stats import GradientCosines, gradient_cosines, pairwise_cosines
