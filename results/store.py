@@ -113,6 +113,15 @@ class CurveWriter:
             dataset[n] = value
         self.group.file.flush()
 
+    def append_at(self, position: int, **row: float) -> None:
+        """Make ``row`` point number ``position``: later points are dropped, then it is appended.
+
+        Replaying a resumed run's points through this is idempotent: a point written before a kill
+        and written again after the resume appears once.
+        """
+        self.truncate(check_length(position, len(self)))
+        self.append(**row)
+
     def truncate(self, length: int) -> None:
         """Keep the first ``length`` points (resuming from a checkpoint older than the curve)."""
         current = max(self.group[c].shape[0] for c in self.columns)
