@@ -20,6 +20,10 @@ from landscape.string_method import StringConfig, StringResult, elastic_string
 from landscape.hessian import HessianOperator, MatrixOperator, as_operator
 from landscape.lanczos import EigenResult, hessian_eigenvalues, lanczos
 from landscape.subspace import ParameterSubspace, parameter_subspace
+from landscape.trace import TraceResult, hessian_trace, hutch_plus_plus, hutchinson
+from landscape.density import SpectralDensity, hessian_density, slq
+from landscape.basin import BasinWidth, EpsilonSharpness, basin_width, epsilon_sharpness, filter_normalized_direction
+from landscape.surface import LossSurface, loss_surface
 
 # --- gradient confusion (issue 8, ExpandNets): pairwise cosines of mini-batch gradients ---
 from landscape.gradient_stats import GradientCosines, gradient_cosines, pairwise_cosines

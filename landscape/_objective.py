@@ -1,8 +1,8 @@
 """The full-data average loss of a model as a pure function of some of its parameters.
 
 :math:`L(\\theta) = \\sum_b \\frac{n_b}{N} \\ell_b(\\theta)` for batches of sizes :math:`n_b` whose loss
-:math:`\\ell_b` is a mean (``reduction="mean"``, the default of torch losses) or
-:math:`\\frac{1}{N}\\sum_b \\ell_b` for summed losses; so the average is exact whatever the batching.
+:math:`\\ell_b` is a mean (``reduction="mean"``, the default of torch losses), so the average is exact
+whatever the batching.
 Gradients and Hessian-vector products go through ``torch.func`` on a ``functional_call`` of the model,
 the HVP forward-over-reverse, :math:`Hv = \\partial_\\epsilon \\nabla L(\\theta + \\epsilon v)|_0`
 (``jvp(grad(L))``), which builds no double-backward graph to leak.
@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp
 
-from landscape._checks import check_deterministic_mode, check_hessian_batches
+from landscape._checks import check_deterministic_mode, check_hessian_batches, check_mean_loss
 
 Params = dict[str, torch.Tensor]
 
@@ -31,11 +31,8 @@ class Objective:
     def __init__(self, model: nn.Module, loss_fn: Callable, batches, *, moving: tuple[str, ...]) -> None:
         check_deterministic_mode(model)
         pairs = check_hessian_batches(batches)
-        reduction = getattr(loss_fn, "reduction", "mean")
-        if reduction not in ("mean", "sum"):
-            raise ValueError(f"loss_fn must average or sum over a batch, got reduction={reduction!r}; use 'mean'")
         self.model = model
-        self.loss_fn = loss_fn
+        self.loss_fn = check_mean_loss(loss_fn)
         params = dict(model.named_parameters())
         self.point: Params = {name: params[name].detach() for name in moving}
         self.fixed: Params = {name: p.detach() for name, p in params.items() if name not in self.point}
@@ -43,8 +40,7 @@ class Objective:
         device = next(iter(self.point.values())).device
         self.batches = [(x.to(device), y.to(device)) for x, y in pairs]
         total = sum(len(x) for x, _ in self.batches)
-        self.num_samples = total
-        self.weights = [(len(x) if reduction == "mean" else 1) / total for x, _ in self.batches]
+        self.weights = [len(x) / total for x, _ in self.batches]
 
     def _batch_loss(self, moving: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.loss_fn(functional_call(self.model, {**self.fixed, **moving}, (x,)), y)
@@ -54,12 +50,6 @@ class Objective:
         if not delta:
             return dict(self.point)
         return {name: p + delta[name] if name in delta else p for name, p in self.point.items()}
-
-    def loss(self, moving: Params | None = None) -> float:
-        """:math:`L` at ``moving`` (default: the model's point)."""
-        moving = self.point if moving is None else moving
-        with torch.no_grad():
-            return float(sum(w * self._batch_loss(moving, x, y) for w, (x, y) in zip(self.weights, self.batches)))
 
     def gradient(self, moving: Params | None = None) -> Params:
         """:math:`\\nabla L` at ``moving`` (default: the model's point)."""
