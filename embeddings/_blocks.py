@@ -1,11 +1,11 @@
-"""Scatter and gather between locally-connected weights and dense eFCN weights, one tap at a time.
+"""Scatter and gather between conv / locally-connected weights and dense eFCN weights.
 
 A dense eFCN weight of shape ``(C_out * P_out, C_in * P_in)`` is viewed as
 ``(G, C_out/G, P_out, G, C_in/G, P_in)``; connections inside a group live on the diagonal of the two
 group axes, which ``Tensor.diagonal`` exposes as a writable view of shape
-``(C_out/G, P_out, C_in/G, P_in, G)``. For each kernel tap, :meth:`ConvGeometry.tap_pairs` gives the
-(output, input) positions it connects, and one advanced-indexing assignment writes all channels and
-all positions of that tap at once. The ops are out-of-place on a fresh tensor, hence differentiable.
+``(C_out/G, P_out, C_in/G, P_in, G)``. :meth:`ConvGeometry.connections` lists every (output, input,
+tap) triple, and one advanced-indexing assignment writes all channels of all of them at once. The ops
+are out-of-place on a fresh tensor, hence differentiable.
 """
 
 from __future__ import annotations
@@ -21,12 +21,20 @@ def _group_diagonal(dense: torch.Tensor, geometry: ConvGeometry) -> torch.Tensor
     return blocks.diagonal(dim1=0, dim2=3)
 
 
-def _tap_values(local_weight: torch.Tensor, geometry: ConvGeometry, tap: tuple[int, ...], out_index: torch.Tensor) -> torch.Tensor:
-    """Weights of one tap at the given output positions, laid out as ``(n, C_out/G, C_in/G, G)``."""
+def _is_conv_weight(weight: torch.Tensor, geometry: ConvGeometry) -> bool:
+    return weight.dim() == 2 + geometry.dims
+
+
+def _value_table(weight: torch.Tensor, geometry: ConvGeometry) -> tuple[torch.Tensor, int]:
+    """Rows of ``(C_out/G, C_in/G, G)`` weights to gather connections from, and positions per tap.
+
+    ``weight`` is a conv weight ``(C_out, C_in/G, *k)`` (one row per tap) or an eLCN weight
+    ``(C_out, C_in/G, *k, *out_size)`` (one row per tap and output position).
+    """
     g = geometry
-    per_position = local_weight[(slice(None), slice(None), *tap)].reshape(g.out_channels, g.in_per_group, g.out_positions)
-    picked = per_position[:, :, out_index]
-    return picked.view(g.groups, g.out_per_group, g.in_per_group, -1).permute(3, 1, 2, 0)
+    positions = 1 if _is_conv_weight(weight, geometry) else g.out_positions
+    table = weight.reshape(g.groups, g.out_per_group, g.in_per_group, g.taps * positions).permute(3, 1, 2, 0)
+    return table.contiguous(), positions
 
 
 def conv_as_local(weight: torch.Tensor, geometry: ConvGeometry) -> torch.Tensor:
@@ -35,41 +43,46 @@ def conv_as_local(weight: torch.Tensor, geometry: ConvGeometry) -> torch.Tensor:
     return weight.view(*weight.shape, *trailing).expand(*weight.shape, *geometry.out_size)
 
 
-def local_to_dense(local_weight: torch.Tensor, geometry: ConvGeometry) -> torch.Tensor:
-    """Dense eFCN weight equal to the locally-connected weight ``(C_out, C_in/G, *k, *out_size)``.
+# Connections written per chunk: the gathered values of a chunk (about 4 MiB of float32) stay in cache
+# instead of materialising all of them, which cost more in page faults than the scatter itself.
+_CHUNK_VALUES = 1 << 20
+
+
+def to_dense(weight: torch.Tensor, geometry: ConvGeometry) -> torch.Tensor:
+    """Dense eFCN weight equal to a conv weight or an eLCN weight (see :func:`_value_table`).
 
     Taps that land on padding are dropped: the dense layer acts on the unpadded input.
     """
-    dense = local_weight.new_zeros(geometry.dense_shape)
+    dense = weight.new_zeros(geometry.dense_shape)
     diagonal = _group_diagonal(dense, geometry)
-    for tap in geometry.tap_offsets():
-        out_index, in_index = geometry.tap_pairs(tap, device=local_weight.device)
-        diagonal[:, out_index, :, in_index, :] = _tap_values(local_weight, geometry, tap, out_index)
+    out_index, in_index, tap_index = geometry.connections(device=weight.device)
+    table, positions = _value_table(weight, geometry)
+    rows = tap_index * positions + (out_index if positions > 1 else 0)
+    step = max(1, _CHUNK_VALUES // (geometry.out_channels * geometry.in_per_group))
+    for start in range(0, out_index.numel(), step):
+        chunk = slice(start, start + step)
+        diagonal[:, out_index[chunk], :, in_index[chunk], :] = table.index_select(0, rows[chunk])
     return dense
 
 
 def dense_local_mask(geometry: ConvGeometry, device: torch.device | None = None) -> torch.Tensor:
-    """Boolean mask of the dense entries that are copies of some locally-connected weight."""
+    """Boolean mask of the dense entries that are copies of some filter entry."""
     mask = torch.zeros(geometry.dense_shape, dtype=torch.bool, device=device)
-    diagonal = _group_diagonal(mask, geometry)
-    for tap in geometry.tap_offsets():
-        out_index, in_index = geometry.tap_pairs(tap, device=device)
-        diagonal[:, out_index, :, in_index, :] = True
+    out_index, in_index, _ = geometry.connections(device=device)
+    _group_diagonal(mask, geometry)[:, out_index, :, in_index, :] = True
     return mask
 
 
 def dense_to_conv(dense: torch.Tensor, geometry: ConvGeometry) -> torch.Tensor:
     """Nearest conv weight in L2: each filter entry is the mean of its copies in the dense matrix.
 
-    Copies hidden by padding do not exist in the dense matrix and so do not count.
+    Copies hidden by padding do not exist in the dense matrix and so do not count; a tap that only
+    ever sees padding acts on nothing and comes back as zero.
     """
     g = geometry
-    diagonal = _group_diagonal(dense, geometry)
-    weight = dense.new_zeros(g.out_channels, g.in_per_group, *g.kernel_size)
-    for tap in geometry.tap_offsets():
-        out_index, in_index = geometry.tap_pairs(tap, device=dense.device)
-        if out_index.numel() == 0:
-            continue  # a tap that only ever sees padding has no copy: it stays at zero, as it acts on nothing
-        copies = diagonal[:, out_index, :, in_index, :]  # (n, C_out/G, C_in/G, G)
-        weight[(slice(None), slice(None), *tap)] = copies.mean(0).permute(2, 0, 1).reshape(g.out_channels, g.in_per_group)
-    return weight
+    out_index, in_index, tap_index = geometry.connections(device=dense.device)
+    copies = _group_diagonal(dense, geometry)[:, out_index, :, in_index, :]  # (n, C_out/G, C_in/G, G)
+    sums = dense.new_zeros(g.taps, *copies.shape[1:]).index_add_(0, tap_index, copies)
+    counts = torch.bincount(tap_index, minlength=g.taps).clamp(min=1).to(dense.dtype)
+    means = sums / counts.view(-1, 1, 1, 1)
+    return means.permute(3, 1, 2, 0).reshape(g.out_channels, g.in_per_group, *g.kernel_size)

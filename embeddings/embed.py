@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from ._blocks import conv_as_local, dense_to_conv, local_to_dense
+from ._blocks import conv_as_local, dense_to_conv, to_dense
 from ._checks import resolve_input_shape
 from ._tracing import RelaxableLayer, find_relaxable_layers
 from .geometry import ConvGeometry
@@ -66,7 +66,7 @@ def _dense_layer(module: nn.Module, geometry: ConvGeometry) -> EmbeddedDense:
     layer = EmbeddedDense.__new__(EmbeddedDense)
     nn.Module.__init__(layer)  # skip EmbeddedDense.__init__: no point allocating and initialising twice
     layer.geometry = geometry
-    layer.weight = _as_parameter(local_to_dense(_local_weight(module, geometry), geometry), module.weight)
+    layer.weight = _as_parameter(to_dense(module.weight, geometry), module.weight)
     bias = _position_bias(module, geometry)
     layer.bias = None if bias is None else _as_parameter(bias.reshape(-1), module.bias)
     return layer
@@ -218,12 +218,10 @@ def embed_parameters(target: nn.Module, params: Mapping[str, torch.Tensor]) -> d
         g = module.geometry
         prefix = f"{name}." if name else ""
         weight = params[prefix + "weight"]
-        if weight.dim() == 2 + g.dims:
-            weight = conv_as_local(weight, g)
         if isinstance(module, EmbeddedDense):
-            embedded[prefix + "weight"] = weight if weight.dim() == 2 else local_to_dense(weight, g)
+            embedded[prefix + "weight"] = weight if weight.dim() == 2 else to_dense(weight, g)
         else:
-            embedded[prefix + "weight"] = weight
+            embedded[prefix + "weight"] = conv_as_local(weight, g) if weight.dim() == 2 + g.dims else weight
         if module.bias is not None:
             bias = params[prefix + "bias"]
             if bias.dim() == 1 and bias.numel() == g.out_channels:

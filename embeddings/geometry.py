@@ -172,3 +172,21 @@ class ConvGeometry:
             in_flat = in_flat.unsqueeze(-1) * n_in + in_pos.clamp(0, n_in - 1)
             valid = valid.unsqueeze(-1) & (in_pos >= 0) & (in_pos < n_in)
         return out_flat[valid], in_flat[valid]
+
+    def connections(self, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """All (output, input, tap) triples of the layer, sorted by output then input position.
+
+        Sorting makes a scatter into the dense eFCN weight walk through it row block by row block,
+        which is several times faster than tap by tap (each tap touches every row).
+
+        Example:
+            >>> g = ConvGeometry.create(in_channels=1, out_channels=1, kernel_size=2, in_size=(3,))
+            >>> [t.tolist() for t in g.connections()]
+            [[0, 0, 1, 1], [0, 1, 1, 2], [0, 1, 0, 1]]
+        """
+        pairs = [self.tap_pairs(tap, device) for tap in self.tap_offsets()]
+        out_index = torch.cat([o for o, _ in pairs])
+        in_index = torch.cat([i for _, i in pairs])
+        tap_index = torch.cat([torch.full_like(o, t) for t, (o, _) in enumerate(pairs)])
+        order = torch.argsort(out_index * self.in_positions + in_index)
+        return out_index[order], in_index[order], tap_index[order]
