@@ -149,8 +149,13 @@ def _neb_forces(grads: Params, full: Params, losses: torch.Tensor, stiffness: fl
     ahead = {n: t[2:] - t[1:-1] for n, t in full.items()}
     behind = {n: t[1:-1] - t[:-2] for n, t in full.items()}
     len_ahead, len_behind = _norms(ahead), _norms(behind)
-    tangent = {n: ahead[n] / _per_point(len_ahead, ahead[n]) + behind[n] / _per_point(len_behind, behind[n]) for n in full}
-    scale = _norms(tangent)
+    # Coinciding neighbours give a zero segment, which then contributes no direction (not a NaN).
+    tiny = torch.finfo(len_ahead.dtype).tiny
+    tangent = {
+        n: ahead[n] / _per_point(len_ahead.clamp_min(tiny), ahead[n]) + behind[n] / _per_point(len_behind.clamp_min(tiny), behind[n])
+        for n in full
+    }
+    scale = _norms(tangent).clamp_min(tiny)
     tangent = {n: t / _per_point(scale, t) for n, t in tangent.items()}
     along = sum((grads[n] * tangent[n]).flatten(1).sum(1) for n in grads)
     spring = stiffness * (len_ahead - len_behind)
