@@ -105,7 +105,7 @@ def slq(
     lower, upper = np.nanmin(nodes), np.nanmax(nodes)
     span = max(upper - lower, 1e-12 * max(abs(lower), abs(upper), 1.0))
     sigma = 0.01 * span if sigma is None else sigma
-    grid = np.linspace(lower - 3 * sigma, upper + 3 * sigma, num_points)
+    grid = np.linspace(lower - 5 * sigma, upper + 5 * sigma, num_points)
     found = ~np.isnan(nodes)
     kernel = np.exp(-0.5 * ((grid[:, None] - nodes[found][None, :]) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
     density = kernel @ weights[found] / num_probes

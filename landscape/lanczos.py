@@ -99,7 +99,10 @@ def tridiagonalize(
         exhausted = betas[j] <= breakdown * scale
         if exhausted:
             betas[j] = 0.0
-        if stop is not None and stop(alphas[:steps], betas[:steps], betas[j]):
+        # An exhausted Krylov space looks converged (zero residuals) yet may miss copies of repeated
+        # eigenvalues, so with a generator the recurrence restarts before the stopping test is heard.
+        restart = exhausted and generator is not None
+        if stop is not None and not restart and stop(alphas[:steps], betas[:steps], betas[j]):
             break
         if steps == max_steps or steps == n:
             break
