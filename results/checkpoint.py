@@ -84,8 +84,8 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file ({first_line}); re-create it") from None
+        # torch's own messages run to paragraphs; the type is enough to tell truncation from a foreign file.
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file ({type(err).__name__}); re-create it") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(

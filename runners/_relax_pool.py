@@ -1,0 +1,145 @@
+"""Run a set of dependent trainings, in parallel processes, with one process writing the HDF5 file.
+
+HDF5 files take one writer, so workers never touch ``results.h5``: they send each epoch's record
+through a queue and the parent appends it (``CurveWriter.append_at``, so records replayed after a
+resume land once). A run starts when the runs it needs (its parent) are done. With ``jobs=1``
+everything runs in this process, in dependency order.
+
+Resuming: a run whose group says ``status == "done"`` is skipped; any other run restarts from its
+per-epoch state file, its curve cut back to the replayed records.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue as queue_module
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any
+
+import h5py
+import torch
+
+from results import CurveWriter, write_attrs
+from runners._relax_jobs import RunContext, RunSpec, execute
+from runners.training import HISTORY_COLUMNS
+
+
+class _Recorder:
+    """The parent's view of ``/runs``: opens a run's group and curve, appends records, closes it."""
+
+    def __init__(self, store: h5py.File) -> None:
+        self.store = store
+        self.curves: dict[str, CurveWriter] = {}
+
+    def done(self, name: str) -> bool:
+        group = self.store.get(f"runs/{name}")
+        return group is not None and group.attrs.get("status") == "done"
+
+    def start(self, spec: RunSpec) -> None:
+        group = self.store.require_group(f"runs/{spec.name}")
+        write_attrs(group, {
+            "space": spec.space, "parent": spec.parent, "parent_epoch": spec.parent_epoch,
+            "epochs": spec.epochs, "status": "running", **spec.attrs,
+        })
+        self.curves[spec.name] = CurveWriter(group, "history", columns=HISTORY_COLUMNS, index="epoch")
+
+    def epoch(self, name: str, row: dict[str, float]) -> None:
+        self.curves[name].append_at(int(row["epoch"]), **row)
+
+    def finish(self, name: str, summary: dict[str, Any]) -> None:
+        write_attrs(self.store[f"runs/{name}"], {**summary, "status": "done"})
+
+
+def _init_worker(threads: int) -> None:
+    # Parallel runs on few cores: one intra-op thread each, or they fight over the cores.
+    torch.set_num_threads(threads)
+
+
+def _execute_remote(spec: RunSpec, context: RunContext, channel) -> dict[str, Any]:
+    return execute(spec, context, lambda name, record: channel.put((name, record.row())))
+
+
+def run_all(
+    specs: Sequence[RunSpec], context: RunContext, store: h5py.File, *, jobs: int = 1, threads: int = 1
+) -> list[str]:
+    """Train every run not yet done, respecting ``parent`` dependencies; returns the names trained.
+
+    Args:
+        specs: the runs; a run's ``parent`` must be among them (or already done in ``store``).
+        context: what the runs share.
+        store: the open HDF5 file, written by this process only.
+        jobs: parallel worker processes (1: train here, in order).
+        threads: torch threads per worker process when ``jobs > 1``.
+    """
+    recorder = _Recorder(store)
+    pending = {spec.name: spec for spec in specs if not recorder.done(spec.name)}
+    trained: list[str] = []
+    if jobs == 1:
+        for spec in _dependency_order(pending, recorder):
+            recorder.start(spec)
+            recorder.finish(spec.name, execute(spec, context, lambda name, record: recorder.epoch(name, record.row())))
+            trained.append(spec.name)
+        return trained
+    manager = multiprocessing.get_context("spawn").Manager()
+    channel = manager.Queue()
+    running: dict[Future, str] = {}
+    try:
+        with ProcessPoolExecutor(
+            max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(threads,)
+        ) as pool:
+            while pending or running:
+                for name in [n for n, s in pending.items() if not s.parent or recorder.done(s.parent)]:
+                    if len(running) >= jobs:
+                        break
+                    spec = pending.pop(name)
+                    recorder.start(spec)
+                    running[pool.submit(_execute_remote, spec, context, channel)] = name
+                if not running:
+                    missing = sorted({s.parent for s in pending.values()})
+                    raise ValueError(f"runs {sorted(pending)} wait for parents {missing} that are not in the protocol")
+                finished, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+                _drain(channel, recorder)
+                for future in finished:
+                    name = running.pop(future)
+                    try:
+                        summary = future.result()
+                    except BaseException:
+                        for other in running:
+                            other.cancel()
+                        raise
+                    _drain(channel, recorder)
+                    recorder.finish(name, summary)
+                    trained.append(name)
+    finally:
+        manager.shutdown()
+    return trained
+
+
+def _drain(channel, recorder: _Recorder) -> None:
+    while True:
+        try:
+            name, row = channel.get_nowait()
+        except queue_module.Empty:
+            return
+        recorder.epoch(name, row)
+
+
+def _dependency_order(pending: dict[str, RunSpec], recorder: _Recorder) -> list[RunSpec]:
+    ordered, placed = [], set()
+    remaining = dict(pending)
+    while remaining:
+        ready = [s for s in remaining.values() if not s.parent or s.parent in placed or recorder.done(s.parent)]
+        if not ready:
+            raise ValueError(f"runs {sorted(remaining)} wait for parents that are not in the protocol")
+        for spec in ready:
+            ordered.append(spec)
+            placed.add(spec.name)
+            del remaining[spec.name]
+    return ordered
+
+
+def default_threads(jobs: int) -> int:
+    """Torch threads per worker: the cores shared out among the jobs, at least one."""
+    return max(1, (os.cpu_count() or 1) // jobs)

@@ -1,0 +1,144 @@
+"""The paper's protocol: relax a CNN's constraints at switch times t_w and keep training.
+
+d'Ascoli, Sagun, Biroli, Bruna, "Finding the needle in the haystack with convolutions: on the
+benefits of architectural bias" (NeurIPS 2019):
+
+1. train a CNN from scratch for ``--epochs``, saving snapshots at the switch times ``--t-w``;
+2. embed each snapshot into eFCN space (and eLCN space with ``--space efcn,elcn``) and train it for
+   ``--relax-epochs`` more epochs, on its own clock, with a fresh optimizer;
+3. train a vanilla FCN of the same size (the eFCN architecture, standard random init) for ``--epochs``;
+4. hierarchically, CNN -> eLCN at ``tw1`` (CNN clock) -> eFCN at ``tw2`` (the eLCN's clock), over the
+   ``--tw1`` x ``--tw2`` grid, each eFCN trained ``--relax-epochs``.
+
+Every run's history, final accuracies, final delta and the local-only / off-local-only masked test
+accuracies go into ``--out/results.h5`` (schema: results/README.md). Independent runs train in
+``--jobs`` parallel processes; ``--resume`` continues a killed protocol.
+
+    python -m runners.relax --out runs/relax            # MNIST-1D, a few minutes on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from collections.abc import Sequence
+
+from results import read_attrs
+from runners._relax_cli import add_training_arguments, context_from_args, fail, int_list, open_experiment
+from runners._relax_jobs import RunSpec
+from runners._relax_pool import default_threads, run_all
+from runners.cli import add_common_arguments
+
+SPACES = ("efcn", "elcn")
+
+
+def default_switch_times(epochs: int) -> tuple[int, ...]:
+    """0, the powers of two below ``epochs``, and ``epochs`` itself (the paper's log-spaced t_w).
+
+    Example:
+        >>> default_switch_times(60)
+        (0, 1, 2, 4, 8, 16, 32, 60)
+    """
+    return tuple(sorted({0, epochs, *(2**k for k in range(max(epochs, 1).bit_length()) if 2**k < epochs)}))
+
+
+def protocol(
+    *, epochs: int, relax_epochs: int, t_w: Sequence[int], spaces: Sequence[str], tw1: Sequence[int], tw2: Sequence[int]
+) -> list[RunSpec]:
+    """The runs of the protocol and what each starts from.
+
+    Example:
+        >>> [s.name for s in protocol(epochs=4, relax_epochs=2, t_w=(0, 4), spaces=("efcn",), tw1=(1,), tw2=(2,))]
+        ['cnn', 'fcn', 'efcn_tw0', 'efcn_tw4', 'elcn_tw1', 'efcn_tw1_1_tw2_2']
+    """
+    elcn_starts = sorted(set(tw1) | (set(t_w) if "elcn" in spaces else set()))
+    runs = [
+        RunSpec("cnn", "cnn", epochs, snapshots=tuple(sorted(set(t_w) | set(tw1)))),
+        RunSpec("fcn", "fcn", epochs),
+    ]
+    if "efcn" in spaces:
+        runs += [RunSpec(f"efcn_tw{t}", "efcn", relax_epochs, "cnn", t, attrs={"t_w": t}) for t in t_w]
+    runs += [
+        RunSpec(f"elcn_tw{t}", "elcn", relax_epochs, "cnn", t, snapshots=tuple(tw2) if t in tw1 else (), attrs={"t_w": t})
+        for t in elcn_starts
+    ]
+    runs += [
+        RunSpec(f"efcn_tw1_{a}_tw2_{b}", "efcn", relax_epochs, f"elcn_tw{a}", b, attrs={"tw1": a, "tw2": b})
+        for a in tw1 for b in tw2
+    ]
+    return runs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m runners.relax", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_common_arguments(parser)
+    add_training_arguments(parser, out="runs/relax", epochs=60)
+    parser.add_argument("--relax-epochs", type=int, default=30, help="epochs of every eFCN / eLCN after its switch")
+    parser.add_argument("--t-w", type=int_list, default=None,
+                        help="switch times on the CNN clock, e.g. 0,4,16 (default: 0, powers of two below --epochs, --epochs)")
+    parser.add_argument("--space", type=lambda text: tuple(p for p in text.split(",") if p), default=("efcn",),
+                        help="spaces the CNN snapshots are embedded into: efcn, elcn or efcn,elcn")
+    parser.add_argument("--tw1", type=int_list, default=(0, 4, 16),
+                        help="hierarchical grid: CNN -> eLCN switch times (CNN clock); empty to skip the grid")
+    parser.add_argument("--tw2", type=int_list, default=(4, 16),
+                        help="hierarchical grid: eLCN -> eFCN switch times (eLCN clock, 0..--relax-epochs)")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="independent trainings run in this many parallel processes")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per process (default: cores / jobs)")
+    return parser
+
+
+def _validate(args: argparse.Namespace) -> None:
+    if args.t_w is None:
+        args.t_w = default_switch_times(args.epochs)
+    unknown = [s for s in args.space if s not in SPACES]
+    if unknown or not args.space:
+        raise fail(f"--space takes efcn, elcn or efcn,elcn; got {','.join(args.space) or 'nothing'}")
+    for flag, values, limit, clock in (("--t-w", args.t_w, args.epochs, "--epochs"), ("--tw1", args.tw1, args.epochs, "--epochs"),
+                                       ("--tw2", args.tw2 if args.tw1 else (), args.relax_epochs, "--relax-epochs")):
+        beyond = [v for v in values if not 0 <= v <= limit]
+        if beyond:
+            raise fail(f"{flag} {','.join(map(str, beyond))} lies beyond {clock} {limit}; switch times must be in 0..{limit}")
+    if args.tw1 and not args.tw2:
+        raise fail("--tw1 needs --tw2 values for the hierarchical grid (or pass --tw1 '' to skip it)")
+    if args.jobs < 1 or args.relax_epochs < 1:
+        raise fail(f"--jobs and --relax-epochs must be at least 1, got {args.jobs} and {args.relax_epochs}")
+
+
+def _summary(store) -> str:
+    lines = [f"{'run':<22}{'space':<6}{'test acc':>9}{'delta':>8}{'local':>8}{'offloc':>8}{'seconds':>9}"]
+    for name in sorted(store["runs"], key=lambda n: (n not in ("cnn", "fcn"), n.count("_"), len(n), n)):
+        a = read_attrs(store["runs"][name])
+        cells = [f"{a.get(k, math.nan):.3f}" if not math.isnan(a.get(k, math.nan)) else "-" for k in
+                 ("final_test_acc", "final_delta", "local_only_acc", "offlocal_only_acc")]
+        lines.append(f"{name:<22}{a['space']:<6}{cells[0]:>9}{cells[1]:>8}{cells[2]:>8}{cells[3]:>8}{a.get('seconds', 0):>9.1f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _validate(args)
+    context = context_from_args(args)
+    specs = protocol(epochs=args.epochs, relax_epochs=args.relax_epochs, t_w=args.t_w, spaces=args.space,
+                     tw1=args.tw1, tw2=args.tw2)
+    try:
+        context.load()  # fail early, in this process, on missing data
+    except (ValueError, FileNotFoundError) as err:
+        raise fail(str(err)) from None
+    started = time.perf_counter()
+    with open_experiment(args, "runners.relax", argv) as store:
+        try:
+            run_all(specs, context, store, jobs=args.jobs, threads=args.threads or default_threads(args.jobs))
+        except (ValueError, FileNotFoundError) as err:
+            raise fail(str(err).splitlines()[0]) from None
+        store.attrs["total_seconds"] = store.attrs.get("total_seconds", 0.0) + time.perf_counter() - started
+        print(_summary(store))
+    print(f"results: {os.path.join(args.out, 'results.h5')} ({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,73 @@
+"""Train one model (CNN, eLCN, eFCN or FCN) and save its history and checkpoints.
+
+    python -m runners.train --space cnn --epochs 60 --save-at 0,4,16 --out runs/cnn
+    python -m runners.train --space efcn --init runs/cnn/checkpoints/cnn/epoch_4.pt --out runs/efcn4
+
+The model starts from a fresh initialisation of ``--arch`` (``--space elcn/efcn``: the CNN's init
+embedded; ``fcn``: the eFCN architecture with a standard random init) or from the checkpoint
+``--init``, embedded into ``--space``. Outputs in ``--out``: ``results.h5`` (the run's group
+``/runs/<name>``, schema in results/README.md), ``checkpoints/<name>/epoch_<k>.pt`` for every
+``--save-at`` epoch and ``checkpoints/<name>/final.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+
+from results import CheckpointError, load_checkpoint, read_attrs
+from runners._relax_cli import add_training_arguments, context_from_args, fail, int_list, open_experiment
+from runners._relax_jobs import RunSpec
+from runners._relax_pool import run_all
+from runners.cli import add_common_arguments
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m runners.train", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_common_arguments(parser)
+    add_training_arguments(parser, out="runs/train", epochs=60)
+    parser.add_argument("--space", choices=("cnn", "elcn", "efcn", "fcn"), default="cnn", help="space the model trains in")
+    parser.add_argument("--init", default=None, help="checkpoint to start from (embedded into --space); default: a fresh init")
+    parser.add_argument("--save-at", type=int_list, default=(), help="epochs at which to save checkpoints, e.g. 0,4,16")
+    parser.add_argument("--name", default=None, help="run name in the HDF5 file and checkpoint folder (default: --space)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    name = args.name or args.space
+    beyond = [e for e in args.save_at if not 0 <= e <= args.epochs]
+    if beyond:
+        raise fail(f"--save-at {','.join(map(str, beyond))} lies beyond --epochs {args.epochs}; use epochs in 0..{args.epochs}")
+    if args.init and args.space == "fcn":
+        raise fail("--space fcn is a fresh random FCN; it cannot start from --init (use --space efcn to embed a checkpoint)")
+    context = context_from_args(args)
+    try:  # fail on bad input before anything is written
+        context.load()
+        if args.init:
+            load_checkpoint(args.init)
+    except (ValueError, FileNotFoundError) as err:
+        raise fail(str(err)) from None
+    spec = RunSpec(name, args.space, args.epochs, init=args.init or "", snapshots=args.save_at,
+                   attrs={"init": os.path.abspath(args.init)} if args.init else {})
+    with open_experiment(args, "runners.train", argv) as store:
+        try:
+            run_all([spec], context, store)
+        except (ValueError, FileNotFoundError, CheckpointError) as err:
+            raise fail(str(err).splitlines()[0]) from None
+        attrs = read_attrs(store[f"runs/{name}"])
+    delta = "" if math.isnan(attrs["final_delta"]) else f", delta {attrs['final_delta']:.3f}"
+    print(f"{name} ({args.space}): test accuracy {attrs['final_test_acc']:.4f}, train loss {attrs['final_train_loss']:.4g}"
+          f"{delta}; {attrs['seconds']:.1f} s; results in {os.path.join(args.out, 'results.h5')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,284 @@
+"""The one training loop, shared by every runner: CNNs, eLCNs, eFCNs and FCNs alike.
+
+Per epoch it records exact full-data train/test loss and accuracy (eval mode, after the epoch's
+steps), the learning rate, and for relaxed models the paper's distance from the CNN subspace
+:math:`\\delta = \\lVert\\theta_{\\text{off-local}}\\rVert_2 / \\lVert\\theta\\rVert_2`
+(``embeddings.offlocal_ratio``). Row 0 of a history is the model as given, before any step.
+
+Resuming: with ``state_path`` the loop saves, after every epoch, the model, the optimizer, the
+shuffling generator, torch's RNG (dropout) and the history, atomically. ``resume=True`` continues
+from that file, so a killed run loses at most one epoch and ends with the same numbers, bit for bit,
+as an uninterrupted one (same device and thread count).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+import embeddings
+from results import save_checkpoint
+from runners.data import Dataset
+
+__all__ = ["TrainConfig", "EpochRecord", "TrainResult", "train", "evaluate", "HISTORY_COLUMNS", "STATE_FORMAT"]
+
+STATE_FORMAT = "needle-train-state/1"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Defaults are the MNIST-1D reference: Adam 1e-3, batch 100, 60 epochs.
+
+    Attributes:
+        epochs: number of passes over the training set.
+        batch_size: examples per step.
+        optimizer: ``"adam"`` or ``"sgd"`` (with ``momentum``; the paper's CIFAR runs use plain SGD,
+            lr 0.1, batch 250).
+        lr: base learning rate.
+        momentum: SGD momentum (ignored by Adam).
+        weight_decay: L2 penalty coefficient of the optimizer.
+        schedule: learning rate per epoch ``e`` of ``epochs``: ``constant`` (``lr``), ``cosine``
+            (``lr (1 + cos(pi e / epochs)) / 2``) or ``step`` (``lr * gamma ** (e // step_every)``).
+        step_every, gamma: the ``step`` schedule.
+        eval_batch_size: batch size of the per-epoch evaluation (no effect on the numbers).
+    """
+
+    epochs: int = 60
+    batch_size: int = 100
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: Literal["constant", "cosine", "step"] = "constant"
+    step_every: int = 30
+    gamma: float = 0.1
+    eval_batch_size: int = 1000
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "step_every", "eval_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "epochs" else 1):
+                raise ValueError(f"{name} must be a {'non-negative' if name == 'epochs' else 'positive'} integer, got {value!r}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.schedule not in ("constant", "cosine", "step"):
+            raise ValueError(f"schedule must be 'constant', 'cosine' or 'step', got {self.schedule!r}")
+        for name in ("lr", "momentum", "weight_decay", "gamma"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
+                raise ValueError(f"{name} must be a finite {'positive' if name == 'lr' else 'non-negative'} number, got {value!r}")
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate during epoch ``epoch`` (0-based).
+
+        Example:
+            >>> TrainConfig(lr=1.0, epochs=4, schedule="cosine").lr_at(2)
+            0.5
+            >>> TrainConfig(lr=1.0, schedule="step", step_every=2, gamma=0.5).lr_at(5)
+            0.25
+        """
+        if self.schedule == "cosine":
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / max(self.epochs, 1)))
+        if self.schedule == "step":
+            return self.lr * self.gamma ** (epoch // self.step_every)
+        return self.lr
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One point of a training history (accuracies are fractions in [0, 1])."""
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    delta: float
+    lr: float
+
+    def row(self) -> dict[str, float]:
+        return asdict(self)
+
+
+HISTORY_COLUMNS = tuple(f.name for f in fields(EpochRecord))  # the HDF5 history follows the record
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A finished training run.
+
+    Attributes:
+        model: the trained model (eval mode).
+        history: one record per epoch, starting with epoch 0 (before training).
+        resumed_from: epochs restored from the state file (0 for a fresh run).
+        seconds: wall time of this call.
+    """
+
+    model: nn.Module
+    history: tuple[EpochRecord, ...]
+    resumed_from: int
+    seconds: float
+
+    @property
+    def final(self) -> EpochRecord:
+        return self.history[-1]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches, *, device: torch.device | str = "cpu") -> tuple[float, float]:
+    """Exact mean cross-entropy and accuracy of ``model`` over all examples of ``batches``."""
+    was_training = model.training
+    model.eval()
+    loss_sum, correct, count = 0.0, 0, 0
+    for x, y in batches:
+        x, y = x.to(device), y.to(device)
+        logits = model(x)
+        loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+        count += len(y)
+    model.train(was_training)
+    return loss_sum / count, correct / count
+
+
+def _delta(model: nn.Module) -> float:
+    return float("nan") if getattr(model, "space", "cnn") == "cnn" else embeddings.offlocal_ratio(model)
+
+
+def _record(model: nn.Module, data: Dataset, config: TrainConfig, epoch: int, lr: float, device) -> EpochRecord:
+    train_loss, train_acc = evaluate(model, data.batches("train", config.eval_batch_size), device=device)
+    test_loss, test_acc = evaluate(model, data.batches("test", config.eval_batch_size), device=device)
+    return EpochRecord(epoch, train_loss, train_acc, test_loss, test_acc, _delta(model), lr)
+
+
+def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+def _save_state(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(payload, partial)
+    os.replace(partial, path)
+
+
+def _load_state(path: Path, config: TrainConfig, seed: int) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # any unreadable file means the same thing to the user
+        raise ValueError(f"training state {path} is unreadable ({type(err).__name__}); delete it or rerun with --overwrite") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ValueError(f"{path} is not a training state ({STATE_FORMAT}); delete it or rerun with --overwrite")
+    if state["config"] != asdict(config) or state["seed"] != seed:
+        raise ValueError(
+            f"training state {path} was written with another configuration or seed; resume with the "
+            f"same options, or rerun with --overwrite to start again"
+        )
+    return state
+
+
+def train(
+    model: nn.Module,
+    data: Dataset,
+    *,
+    config: TrainConfig,
+    seed: int,
+    device: torch.device | str = "cpu",
+    state_path: str | os.PathLike | None = None,
+    resume: bool = False,
+    snapshots: Mapping[int, str | os.PathLike] | None = None,
+    snapshot_meta: Mapping | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    progress: bool = False,
+    desc: str = "train",
+) -> TrainResult:
+    """Train ``model`` in place with cross-entropy and return its history.
+
+    Args:
+        model: any classifier; relaxed models (``space`` other than ``"cnn"``) also get ``delta``.
+        data: the data set; ``data.shuffled_batches`` draws each epoch's order (and augmentation).
+        config: optimizer, schedule, batch size, epochs.
+        seed: seed of the shuffling generator and of torch's RNG inside the loop (dropout); the
+            caller's global RNG state is left untouched.
+        device: where to train.
+        state_path: file for the per-epoch resume state (kept after the run; delete it when done).
+        resume: continue from ``state_path`` when it exists (it must match ``config`` and ``seed``).
+        snapshots: epoch -> checkpoint path, saved with ``results.save_checkpoint`` when the model
+            has completed that many epochs (0 = before training).
+        snapshot_meta: extra ``meta`` of every snapshot (the epoch is added).
+        on_epoch: called with each record as soon as it exists; after a resume the restored
+            records are replayed first, so a writer using ``CurveWriter.append_at(record.epoch, ...)``
+            ends with exactly one row per epoch.
+        progress: show a tqdm bar over epochs.
+        desc: the bar's label.
+    """
+    started = time.perf_counter()
+    snapshots = {int(k): Path(v) for k, v in (snapshots or {}).items()}
+    beyond = [k for k in snapshots if not 0 <= k <= config.epochs]
+    if beyond:
+        raise ValueError(f"snapshot epochs {sorted(beyond)} lie outside 0..{config.epochs}; choose epochs within the run")
+    state_path = Path(state_path) if state_path is not None else None
+    model.to(device)
+    optimizer = _optimizer(model, config)
+    generator = torch.Generator().manual_seed(seed)
+    emit = on_epoch or (lambda record: None)
+
+    def snapshot(epoch: int) -> None:
+        if epoch in snapshots:
+            save_checkpoint(snapshots[epoch], model, epoch=epoch, **dict(snapshot_meta or {}))
+
+    devices = [torch.device(device).index or 0] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        history: list[EpochRecord] = []
+        if resume and state_path is not None and state_path.is_file():
+            state = _load_state(state_path, config, seed)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            generator.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            history = [EpochRecord(**row) for row in state["history"]]
+        resumed_from = len(history) - 1 if history else 0
+        for record in history:
+            emit(record)
+        if not history:
+            history.append(_record(model, data, config, 0, float("nan"), device))
+            emit(history[0])
+            snapshot(0)
+        bar = tqdm(range(resumed_from, config.epochs), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+        for epoch in bar:
+            lr = config.lr_at(epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            model.train()
+            for x, y in data.shuffled_batches(config.batch_size, generator=generator):
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                optimizer.zero_grad(set_to_none=True)
+                nn.functional.cross_entropy(model(x), y).backward()
+                optimizer.step()
+            record = _record(model, data, config, epoch + 1, lr, device)
+            history.append(record)
+            emit(record)
+            snapshot(epoch + 1)
+            bar.set_postfix(test_acc=f"{record.test_acc:.3f}", loss=f"{record.train_loss:.3g}")
+            if state_path is not None:
+                _save_state(state_path, {
+                    "format": STATE_FORMAT, "config": asdict(config), "seed": seed,
+                    "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                    "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(), "history": [r.row() for r in history],
+                })
+        bar.close()
+    model.eval()
+    return TrainResult(model=model, history=tuple(history), resumed_from=resumed_from, seconds=time.perf_counter() - started)
+
