@@ -12,6 +12,7 @@ from landscape.evaluation import (
 )
 
 # --- paths (issue 5): linear / elastic string / output-space interpolation and path metrics ---
+from landscape._endpoints import align_endpoints
 from landscape.interpolation import PathResult, interpolate
 from landscape.paths import PathMetrics, barrier_height, path_metrics, polyline_length, polyline_point
 from landscape.string_method import StringConfig, StringResult, elastic_string

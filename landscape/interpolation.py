@@ -57,6 +57,9 @@ class PathResult:
             ``kl_a`` / ``kl_b`` (mean :math:`\\mathrm{KL}(p(\\alpha) \\,\\|\\, p_a)`, nats).
         spaces: the endpoints' spaces before alignment and the common one.
         string: the optimised :class:`~landscape.string_method.StringResult` (method ``"string"``).
+        knots: the weight-space polyline, ``{name: (M, *shape)}`` (the two endpoints for ``"linear"``,
+            the string's points for ``"string"``, ``None`` for ``"output"``); e.g. for
+            :func:`~landscape.paths.polyline_length` over another range of alpha.
         bn_recalibrated: whether BatchNorm statistics were recomputed at every point.
     """
 
@@ -71,6 +74,7 @@ class PathResult:
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     spaces: dict[str, str] = field(default_factory=dict)
     string: StringResult | None = None
+    knots: dict[str, torch.Tensor] | None = None
     bn_recalibrated: bool = False
 
     def curves(self) -> dict[str, np.ndarray]:
@@ -229,5 +233,6 @@ def interpolate(
         extras={name: curves[name] for name in OUTPUT_COLUMNS if name in curves},
         spaces=spaces,
         string=string_result,
+        knots=knots,
         bn_recalibrated=recalibrate and method != "output",
     )
