@@ -51,6 +51,12 @@ class Objective:
             return dict(self.point)
         return {name: p + delta[name] if name in delta else p for name, p in self.point.items()}
 
+    def loss(self, moving: Params | None = None) -> float:
+        """:math:`L` at ``moving`` (default: the model's point); any loss, not only classification's."""
+        moving = self.point if moving is None else moving
+        with torch.no_grad():
+            return float(sum(w * self._batch_loss(moving, x, y) for w, (x, y) in zip(self.weights, self.batches)))
+
     def gradient(self, moving: Params | None = None) -> Params:
         """:math:`\\nabla L` at ``moving`` (default: the model's point)."""
         moving = self.point if moving is None else moving

@@ -29,7 +29,6 @@ from torch import nn
 
 from landscape._checks import check_positive_float, check_positive_int
 from landscape._objective import Objective
-from landscape.evaluation import evaluate
 from landscape.subspace import ParameterSubspace, parameter_subspace
 
 __all__ = ["filter_normalized_direction", "BasinWidth", "basin_width", "EpsilonSharpness", "epsilon_sharpness"]
@@ -144,9 +143,9 @@ def basin_width(
     objective = Objective(model, loss_fn, batches, moving=subspace.moving)
 
     def loss_at(direction: torch.Tensor, t: float) -> float:
-        return evaluate(model, objective.batches, params=objective.at(subspace.lift(t * direction)), loss_fn=objective.loss_fn).loss
+        return objective.loss(objective.at(subspace.lift(t * direction)))
 
-    base = evaluate(model, objective.batches, params=objective.point, loss_fn=objective.loss_fn).loss
+    base = objective.loss()
     rise = threshold if mode == "absolute" else threshold * base
     generator = torch.Generator().manual_seed(seed)
     grid = torch.linspace(0.0, max_distance, num_points).tolist()
@@ -224,9 +223,9 @@ def epsilon_sharpness(
     y = (2.0 * torch.rand(subspace.size, generator=generator, dtype=torch.float64) - 1.0).to(half_width) * half_width
 
     def loss_at(y: torch.Tensor) -> float:
-        return evaluate(model, objective.batches, params=objective.at(subspace.lift(y)), loss_fn=objective.loss_fn).loss
+        return objective.loss(objective.at(subspace.lift(y)))
 
-    base = evaluate(model, objective.batches, params=objective.point, loss_fn=objective.loss_fn).loss
+    base = objective.loss()
     losses = [loss_at(y)]
     for _ in range(steps):
         gradient = subspace.restrict(objective.gradient(objective.at(subspace.lift(y))))
