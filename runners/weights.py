@@ -1,0 +1,123 @@
+"""Weight pictures for the paper's Figs. 1, 2 and 5, extracted from checkpoints into HDF5.
+
+Figures read HDF5 only, so the weights they show are copied here first:
+
+* ``/weights/fig1``: the eFCN matrix of a 3x3 filter on a 4x4 input, each entry labelled by the
+  filter entry it copies (-1 for off-local entries) -- the paper's Fig. 1, computed, not trained;
+* ``/weights/fig2/<run>``: the block (first output channel, first input channel) of the first eFCN
+  layer, ``embedded`` (right after embedding the CNN snapshot) and ``trained`` (final);
+* ``/weights/fig5/<run>``: the row of that layer for the middle output position of channel 0,
+  unflattened to the input's shape, at the same two moments; attributes ``t_w`` and ``epochs``.
+
+    python -m runners.weights --run-dir runs/relax        # adds /weights to runs/relax/results.h5
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch import nn
+
+from embeddings import EmbeddedDense, to_efcn
+from results import load_checkpoint, read_attrs, write_attrs
+
+__all__ = ["filter_index_matrix", "write_weights"]
+
+
+def filter_index_matrix(in_size: tuple[int, ...] = (4, 4), kernel_size: int = 3, stride: int = 1, padding: int = 0) -> np.ndarray:
+    """eFCN matrix of a single-channel conv whose entries say which filter entry they copy (-1: off-local).
+
+    Example:
+        >>> filter_index_matrix((4,), kernel_size=3).tolist()
+        [[0, 1, 2, -1], [-1, 0, 1, 2]]
+    """
+    conv_cls = nn.Conv1d if len(in_size) == 1 else nn.Conv2d
+    conv = conv_cls(1, 1, kernel_size, stride=stride, padding=padding, bias=False)
+    with torch.no_grad():
+        # Filter entry k holds k + 1, so that 0 stays "no filter entry" in the dense matrix.
+        conv.weight.copy_(torch.arange(1, conv.weight.numel() + 1, dtype=torch.float32).view_as(conv.weight))
+    dense = to_efcn(conv, (1, *in_size)).weight.detach()
+    return dense.round().long().numpy() - 1
+
+
+def _first_layer(model: nn.Module) -> EmbeddedDense:
+    return next(m for m in model.modules() if isinstance(m, EmbeddedDense))
+
+
+def _block(layer: EmbeddedDense) -> np.ndarray:
+    g = layer.geometry
+    return layer.weight.detach().view(g.out_channels, g.out_positions, g.in_channels, g.in_positions)[0, :, 0, :].numpy()
+
+
+def _middle_row(layer: EmbeddedDense) -> np.ndarray:
+    # The unit at the middle output position of channel 0: its receptive field sits in the middle of the
+    # input, so the off-local weights it learns around it show as a template over the whole input.
+    return layer.weight.detach()[layer.geometry.out_positions // 2].view(layer.geometry.in_shape).numpy()
+
+
+def _write(group: h5py.Group, name: str, array: np.ndarray) -> None:
+    if name in group:
+        del group[name]
+    group.create_dataset(name, data=array)
+
+
+def write_weights(store: h5py.File, run_dir: str | Path, *, max_runs: int = 3) -> list[str]:
+    """Copy the Fig. 1/2/5 weights of the relax protocol's eFCN runs into ``store['/weights']``.
+
+    Args:
+        store: the relax protocol's HDF5 file, open for writing.
+        run_dir: its folder (checkpoints are read from ``run_dir/checkpoints``).
+        max_runs: how many t_w to keep (earliest, middle, latest), as the paper's three rows.
+
+    Returns:
+        The names of the runs whose weights were written.
+    """
+    run_dir = Path(run_dir)
+    weights = store.require_group("weights")
+    fig1 = weights.require_group("fig1")
+    _write(fig1, "filter_index", filter_index_matrix())
+    write_attrs(fig1, {"in_size": [4, 4], "kernel_size": 3, "stride": 1, "padding": 0})
+    relaxed = {name: read_attrs(group) for name, group in store.get("runs", {}).items()}
+    runs = sorted((name for name, attrs in relaxed.items() if attrs.get("space") == "efcn" and "t_w" in attrs
+                   and "tw1" not in attrs), key=lambda name: relaxed[name]["t_w"])
+    if len(runs) > max_runs:
+        runs = [runs[0], runs[len(runs) // 2], runs[-1]]
+    written = []
+    for name in runs:
+        attrs = read_attrs(store["runs"][name])
+        snapshot = run_dir / "checkpoints" / "cnn" / f"epoch_{attrs['t_w']}.pt"
+        final = run_dir / "checkpoints" / name / "final.pt"
+        if not (snapshot.is_file() and final.is_file()):
+            continue
+        cnn, _ = load_checkpoint(snapshot)
+        embedded = _first_layer(to_efcn(cnn))
+        trained = _first_layer(load_checkpoint(final)[0])
+        for figure, extract in (("fig2", _block), ("fig5", _middle_row)):
+            group = weights.require_group(figure).require_group(name)
+            _write(group, "embedded", extract(embedded))
+            _write(group, "trained", extract(trained))
+            write_attrs(group, {"t_w": attrs["t_w"], "epochs": attrs.get("epochs")})
+        written.append(name)
+    store.flush()
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m runners.weights", description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", required=True, help="a runners.relax output folder (results.h5 + checkpoints/)")
+    args = parser.parse_args(argv)
+    path = Path(args.run_dir) / "results.h5"
+    if not path.is_file():
+        raise SystemExit(f"error: {path} does not exist; run python -m runners.relax --out {args.run_dir} first")
+    with h5py.File(path, "a") as store:
+        written = write_weights(store, args.run_dir)
+    print(f"weights of {', '.join(written) or 'no eFCN run'} written to {path}:/weights")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
