@@ -1,0 +1,112 @@
+"""``python -m runners.expandnets``: end-to-end on tiny fake data, product L2, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import pytest
+import torch
+from torch import nn
+
+from embeddings import build_model, expand, product_l2
+from results import load_checkpoint
+from runners import expandnets
+from runners._expandnets_runs import penalised, squared_norms
+from runners.data import load_data
+from runners.training import HISTORY_COLUMNS, evaluate
+
+torch.set_num_threads(2)
+
+TINY = ["--data", "fake", "--n-train", "60", "--n-test", "30", "--batch-size", "20", "--epochs", "1",
+        "--cosine-batches", "2", "--quiet"]
+
+
+def _run(capsys, *argv: str) -> dict:
+    assert expandnets.main([*TINY, *argv]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_product_l2_adds_the_gradient_of_the_penalty_float64():
+    net = expand(build_model("smallnet1d", kernel_size=5), "ck+fc", rate=2).double()
+    x = torch.randn(8, 1, 40, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(8) % 10
+    wrapped = penalised(net, 0.3)
+    wrapped.train()
+    got = torch.autograd.grad(nn.functional.cross_entropy(wrapped(x), y), list(net.parameters()))
+    expected = torch.autograd.grad(nn.functional.cross_entropy(net(x), y) + 0.15 * product_l2(net), list(net.parameters()))
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
+    with torch.no_grad():
+        torch.testing.assert_close(wrapped(x), net(x))
+    trained, compressed = squared_norms(net)
+    assert compressed == pytest.approx(float(product_l2(net).detach()), rel=1e-12) and trained > 0
+
+
+def test_product_l2_refuses_a_compact_net():
+    with pytest.raises(ValueError, match=r"product L2 needs an expanded net"):
+        penalised(build_model("smallnet1d"), 0.1)
+
+
+def test_end_to_end_writes_histories_cosines_and_compressed_checkpoints(tmp_path, capsys):
+    out = tmp_path / "xn"
+    summary = _run(capsys, "--out", str(out), "--kernel-size", "5", "--modes", "compact,ck",
+                   "--l2", "normal,product", "--weight-decay", "0.01", "--repeats", "2")
+    assert set(summary) == {"compact", "ck", "ck_productl2"}
+    assert summary["ck"]["seeds"] == 2
+    assert summary["ck"]["compression_error"]["mean"] < 1e-5
+    data = load_data("fake", n_train=60, n_test=30)
+    with h5py.File(out / "expandnets.h5", "r") as f:
+        assert f.attrs["tool"] == "runners.expandnets"
+        assert sorted(f["runs"]) == sorted(f"{name}_seed{s}" for name in summary for s in (0, 1))
+        run = f["runs/ck_productl2_seed1"]
+        assert set(run["history"]) == {*HISTORY_COLUMNS, "min_cosine", "mean_cosine", "l2_trained", "l2_compressed"}
+        assert run["history/epoch"][()].tolist() == [0.0, 1.0]
+        assert -1 <= run["history/min_cosine"][0] <= run["history/mean_cosine"][0] <= 1
+        assert len(run["final_cosines/cosine"]) == 1  # two batches, one pair
+        assert run.attrs["status"] == "done" and run.attrs["num_params"] > run.attrs["num_params_compact"]
+        compact_norms = f["runs/compact_seed0/history"]
+        assert compact_norms["l2_trained"][()].tolist() == compact_norms["l2_compressed"][()].tolist()
+        model, meta = load_checkpoint(out / run.attrs["checkpoint"])
+        assert meta["mode"] == "ck" and meta["l2"] == "product"
+        assert evaluate(model, data.batches("test", 100))[1] == pytest.approx(run.attrs["compressed_test_acc"])
+        assert run.attrs["compressed_test_acc"] == pytest.approx(run.attrs["final_test_acc"])
+        # the two kinds of weight decay train differently
+        assert run["history/l2_compressed"][1] != f["runs/ck_seed1/history/l2_compressed"][1]
+    assert not (out / "state" / "ck_seed0.pt").exists()
+
+
+def test_resume_skips_finished_runs_and_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "xn"
+    first = _run(capsys, "--out", str(out), "--modes", "compact,fc")
+    with h5py.File(out / "expandnets.h5", "a") as f:
+        f["runs/fc_seed0"].attrs["status"] = "running"  # as if killed during the fc run
+        del f["runs/fc_seed0/history"]
+    assert _run(capsys, "--out", str(out), "--modes", "compact,fc", "--resume") == first
+    with pytest.raises(SystemExit, match=r"already exists; pass overwrite=True \(--overwrite\)"):
+        expandnets.main([*TINY, "--out", str(out), "--modes", "compact,fc"])
+    with pytest.raises(SystemExit, match=r"was written by another configuration"):
+        expandnets.main([*TINY, "--out", str(out), "--modes", "compact", "--resume"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--modes", "compact,kc"], r"--modes takes a comma-separated list from compact, fc, cl, ck, cl\+fc, ck\+fc; got 'compact,kc'"),
+        (["--l2", "both"], r"--l2 takes a comma-separated list from normal, product; got 'both'"),
+        (["--kernel-size", "3", "--modes", "ck"], r"error: expand: mode 'ck' .* kernel_size=\(3,\)\. Use mode 'cl'"),
+        (["--kernel-size", "4"], r"error: SmallNet: kernel_size must be odd"),
+        (["--rate", "0"], r"--rate must be at least 1; got 0"),
+        (["--cosine-batches", "9"], r"--cosine-batches 9 exceeds the full batches of the training set"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path, argv, message):
+    with pytest.raises(SystemExit, match=message):
+        expandnets.main([*TINY, "--out", str(tmp_path / "xn"), *argv])
+    assert not (tmp_path / "xn").exists()
+
+
+def test_help_documents_every_flag():
+    text = expandnets.build_parser().format_help()
+    for flag in ("--modes", "--rate", "--l2", "--weight-decay", "--cosine-batches", "--repeats", "--resume", "--seed"):
+        assert flag in text
