@@ -1,0 +1,251 @@
+"""Paths between two checkpoints: linear, elastic string and output-space interpolation (the paper's Fig. 6).
+
+    python -m runners.interpolate --ckpt-a cnn.pt --ckpt-b efcn.pt --out paths.h5 --plot
+
+A CNN facing an eFCN (or eLCN) is embedded into the larger space first. Every method becomes the
+curve ``/interpolation/<name>/<method>`` (index ``alpha``; ``train_loss``, ``train_acc``, ``test_loss``,
+``test_acc``, and for ``output`` the ``disagree_a/b`` and ``kl_a/b`` columns) with the path metrics
+and the endpoints' values as attributes; the string's trajectory (mini-batch loss of every point)
+is the curve ``/interpolation/<name>/string_trajectory`` (index ``step``; ``point_0`` .. ``point_{M-1}``).
+Points are flushed one at a time; ``--resume`` continues a killed run (the string is re-optimised,
+deterministically, when its curve is incomplete).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from landscape import StringConfig, align_endpoints, interpolate, path_metrics, polyline_length
+from results import CheckpointError, CurveWriter, load_checkpoint, open_store, provenance, read_attrs, read_curve, write_attrs
+from runners.cli import add_common_arguments, progress_disabled, resolve_device
+from runners.data import load_data
+
+METHODS = ("linear", "string", "output")
+COLUMNS = ("alpha", "train_loss", "train_acc", "test_loss", "test_acc")
+OUTPUT_COLUMNS = ("disagree_a", "disagree_b", "kl_a", "kl_b")
+
+
+def fail(message: str) -> SystemExit:
+    """The one-line error of the CLI."""
+    return SystemExit(f"error: {message}")
+
+
+def _methods(text: str) -> tuple[str, ...]:
+    methods = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(METHODS)}, got {text!r}")
+    return methods
+
+
+def _alpha_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers LO,HI like 0,1 or -0.5,1.5, got {text!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise argparse.ArgumentTypeError(f"expected finite LO < HI, got {text!r}")
+    return lo, hi
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m runners.interpolate", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_common_arguments(parser)
+    parser.add_argument("--ckpt-a", required=True, help="checkpoint at alpha = 0 (e.g. the CNN)")
+    parser.add_argument("--ckpt-b", required=True, help="checkpoint at alpha = 1 (e.g. the eFCN trained from it)")
+    parser.add_argument("--methods", type=_methods, default=METHODS, help="comma-separated: linear, string, output")
+    parser.add_argument("--points", type=int, default=21, help="alphas evaluated per path, equally spaced over --alpha-range")
+    parser.add_argument("--alpha-range", type=_alpha_range, default=(0.0, 1.0),
+                        help="LO,HI of alpha; beyond [0, 1] only for --methods linear (write --alpha-range=-0.5,1.5 when LO < 0)")
+    parser.add_argument("--batch-size", type=int, default=250, help="examples per batch (evaluation and string steps; the paper: 250)")
+    parser.add_argument("--n-train", type=int, default=None, help="keep only the first N training examples (quick runs)")
+    parser.add_argument("--n-test", type=int, default=None, help="keep only the first N test examples (quick runs)")
+    parser.add_argument("--bn-recalibrate", action=argparse.BooleanOptionalAction, default=None,
+                        help="recompute BatchNorm statistics at every point (default: on for models with BatchNorm)")
+    parser.add_argument("--output-mode", choices=("probabilities", "logits"), default="probabilities",
+                        help="output-space averaging of softmax probabilities (ensembling) or of logits")
+    string = parser.add_argument_group("elastic string")
+    string.add_argument("--stiffness", type=float, default=1.0, help="spring constant k >= 0 (large: the linear path; 0: free fall)")
+    string.add_argument("--string-points", type=int, default=5, help="points M of the string, endpoints included (paper: 3 interior)")
+    string.add_argument("--string-steps", type=int, default=None, help="mini-batch steps (default: --string-epochs passes)")
+    string.add_argument("--string-epochs", type=int, default=3, help="passes over the training set when --string-steps is not given")
+    string.add_argument("--string-lr", type=float, default=0.1,
+                        help="learning rate of the string's points (the paper's 0.1 suits SGD-trained nets; Adam-trained ones need ~0.01)")
+    string.add_argument("--string-optimizer", choices=("sgd", "adam"), default="sgd", help="optimiser of the string's points")
+    string.add_argument("--forces", choices=("elastic", "neb"), default="elastic",
+                        help="elastic: the paper's gradient of loss + spring energy; neb: nudged elastic band")
+    string.add_argument("--spring", choices=("implicit", "explicit"), default="implicit",
+                        help="elastic forces: exact proximal step of the spring (stable for any k) or plain gradient")
+    string.add_argument("--climbing-image", action="store_true", help="with --forces neb: the highest point climbs")
+    string.add_argument("--batching", choices=("auto", "vmap", "loop"), default="auto", help="vmap over the points or a loop; auto times both")
+    string.add_argument("--record-every", type=int, default=10, help="record the string's loss profile every so many steps")
+    parser.add_argument("--out", default="interpolation.h5", help="HDF5 result file")
+    parser.add_argument("--name", default=None, help="group under /interpolation (default: <stem A>__<stem B>)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--resume", action="store_true", help="continue the curves already in --out")
+    parser.add_argument("--plot", action="store_true", help="also write the Fig. 6 style figure next to --out (.png and .pdf)")
+    return parser
+
+
+def _load(path: str, device: torch.device):
+    try:
+        model, _ = load_checkpoint(path, map_location=device)
+    except CheckpointError as err:
+        raise fail(str(err).splitlines()[0]) from None
+    return model
+
+
+def _string_config(args: argparse.Namespace) -> StringConfig:
+    try:
+        return StringConfig(
+            num_points=args.string_points, stiffness=args.stiffness, epochs=args.string_epochs, steps=args.string_steps,
+            lr=args.string_lr, optimizer=args.string_optimizer, forces=args.forces, spring=args.spring,
+            climbing_image=args.climbing_image, record_every=args.record_every, batching=args.batching, seed=args.seed,
+        )
+    except ValueError as err:
+        raise fail(f"{err} (check the string flags: --stiffness, --string-*, --forces, --climbing-image)") from None
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if args.points < 2:
+        raise fail(f"--points must be >= 2 (a path needs two alphas), got {args.points}")
+    lo, hi = args.alpha_range
+    beyond = [m for m in args.methods if m != "linear"]
+    if (lo < 0 or hi > 1) and beyond:
+        raise fail(f"--alpha-range {lo:g},{hi:g} leaves [0, 1], where {' and '.join(beyond)} paths do not exist; "
+                   f"use --alpha-range 0,1 or --methods linear")
+    if args.batch_size < 1:
+        raise fail(f"--batch-size must be >= 1, got {args.batch_size}")
+    for path in (args.ckpt_a, args.ckpt_b):
+        if not os.path.isfile(path):
+            raise fail(f"checkpoint {path} does not exist")
+    if args.overwrite and args.resume:
+        raise fail("--overwrite and --resume contradict each other; choose one")
+    if os.path.exists(args.out) and not (args.overwrite or args.resume):
+        raise fail(f"{args.out} already exists; pass --overwrite to replace it or --resume to continue it")
+
+
+def _prepare(args: argparse.Namespace, device: torch.device):
+    """Everything that can fail on bad input, before the result file is touched."""
+    _check_args(args)
+    config = _string_config(args)
+    model_a, model_b = _load(args.ckpt_a, device), _load(args.ckpt_b, device)
+    try:
+        align_endpoints(model_a, model_b)
+    except ValueError as err:
+        raise fail(str(err)) from None
+    num_classes = int(getattr(model_a, "arch_kwargs", {}).get("num_classes", 10))
+    try:
+        data = load_data(args.data, root=args.data_root, download=args.download, seed=args.seed, n_train=args.n_train,
+                         n_test=args.n_test, input_shape=tuple(model_a.input_shape), num_classes=num_classes)
+    except (ValueError, FileNotFoundError) as err:
+        raise fail(str(err).splitlines()[0]) from None
+    if tuple(data.input_shape) != tuple(model_a.input_shape):
+        raise fail(f"--data {args.data} has inputs of shape {tuple(data.input_shape)} but the checkpoints expect "
+                   f"{tuple(model_a.input_shape)}; pass the data set the models were trained on")
+    return model_a, model_b, data, config
+
+
+def _write_trajectory(group, result) -> None:
+    string = result.string
+    columns = ("step", *(f"point_{i}" for i in range(string.num_points)))
+    writer = CurveWriter(group, "string_trajectory", columns=columns, index="step")
+    writer.truncate(0)
+    for step, losses in zip(string.trajectory_step, string.trajectory_loss):
+        writer.append(step=float(step), **{f"point_{i}": float(v) for i, v in enumerate(losses)})
+    write_attrs(writer.group, {"alpha": string.alpha.tolist(), "batching": string.batching, "steps": string.steps,
+                               "seconds_per_step": string.seconds_per_step})
+
+
+def _run_method(args, method: str, group, model_a, model_b, data, config: StringConfig, device, alphas: np.ndarray) -> dict:
+    columns = COLUMNS + (OUTPUT_COLUMNS if method == "output" else ())
+    writer = CurveWriter(group, method, columns=columns, index="alpha")
+    done = writer.read()["alpha"]
+    if len(done) > len(alphas) or not np.allclose(done, alphas[: len(done)]):
+        raise fail(f"{writer.group.name} holds alphas {done.tolist()[:4]}... that differ from this run's; "
+                   f"use the same --points/--alpha-range or --overwrite")
+    attrs = read_attrs(writer.group)
+    remaining = alphas[len(done):]
+    if not len(remaining) and "barrier" in attrs and (method != "string" or "string_trajectory" in group):
+        return attrs
+    rerun = remaining if len(remaining) else alphas[-1:]  # complete curve, missing metrics: one cheap point
+    result = interpolate(
+        model_a, model_b, data.batches("train", args.batch_size), rerun.tolist(), method,
+        test_batches=data.batches("test", args.batch_size), device=device, bn_recalibrate=args.bn_recalibrate,
+        output_mode=args.output_mode, string=config, progress=not progress_disabled(args.quiet),
+        on_point=(lambda row: writer.append(**{c: row[c] for c in columns})) if len(remaining) else None,
+    )
+    curve = writer.read()
+    ends = result.endpoints
+    lo, hi = float(alphas[0]), float(alphas[-1])
+    metrics = path_metrics(
+        curve["alpha"], curve["train_loss"], curve["test_acc"],
+        endpoint_train_loss=(ends["train_a"].loss, ends["train_b"].loss),
+        endpoint_test_acc=(ends["test_a"].accuracy, ends["test_b"].accuracy),
+        length=polyline_length(result.knots, lo, hi) if result.knots is not None else math.nan,
+    )
+    attrs = metrics.as_dict() | {
+        f"{split}_{side}_{what}": getattr(ends[f"{split}_{side}"], "loss" if what == "loss" else "accuracy")
+        for split in ("train", "test") for side in ("a", "b") for what in ("loss", "acc")
+    } | {"bn_recalibrated": result.bn_recalibrated} | {f"space_{k}": v for k, v in result.spaces.items()}
+    if method == "string":
+        start, end = result.string.trajectory_loss[0, 1:-1].mean(), result.string.trajectory_loss[-1, 1:-1].mean()
+        attrs |= {"loss_rose": bool(end > 1.1 * start), "stiffness": config.stiffness, "num_points": config.num_points, "forces": config.forces,
+                  "spring": config.spring, "lr": config.lr, "optimizer": config.optimizer, "steps": result.string.steps}
+        _write_trajectory(group, result)
+    if method == "output":
+        attrs["output_mode"] = args.output_mode
+    write_attrs(writer.group, attrs)
+    return read_attrs(writer.group)
+
+
+def _table(name: str, rows: dict[str, dict]) -> str:
+    first = next(iter(rows.values()))
+    lines = [
+        f"{name}: A {first['space_a']} (train loss {first['train_a_loss']:.4g}, test acc {first['test_a_acc']:.4f}) -> "
+        f"B {first['space_b']} (train loss {first['train_b_loss']:.4g}, test acc {first['test_b_acc']:.4f}), "
+        f"common space {first['space_common']}",
+        f"{'method':<8} {'barrier':>9} {'at alpha':>8} {'peak test acc':>13} {'at alpha':>8} {'gain':>8} {'length':>9}",
+    ]
+    for method, m in rows.items():
+        lines.append(f"{method:<8} {m['barrier']:>9.4f} {m['barrier_alpha']:>8.2f} {m['peak_test_acc']:>13.4f} "
+                     f"{m['peak_test_alpha']:>8.2f} {m['test_acc_gain']:>+8.4f} {m['length']:>9.3f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    device = resolve_device(args.device)
+    model_a, model_b, data, config = _prepare(args, device)
+    name = args.name or f"{Path(args.ckpt_a).stem}__{Path(args.ckpt_b).stem}"
+    lo, hi = args.alpha_range
+    alphas = np.linspace(lo, hi, args.points)
+    with open_store(args.out, overwrite=args.overwrite, resume=args.resume) as store:
+        write_attrs(store, provenance(seed=args.seed, argv=sys.argv if argv is None else ["runners.interpolate", *argv])
+                    | {"tool": "runners.interpolate"})
+        group = store.require_group(f"interpolation/{name}")
+        write_attrs(group, {"ckpt_a": os.path.abspath(args.ckpt_a), "ckpt_b": os.path.abspath(args.ckpt_b), "data": args.data,
+                            "batch_size": args.batch_size, "alpha_range": [lo, hi], "points": args.points})
+        rows = {method: _run_method(args, method, group, model_a, model_b, data, config, device, alphas) for method in args.methods}
+    print(_table(name, rows))
+    if "string" in rows and rows["string"].get("loss_rose"):
+        print("note: the string's interior loss rose by over 10% while it was optimised; --string-lr is probably too large for "
+              "these minima (the paper's 0.1 suits SGD-trained nets; try 0.01, or --string-optimizer adam --string-lr 1e-3)")
+    if args.plot:
+        from runners._interpolate_plot import plot_paths
+
+        for path in plot_paths(args.out, name):
+            print(f"figure: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

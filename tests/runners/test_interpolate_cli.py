@@ -1,0 +1,114 @@
+"""``python -m runners.interpolate``: round trip on tiny checkpoints, resume, no overwrite, bad input."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from embeddings import build_model, to_efcn
+from landscape import evaluate
+from results import CurveWriter, save_checkpoint
+from runners.data import load_data
+from runners.interpolate import main
+
+torch.set_num_threads(1)
+FAKE = ["--data", "fake", "--n-train", "64", "--n-test", "32", "--batch-size", "32", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ckpt")
+    torch.manual_seed(0)
+    cnn = build_model("vanilla1d", channels=4)
+    efcn = to_efcn(cnn)
+    with torch.no_grad():
+        for p in efcn.parameters():
+            p.add_(0.05 * torch.randn(p.shape))
+    other = build_model("vanilla1d", channels=6)
+    return {
+        "cnn": save_checkpoint(folder / "cnn.pt", cnn), "efcn": save_checkpoint(folder / "efcn.pt", efcn),
+        "other": save_checkpoint(folder / "other.pt", other), "models": (cnn, efcn),
+    }
+
+
+def _args(checkpoints, out, *extra: str) -> list[str]:
+    return ["--ckpt-a", str(checkpoints["cnn"]), "--ckpt-b", str(checkpoints["efcn"]), "--out", str(out), *FAKE, *extra]
+
+
+def test_round_trip_writes_every_method_metrics_trajectory_and_figure(checkpoints, tmp_path, capsys):
+    out = tmp_path / "paths.h5"
+    assert main(_args(checkpoints, out, "--points", "5", "--string-steps", "3", "--record-every", "2", "--plot")) == 0
+    printed = capsys.readouterr().out
+    assert "A cnn" in printed and "B efcn" in printed and "common space efcn" in printed
+    assert all(line.split()[0] in printed for line in ("linear", "string", "output"))
+    data = load_data("fake", n_train=64, n_test=32)
+    cnn, efcn = checkpoints["models"]
+    with h5py.File(out, "r") as store:
+        assert store.attrs["tool"] == "runners.interpolate" and "git_commit" in store.attrs
+        group = store["interpolation/cnn__efcn"]
+        assert set(group) == {"linear", "string", "output", "string_trajectory"}
+        for method in ("linear", "string", "output"):
+            curve = group[method]
+            assert curve.attrs["index"] == "alpha"
+            assert curve["alpha"][()].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+            assert curve["train_loss"][0] == pytest.approx(evaluate(cnn, data.batches("train", 32)).loss, abs=1e-5)
+            assert curve["test_acc"][-1] == pytest.approx(evaluate(efcn, data.batches("test", 32)).accuracy)
+            assert {"barrier", "peak_test_alpha", "test_acc_gain", "length"} <= set(curve.attrs)
+        assert {"kl_a", "disagree_b"} <= set(group["output"])
+        trajectory = group["string_trajectory"]
+        assert trajectory["step"][()].tolist() == [0.0, 2.0] and "point_4" in trajectory
+    assert (tmp_path / "paths_cnn__efcn.png").stat().st_size > 0 and (tmp_path / "paths_cnn__efcn.pdf").exists()
+
+
+def test_resume_continues_a_killed_curve(checkpoints, tmp_path):
+    full, killed = tmp_path / "full.h5", tmp_path / "killed.h5"
+    main(_args(checkpoints, full, "--methods", "linear", "--points", "6"))
+    main(_args(checkpoints, killed, "--methods", "linear", "--points", "6"))
+    with h5py.File(killed, "a") as store:  # what a kill after the second point leaves behind
+        curve = store["interpolation/cnn__efcn/linear"]
+        CurveWriter(curve.parent, "linear", columns=tuple(curve), index="alpha").truncate(2)
+        del curve.attrs["barrier"]
+    main(_args(checkpoints, killed, "--methods", "linear", "--points", "6", "--resume"))
+    with h5py.File(full, "r") as a, h5py.File(killed, "r") as b:
+        for column in ("alpha", "train_loss", "test_acc"):
+            np.testing.assert_allclose(b[f"interpolation/cnn__efcn/linear/{column}"][()], a[f"interpolation/cnn__efcn/linear/{column}"][()], atol=1e-6)
+        assert b["interpolation/cnn__efcn/linear"].attrs["barrier"] == pytest.approx(a["interpolation/cnn__efcn/linear"].attrs["barrier"], abs=1e-6)
+
+
+def test_existing_results_are_not_overwritten(checkpoints, tmp_path):
+    out = tmp_path / "paths.h5"
+    main(_args(checkpoints, out, "--methods", "output", "--points", "3"))
+    before = out.read_bytes()
+    with pytest.raises(SystemExit, match=r"already exists; pass --overwrite to replace it or --resume to continue it"):
+        main(_args(checkpoints, out, "--methods", "output", "--points", "3"))
+    assert out.read_bytes() == before
+    main(_args(checkpoints, out, "--methods", "output", "--points", "4", "--overwrite"))
+    with h5py.File(out, "r") as store:
+        assert len(store["interpolation/cnn__efcn/output/alpha"]) == 4
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--stiffness", "-1"], r"stiffness k must be a finite number >= 0 .* got -1.0 \(check the string flags"),
+        (["--alpha-range=-0.5,1.5"], r"--alpha-range -0.5,1.5 leaves \[0, 1\], where string and output paths do not exist"),
+        (["--points", "1"], r"--points must be >= 2"),
+        (["--data", "digits"], r"--data digits has inputs of shape \(1, 8, 8\) but the checkpoints expect \(1, 40\)"),
+    ],
+)
+def test_bad_flags_fail_in_one_line_and_write_nothing(checkpoints, tmp_path, extra, message):
+    out = tmp_path / "paths.h5"
+    with pytest.raises(SystemExit, match=message):
+        main(_args(checkpoints, out, *extra))
+    assert not out.exists()
+
+
+def test_missing_checkpoint_and_unrelated_architectures(checkpoints, tmp_path):
+    out = tmp_path / "paths.h5"
+    with pytest.raises(SystemExit, match=r"checkpoint .*nowhere.pt does not exist"):
+        main(["--ckpt-a", str(tmp_path / "nowhere.pt"), "--ckpt-b", str(checkpoints["efcn"]), "--out", str(out), *FAKE])
+    with pytest.raises(SystemExit, match=r"cannot interpolate between unrelated architectures"):
+        main(["--ckpt-a", str(checkpoints["cnn"]), "--ckpt-b", str(checkpoints["other"]), "--out", str(out), *FAKE])
+    assert not out.exists()
