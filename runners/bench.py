@@ -14,6 +14,8 @@ import sys
 
 BENCHMARKS = {
     "embed": "runners._bench_embed",
+    "string": "runners._bench_string",
+    "interp": "runners._bench_interp",
 }
 
 

@@ -51,7 +51,7 @@ def test_product_l2_refuses_a_compact_net():
 def test_end_to_end_writes_histories_cosines_and_compressed_checkpoints(tmp_path, capsys):
     out = tmp_path / "xn"
     summary = _run(capsys, "--out", str(out), "--kernel-size", "5", "--modes", "compact,ck",
-                   "--l2", "normal,product", "--weight-decay", "0.01", "--repeats", "2")
+                   "--l2", "normal,product", "--weight-decay", "0.01", "--repeats", "2", "--probe-points", "3")
     assert set(summary) == {"compact", "ck", "ck_productl2"}
     assert summary["ck"]["seeds"] == 2
     assert summary["ck"]["compression_error"]["mean"] < 1e-5
@@ -65,6 +65,9 @@ def test_end_to_end_writes_histories_cosines_and_compressed_checkpoints(tmp_path
         assert -1 <= run["history/min_cosine"][0] <= run["history/mean_cosine"][0] <= 1
         assert len(run["final_cosines/cosine"]) == 1  # two batches, one pair
         assert run.attrs["status"] == "done" and run.attrs["num_params"] > run.attrs["num_params_compact"]
+        assert run["surface_1d/alpha"][()].tolist() == [-1.0, 0.0, 1.0]
+        assert run["surface_1d/train_loss"][1] == pytest.approx(run.attrs["final_train_loss"], rel=1e-5)
+        assert run.attrs["top_hessian_eigenvalue"] > 0 and "top_hessian_eigenvalue" in summary["compact"]
         compact_norms = f["runs/compact_seed0/history"]
         assert compact_norms["l2_trained"][()].tolist() == compact_norms["l2_compressed"][()].tolist()
         model, meta = load_checkpoint(out / run.attrs["checkpoint"])
@@ -97,6 +100,7 @@ def test_resume_skips_finished_runs_and_refuses_to_overwrite(tmp_path, capsys):
         (["--kernel-size", "3", "--modes", "ck"], r"error: expand: mode 'ck' .* kernel_size=\(3,\)\. Use mode 'cl'"),
         (["--kernel-size", "4"], r"error: SmallNet: kernel_size must be odd"),
         (["--rate", "0"], r"--rate must be at least 1; got 0"),
+        (["--probe-points", "-1"], r"--probe-points must be at least 0; got -1"),
         (["--cosine-batches", "9"], r"--cosine-batches 9 exceeds the full batches of the training set"),
     ],
 )
