@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,7 @@ def masked_accuracies(model: torch.nn.Module, batches, device: str) -> dict[str,
 
 def execute(spec: RunSpec, context: RunContext, emit: Callable[[str, EpochRecord], None]) -> dict[str, Any]:
     """Train one run; returns the attributes of its finished HDF5 group."""
+    cpu_started = time.process_time()
     data = context.load()
     model = starting_model(spec, context, data.input_shape, data.num_classes)
     config = dataclasses.replace(context.config, epochs=spec.epochs)
@@ -148,6 +150,7 @@ def execute(spec: RunSpec, context: RunContext, emit: Callable[[str, EpochRecord
         "final_test_loss": final.test_loss, "final_test_acc": final.test_acc, "final_delta": final.delta,
         **masked_accuracies(result.model, data.batches("test", config.eval_batch_size), context.device),
         "num_params": sum(p.numel() for p in result.model.parameters()),
-        "seconds": result.seconds, "resumed_from": result.resumed_from,
+        # CPU seconds (all threads of this process) tell the cost apart from the machine's load.
+        "seconds": result.seconds, "cpu_seconds": time.process_time() - cpu_started, "resumed_from": result.resumed_from,
         "checkpoint": str(context.final_path(spec.name).relative_to(context.out)),
     }

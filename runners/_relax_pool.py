@@ -14,6 +14,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue as queue_module
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
@@ -52,13 +54,31 @@ class _Recorder:
         write_attrs(self.store[f"runs/{name}"], {**summary, "status": "done"})
 
 
-def _init_worker(threads: int) -> None:
+_channel = None  # this worker process's end of the parent's queue, set by _init_worker
+
+
+def _init_worker(threads: int, channel, parent_pid: int) -> None:
+    global _channel
+    _channel = channel
     # Parallel runs on few cores: one intra-op thread each, or they fight over the cores.
     torch.set_num_threads(threads)
+    # A killed parent leaves its pool workers running; they would keep writing state files that a
+    # resumed run also writes. Each worker exits when its parent is gone.
+    threading.Thread(target=_exit_with, args=(parent_pid,), daemon=True).start()
 
 
-def _execute_remote(spec: RunSpec, context: RunContext, channel) -> dict[str, Any]:
-    return execute(spec, context, lambda name, record: channel.put((name, record.row())))
+def _exit_with(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _execute_remote(spec: RunSpec, context: RunContext) -> dict[str, Any]:
+    summary = execute(spec, context, lambda name, record: _channel.put((name, record.row())))
+    # Queue puts are flushed by a background thread, possibly after the result comes back: the
+    # parent waits for this marker, which follows every row of the run.
+    _channel.put((spec.name, None))
+    return summary
 
 
 def run_all(
@@ -82,12 +102,13 @@ def run_all(
             recorder.finish(spec.name, execute(spec, context, lambda name, record: recorder.epoch(name, record.row())))
             trained.append(spec.name)
         return trained
-    manager = multiprocessing.get_context("spawn").Manager()
-    channel = manager.Queue()
+    spawn = multiprocessing.get_context("spawn")
+    channel = spawn.Queue()
     running: dict[Future, str] = {}
+    ended: set[str] = set()
     try:
         with ProcessPoolExecutor(
-            max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(threads,)
+            max_workers=jobs, mp_context=spawn, initializer=_init_worker, initargs=(threads, channel, os.getpid())
         ) as pool:
             while pending or running:
                 for name in [n for n, s in pending.items() if not s.parent or recorder.done(s.parent)]:
@@ -95,12 +116,12 @@ def run_all(
                         break
                     spec = pending.pop(name)
                     recorder.start(spec)
-                    running[pool.submit(_execute_remote, spec, context, channel)] = name
+                    running[pool.submit(_execute_remote, spec, context)] = name
                 if not running:
                     missing = sorted({s.parent for s in pending.values()})
                     raise ValueError(f"runs {sorted(pending)} wait for parents {missing} that are not in the protocol")
                 finished, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
-                _drain(channel, recorder)
+                _drain(channel, recorder, ended)
                 for future in finished:
                     name = running.pop(future)
                     try:
@@ -109,21 +130,29 @@ def run_all(
                         for other in running:
                             other.cancel()
                         raise
-                    _drain(channel, recorder)
+                    while name not in ended:
+                        _drain(channel, recorder, ended, block=True)
                     recorder.finish(name, summary)
                     trained.append(name)
     finally:
-        manager.shutdown()
+        channel.close()
     return trained
 
 
-def _drain(channel, recorder: _Recorder) -> None:
+def _drain(channel, recorder: _Recorder, ended: set[str], *, block: bool = False) -> None:
+    """Write the queued rows; with ``block``, wait (up to a minute) for at least one message."""
     while True:
         try:
-            name, row = channel.get_nowait()
+            name, row = channel.get(timeout=60) if block else channel.get_nowait()
         except queue_module.Empty:
+            if block:
+                raise RuntimeError("a finished worker's rows did not arrive within a minute") from None
             return
-        recorder.epoch(name, row)
+        block = False
+        if row is None:
+            ended.add(name)
+        else:
+            recorder.epoch(name, row)
 
 
 def _dependency_order(pending: dict[str, RunSpec], recorder: _Recorder) -> list[RunSpec]:
