@@ -104,7 +104,7 @@ class StringResult:
         trajectory_loss: ``(len(trajectory_step), M)`` mini-batch training loss of every point.
         steps: steps taken.
         batching: ``"vmap"`` or ``"loop"``, the one used.
-        seconds_per_step: measured seconds of one gradient step for each batching tried.
+        seconds_per_step: seconds of one gradient step of each batching, measured when ``batching="auto"``.
     """
 
     points: Params
@@ -247,9 +247,10 @@ def elastic_string(
     x0, y0 = (t.to(device) for t in batches[0])
     current = {n: t.detach() for n, t in interior.items()}
     candidates = {"vmap": batched, "loop": looped}
-    chosen = [config.batching] if config.batching != "auto" else ["vmap", "loop"]
-    timings = {name: _timed(lambda fn=candidates[name]: fn(current, x0, y0), device) for name in chosen}
-    batching = min(timings, key=timings.get)
+    timings = {}
+    if config.batching == "auto":
+        timings = {name: _timed(lambda fn=fn: fn(current, x0, y0), device) for name, fn in candidates.items()}
+    batching = min(timings, key=timings.get) if timings else config.batching
     step_fn = candidates[batching]
 
     leaves = list(interior.values())

@@ -1,0 +1,66 @@
+"""Elastic string: seconds per step with vmap over the stacked points vs a loop over points.
+
+Both batchings run the same steps (same forces, same updates) on the same mini-batches; the ratio
+``loop_over_vmap`` > 1 means vmap is faster. ``batching="auto"`` makes this choice at run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from embeddings import build_model, to_efcn
+from landscape import StringConfig, elastic_string, param_dict
+from runners.cli import resolve_device
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--channels", type=int, default=32, help="width of the 1-D VanillaCNN (MNIST-1D shape)")
+    parser.add_argument("--spaces", default="cnn,efcn", help="comma-separated: cnn, efcn (the eFCN of the same CNN)")
+    parser.add_argument("--points", type=int, default=11, help="points M of the string, endpoints included")
+    parser.add_argument("--batch-size", type=int, default=100, help="examples per mini-batch")
+    parser.add_argument("--steps", type=int, default=10, help="N: runs of N and 2N steps are timed per batching")
+    parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def _seconds_per_step(model, a, b, batches, batching: str, args: argparse.Namespace, device: torch.device) -> float:
+    """Steady-state seconds per step: the time of ``2N`` steps minus that of ``N`` (setup cancels), over ``N``."""
+
+    def best(steps: int) -> float:
+        config = StringConfig(num_points=args.points, steps=steps, batching=batching, record_every=steps)
+        times = []
+        for _ in range(args.repeats):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            elastic_string(model, a, b, batches, config=config, device=device)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return (best(2 * args.steps) - best(args.steps)) / args.steps
+
+
+def run(args: argparse.Namespace) -> dict:
+    device = resolve_device(args.device)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(args.batch_size * 4, 1, 40, generator=generator)
+    y = torch.randint(0, 10, (len(x),), generator=generator)
+    batches = list(zip(x.split(args.batch_size), y.split(args.batch_size)))
+    rows: dict = {"device": str(device), "threads": torch.get_num_threads(), "points": args.points}
+    for space in args.spaces.split(","):
+        torch.manual_seed(0)
+        models = [build_model("vanilla1d", channels=args.channels).to(device) for _ in range(2)]
+        if space == "efcn":
+            models = [to_efcn(m) for m in models]
+        a, b = param_dict(models[0]), param_dict(models[1])
+        timings = {batching: _seconds_per_step(models[0], a, b, batches, batching, args, device) for batching in ("vmap", "loop")}
+        rows[f"{space}.params_M"] = sum(t.numel() for t in a.values()) / 1e6
+        rows[f"{space}.vmap_s_per_step"] = timings["vmap"]
+        rows[f"{space}.loop_s_per_step"] = timings["loop"]
+        rows[f"{space}.loop_over_vmap"] = timings["loop"] / timings["vmap"]
+    return rows
