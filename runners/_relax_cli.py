@@ -12,8 +12,8 @@ from typing import Any
 
 import h5py
 
-from results import open_store, provenance, read_attrs, write_attrs
-from runners._relax_jobs import RunContext
+from results import load_checkpoint, open_store, provenance, read_attrs, write_attrs
+from runners._relax_jobs import RunContext, fresh_cnn
 from runners.cli import progress_disabled, resolve_device
 from runners.training import TrainConfig
 
@@ -86,6 +86,17 @@ def context_from_args(args: argparse.Namespace) -> RunContext:
         config=config, seed=args.seed, device=str(resolve_device(args.device)), resume=args.resume,
         progress=not progress_disabled(args.quiet),
     )
+
+
+def preflight(context: RunContext, init: str | None = None) -> None:
+    """Fail on bad input (data, architecture, starting checkpoint) before anything is written."""
+    try:
+        data = context.load()
+        fresh_cnn(context, data.input_shape, data.num_classes)
+        if init:
+            load_checkpoint(init)
+    except (ValueError, FileNotFoundError) as err:
+        raise fail(str(err).splitlines()[0]) from None
 
 
 def open_experiment(args: argparse.Namespace, tool: str, argv: Sequence[str] | None) -> h5py.File:

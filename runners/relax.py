@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 
 from results import read_attrs
-from runners._relax_cli import add_training_arguments, context_from_args, fail, int_list, open_experiment
+from runners._relax_cli import add_training_arguments, context_from_args, fail, int_list, open_experiment, preflight
 from runners._relax_jobs import RunSpec
 from runners._relax_pool import default_threads, run_all
 from runners.cli import add_common_arguments
@@ -124,10 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     context = context_from_args(args)
     specs = protocol(epochs=args.epochs, relax_epochs=args.relax_epochs, t_w=args.t_w, spaces=args.space,
                      tw1=args.tw1, tw2=args.tw2)
-    try:
-        context.load()  # fail early, in this process, on missing data
-    except (ValueError, FileNotFoundError) as err:
-        raise fail(str(err)) from None
+    preflight(context)
     started = time.perf_counter()
     with open_experiment(args, "runners.relax", argv) as store:
         try:

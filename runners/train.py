@@ -16,8 +16,8 @@ import argparse
 import math
 import os
 
-from results import CheckpointError, load_checkpoint, read_attrs
-from runners._relax_cli import add_training_arguments, context_from_args, fail, int_list, open_experiment
+from results import CheckpointError, read_attrs
+from runners._relax_cli import add_training_arguments, context_from_args, fail, int_list, open_experiment, preflight
 from runners._relax_jobs import RunSpec
 from runners._relax_pool import run_all
 from runners.cli import add_common_arguments
@@ -49,12 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.init and args.space == "fcn":
         raise fail("--space fcn is a fresh random FCN; it cannot start from --init (use --space efcn to embed a checkpoint)")
     context = context_from_args(args)
-    try:  # fail on bad input before anything is written
-        context.load()
-        if args.init:
-            load_checkpoint(args.init)
-    except (ValueError, FileNotFoundError) as err:
-        raise fail(str(err)) from None
+    preflight(context, args.init)
     spec = RunSpec(name, args.space, args.epochs, init=args.init or "", snapshots=args.save_at,
                    attrs={"init": os.path.abspath(args.init)} if args.init else {})
     with open_experiment(args, "runners.train", argv) as store:

@@ -1,0 +1,60 @@
+"""runners.train: one model, its snapshots, starting from a checkpoint, one-line errors."""
+
+import h5py
+import pytest
+import torch
+
+from results import load_checkpoint, read_attrs, read_curve
+from runners import train as train_cli
+
+torch.set_num_threads(1)
+
+TINY = ["--data", "fake", "--n-train", "64", "--n-test", "32", "--channels", "2", "--batch-size", "16", "--lr", "0.01",
+        "--epochs", "2", "--quiet"]
+
+
+def test_train_cnn_then_an_efcn_from_its_snapshot(tmp_path, capsys):
+    cnn_out, efcn_out = tmp_path / "cnn", tmp_path / "efcn"
+    assert train_cli.main([*TINY, "--save-at", "0,1", "--out", str(cnn_out)]) == 0
+    assert "cnn (cnn): test accuracy" in capsys.readouterr().out
+    snapshot = cnn_out / "checkpoints/cnn/epoch_1.pt"
+    model, meta = load_checkpoint(snapshot)
+    assert meta["epoch"] == 1 and model.space == "cnn"
+    assert train_cli.main([*TINY, "--space", "efcn", "--init", str(snapshot), "--name", "relaxed", "--out", str(efcn_out)]) == 0
+    with h5py.File(cnn_out / "results.h5", "r") as store:
+        cnn_curve = read_curve(store["runs/cnn/history"])
+    with h5py.File(efcn_out / "results.h5", "r") as store:
+        attrs = read_attrs(store["runs/relaxed"])
+        curve = read_curve(store["runs/relaxed/history"])
+        assert read_attrs(store)["tool"] == "runners.train"
+    assert attrs["space"] == "efcn" and attrs["init"] == str(snapshot.resolve()) and attrs["status"] == "done"
+    assert curve["test_loss"][0] == pytest.approx(cnn_curve["test_loss"][1], abs=1e-5) and curve["delta"][0] == 0
+    assert load_checkpoint(efcn_out / attrs["checkpoint"])[0].space == "efcn"
+
+
+@pytest.mark.parametrize("space", ["elcn", "fcn"])
+def test_train_from_scratch_in_other_spaces(tmp_path, space):
+    assert train_cli.main([*TINY, "--epochs", "1", "--space", space, "--out", str(tmp_path)]) == 0
+    with h5py.File(tmp_path / "results.h5", "r") as store:
+        assert read_attrs(store[f"runs/{space}"])["space"] == space
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--save-at", "5"], r"error: --save-at 5 lies beyond --epochs 2; use epochs in 0..2"),
+    (["--space", "fcn", "--init", "x.pt"], r"error: --space fcn is a fresh random FCN; it cannot start from --init"),
+    (["--init", "missing.pt"], r"error: checkpoint missing.pt does not exist"),
+    (["--batch-size", "0"], r"error: batch_size must be a positive integer, got 0 \(check the --batch-size flag\)"),
+    (["--arch-kwargs", '{"channels": "wide"}'], r"error: architecture 'vanilla1d' does not accept arguments"),
+    (["--arch", "resnet"], r"error: unknown architecture 'resnet'; expected one of"),
+])
+def test_bad_input_one_line_and_nothing_written(tmp_path, extra, message):
+    with pytest.raises(SystemExit, match=message):
+        train_cli.main([*TINY, "--out", str(tmp_path / "r"), *extra])
+    assert not (tmp_path / "r").exists()
+
+
+def test_corrupt_init_checkpoint(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00" * 10)
+    with pytest.raises(SystemExit, match=r"error: checkpoint .*bad.pt is corrupt or not a torch file \(\w+\); re-create it"):
+        train_cli.main([*TINY, "--space", "efcn", "--init", str(bad), "--out", str(tmp_path / "r")])
