@@ -148,6 +148,8 @@ def execute(spec: RunSpec, context: RunContext, emit: Callable[[str, EpochRecord
     return {
         "final_train_loss": final.train_loss, "final_train_acc": final.train_acc,
         "final_test_loss": final.test_loss, "final_test_acc": final.test_acc, "final_delta": final.delta,
+        # The paper compares the best test accuracy along each history (its Fig. 3); keep both.
+        "best_test_acc": max(record.test_acc for record in result.history),
         **masked_accuracies(result.model, data.batches("test", config.eval_batch_size), context.device),
         "num_params": sum(p.numel() for p in result.model.parameters()),
         # CPU seconds (all threads of this process) tell the cost apart from the machine's load.

@@ -109,12 +109,14 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def _summary(store) -> str:
-    lines = [f"{'run':<22}{'space':<6}{'test acc':>9}{'delta':>8}{'local':>8}{'offloc':>8}{'seconds':>9}"]
+    """One line per run: final and best test accuracy, delta, masked accuracies, seconds."""
+    columns = ("final_test_acc", "best_test_acc", "final_delta", "local_only_acc", "offlocal_only_acc")
+    lines = [f"{'run':<20}{'space':<6}{'final':>7}{'best':>7}{'delta':>7}{'local':>7}{'offloc':>7}{'sec':>7}{'cpu s':>7}"]
     for name in sorted(store["runs"], key=lambda n: (n not in ("cnn", "fcn"), n.count("_"), len(n), n)):
-        a = read_attrs(store["runs"][name])
-        cells = [f"{a.get(k, math.nan):.3f}" if not math.isnan(a.get(k, math.nan)) else "-" for k in
-                 ("final_test_acc", "final_delta", "local_only_acc", "offlocal_only_acc")]
-        lines.append(f"{name:<22}{a['space']:<6}{cells[0]:>9}{cells[1]:>8}{cells[2]:>8}{cells[3]:>8}{a.get('seconds', 0):>9.1f}")
+        attrs = read_attrs(store["runs"][name])
+        cells = "".join(f"{attrs.get(key, math.nan):>7.3f}" for key in columns)
+        cells += "".join(f"{attrs.get(key, math.nan):>7.0f}" for key in ("seconds", "cpu_seconds"))
+        lines.append(f"{name:<20}{attrs['space']:<6}{cells.replace('nan', '  -')}")
     return "\n".join(lines)
 
 
