@@ -1,4 +1,4 @@
-"""Pieces of ``runners.expandnets``: run names, the "product L2" penalty, parameter norms.
+"""Pieces of ``runners.expandnets``: run names, the "product L2" penalty, norms, landscape probes.
 
 The product L2 of ExpandNets (Fig. 7) penalises the compressed parameters,
 :math:`\\frac{\\lambda}{2}\\sum_c\\lVert\\theta_c(\\theta)\\rVert^2`, a function of the whole chain.
@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from embeddings import compressed_parameters, expanded_layers, product_l2
+from landscape import LossSurface, hessian_eigenvalues, loss_surface
 
 
 @dataclass(frozen=True)
@@ -80,3 +81,12 @@ def squared_norms(net: nn.Module) -> tuple[float, float]:
     if not expanded_layers(net):
         return trained, trained
     return trained, float(sum(p.pow(2).sum() for p in compressed_parameters(net).values()))
+
+
+def landscape_probes(compact: nn.Module, batches, *, points: int, seed: int) -> tuple[float, LossSurface]:
+    """Top Hessian eigenvalue and 1-D loss surface (filter-normalised direction, span 1) of a compact
+    or compressed net in eval mode: the paper's flatter-minimum comparison (Figs. 3-4)."""
+    compact.eval()
+    loss_fn = nn.CrossEntropyLoss()
+    top = float(hessian_eigenvalues(compact, loss_fn, batches, k=1, seed=seed)[0])
+    return top, loss_surface(compact, loss_fn, batches, dims=1, span=1.0, num_points=points, seed=seed)

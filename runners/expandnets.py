@@ -34,7 +34,7 @@ from torch import nn
 from embeddings import build_model, compress, expand
 from landscape import gradient_cosines
 from results import CurveWriter, open_store, provenance, read_attrs, save_checkpoint, write_attrs
-from runners._expandnets_runs import RunSpec, penalised, squared_norms
+from runners._expandnets_runs import RunSpec, landscape_probes, penalised, squared_norms
 from runners.cli import add_common_arguments, progress_disabled, resolve_device
 from runners.data import Dataset, load_data
 from runners.training import HISTORY_COLUMNS, TrainConfig, evaluate, train
@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cosine-batches", type=int, default=20,
                         help="mini-batches sampled per epoch for the pairwise gradient cosines (pairs: n(n-1)/2)")
     parser.add_argument("--cosine-batch-size", type=int, default=None, help="their size (default: --batch-size)")
+    parser.add_argument("--probe-points", type=int, default=0,
+                        help="landscape probes of the final compact / compressed nets: top Hessian eigenvalue and a "
+                             "1-D loss surface of this many points (0: none)")
+    parser.add_argument("--probe-examples", type=int, default=1000, help="training examples the probes average over")
     parser.add_argument("--n-train", type=int, default=None, help="keep only this many training examples")
     parser.add_argument("--n-test", type=int, default=None, help="keep only this many test examples")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing expandnets.h5")
@@ -86,7 +90,8 @@ def _split(text: str, allowed: Sequence[str], flag: str) -> tuple[str, ...]:
 def _specs(args: argparse.Namespace) -> list[RunSpec]:
     modes = _split(args.modes, MODES, "--modes")
     kinds = _split(args.l2, ("normal", "product"), "--l2")
-    for flag, value, low in (("--rate", args.rate, 1), ("--repeats", args.repeats, 1), ("--cosine-batches", args.cosine_batches, 2)):
+    for flag, value, low in (("--rate", args.rate, 1), ("--repeats", args.repeats, 1), ("--cosine-batches", args.cosine_batches, 2),
+                             ("--probe-points", args.probe_points, 0), ("--probe-examples", args.probe_examples, 1)):
         if value < low:
             raise SystemExit(f"error: {flag} must be at least {low}; got {value}")
     specs = []
@@ -160,6 +165,15 @@ def _train_one(args, data, spec: RunSpec, config: TrainConfig, store, out: Path,
     checkpoint = out / "checkpoints" / spec.name / "compressed.pt"
     save_checkpoint(checkpoint, compact.cpu(), mode=spec.mode, l2=spec.l2, seed=spec.seed, epoch=config.epochs,
                     test_acc=compressed_acc, data=data.name)
+    if args.probe_points:
+        x, y = data.x_train[: args.probe_examples], data.y_train[: args.probe_examples]
+        probe_data = list(zip(x.split(config.eval_batch_size), y.split(config.eval_batch_size)))
+        top, surface = landscape_probes(compact.to(device), probe_data, points=args.probe_points, seed=spec.seed)
+        curve = CurveWriter(group, "surface_1d", columns=("alpha", "train_loss", "train_acc"), index="alpha")
+        curve.truncate(0)
+        for alpha, loss, acc in zip(surface.axes[0].tolist(), surface.loss.tolist(), surface.accuracy.tolist()):
+            curve.append(alpha=alpha, train_loss=loss, train_acc=acc)
+        write_attrs(group, {"top_hessian_eigenvalue": top})
     last = result.final
     summary = {
         "final_train_loss": last.train_loss, "final_train_acc": last.train_acc, "final_test_loss": last.test_loss,
@@ -183,8 +197,10 @@ def _summary(store) -> dict:
             continue
         label = attrs["mode"] + ("" if attrs["l2"] == "normal" else "_productl2")
         row = table.setdefault(label, {})
-        for key in ("compressed_test_acc", "final_train_acc", "final_min_cosine", "final_mean_cosine", "compression_error"):
-            row.setdefault(key, []).append(float(attrs[key]))
+        for key in ("compressed_test_acc", "final_train_acc", "final_min_cosine", "final_mean_cosine", "compression_error",
+                    "top_hessian_eigenvalue"):
+            if key in attrs:
+                row.setdefault(key, []).append(float(attrs[key]))
     return {
         label: {"seeds": len(row["compressed_test_acc"]),
                 **{key: {"mean": float(np.mean(v)), "std": float(np.std(v))} for key, v in row.items()}}
