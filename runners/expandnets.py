@@ -163,12 +163,12 @@ def _train_one(args, data, spec: RunSpec, config: TrainConfig, store, out: Path,
     with torch.no_grad():
         error = max(float((compact(x.to(device)) - model(x.to(device))).abs().max()) for x, _ in test)
     checkpoint = out / "checkpoints" / spec.name / "compressed.pt"
-    save_checkpoint(checkpoint, compact.cpu(), mode=spec.mode, l2=spec.l2, seed=spec.seed, epoch=config.epochs,
+    save_checkpoint(checkpoint, compact, mode=spec.mode, l2=spec.l2, seed=spec.seed, epoch=config.epochs,
                     test_acc=compressed_acc, data=data.name)
     if args.probe_points:
         x, y = data.x_train[: args.probe_examples], data.y_train[: args.probe_examples]
         probe_data = list(zip(x.split(config.eval_batch_size), y.split(config.eval_batch_size)))
-        top, surface = landscape_probes(compact.to(device), probe_data, points=args.probe_points, seed=spec.seed)
+        top, surface = landscape_probes(compact, probe_data, points=args.probe_points, seed=spec.seed)
         curve = CurveWriter(group, "surface_1d", columns=("alpha", "train_loss", "train_acc"), index="alpha")
         curve.truncate(0)
         for alpha, loss, acc in zip(surface.axes[0].tolist(), surface.loss.tolist(), surface.accuracy.tolist()):
