@@ -42,7 +42,8 @@ def json_dict(text: str) -> dict[str, Any]:
 def add_training_arguments(parser: argparse.ArgumentParser, *, out: str, epochs: int) -> None:
     """Architecture, optimizer and output flags (the data/device/seed flags come from runners.cli)."""
     parser.add_argument("--out", default=out, help=f"output folder: results.h5, checkpoints/, state/ (default: {out})")
-    parser.add_argument("--arch", default="vanilla1d", help="architecture name in the embeddings registry (default: vanilla1d)")
+    parser.add_argument("--arch", default=None,
+                        help="architecture name in the embeddings registry (default: vanilla1d for sequences, vanilla2d for images)")
     parser.add_argument("--channels", type=int, default=32,
                         help="conv width of the VanillaCNN (default: 32, whose eFCN has 1.1M parameters on MNIST-1D; the paper uses 64)")
     parser.add_argument("--arch-kwargs", type=json_dict, default={}, help="extra JSON keyword arguments of the architecture, e.g. '{\"pool\": true}'")
@@ -77,6 +78,8 @@ def context_from_args(args: argparse.Namespace) -> RunContext:
         )
     except ValueError as err:
         raise fail(f"{err} (check the --{str(err).split()[0].replace('_', '-')} flag)") from None
+    if args.arch is None:
+        args.arch = "vanilla2d" if args.data in ("digits", "cifar10", "cifar100") else "vanilla1d"
     arch_kwargs = dict(args.arch_kwargs)
     if args.arch in ("vanilla1d", "vanilla2d"):
         arch_kwargs.setdefault("channels", args.channels)
@@ -92,11 +95,17 @@ def preflight(context: RunContext, init: str | None = None) -> None:
     """Fail on bad input (data, architecture, starting checkpoint) before anything is written."""
     try:
         data = context.load()
-        fresh_cnn(context, data.input_shape, data.num_classes)
         if init:
             load_checkpoint(init)
     except (ValueError, FileNotFoundError) as err:
         raise fail(str(err).splitlines()[0]) from None
+    try:
+        fresh_cnn(context, data.input_shape, data.num_classes)
+    except (ValueError, TypeError, RuntimeError) as err:
+        raise fail(
+            f"--arch {context.arch} with {context.arch_kwargs} cannot take {data.name} inputs of shape "
+            f"{data.input_shape}: {str(err).splitlines()[0]} (adjust --arch-kwargs, e.g. '{{\"pool\": false}}' for small images)"
+        ) from None
 
 
 def open_experiment(args: argparse.Namespace, tool: str, argv: Sequence[str] | None) -> h5py.File:
