@@ -16,6 +16,7 @@ BENCHMARKS = {
     "embed": "runners._bench_embed",
     "string": "runners._bench_string",
     "interp": "runners._bench_interp",
+    "gradcos": "runners._bench_gradcos",
 }
 
 
