@@ -101,7 +101,9 @@ def preflight(context: RunContext, init: str | None = None) -> None:
         raise fail(str(err).splitlines()[0]) from None
     try:
         fresh_cnn(context, data.input_shape, data.num_classes)
-    except (ValueError, TypeError, RuntimeError) as err:
+    except ValueError as err:  # unknown name or arguments: the registry's message says it all
+        raise fail(str(err).splitlines()[0]) from None
+    except RuntimeError as err:  # torch refusing the shapes while the model sizes its classifier
         raise fail(
             f"--arch {context.arch} with {context.arch_kwargs} cannot take {data.name} inputs of shape "
             f"{data.input_shape}: {str(err).splitlines()[0]} (adjust --arch-kwargs, e.g. '{{\"pool\": false}}' for small images)"
