@@ -14,6 +14,7 @@ import sys
 
 BENCHMARKS = {
     "embed": "runners._bench_embed",
+    "hessian": "runners._bench_hessian",
     "string": "runners._bench_string",
     "interp": "runners._bench_interp",
     "gradcos": "runners._bench_gradcos",

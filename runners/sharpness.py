@@ -1,0 +1,279 @@
+"""Curvature along training: Hessian top-k eigenvalues, trace, basin width per checkpoint, into HDF5.
+
+    python -m runners.sharpness --run-dir runs/relax --out runs/relax/sharpness.h5 --plot
+    python -m runners.sharpness --ckpt a.pt b.pt --out sharpness.h5 --k 3 --subspace offlocal
+
+Checkpoints come from a run directory (``checkpoints/<run>/epoch_<k>.pt`` and ``final.pt``, as
+``runners.relax`` and ``runners.train`` write them) or from ``--ckpt``. Every run becomes the group
+``/sharpness/<run>/``: the curve ``curve`` (index ``row``; ``epoch``, ``t_w``, ``final``, ``train_loss``,
+``trace``, ``trace_se``, ``basin_width``, ``basin_width_std``, ``basin_censored``, ``eps_sharpness``,
+``lanczos_iterations``, ``lanczos_converged``, ``seconds``), the ``(n, k)`` dataset ``top_eigs`` (descending)
+and, on request, ``density_<row>/`` (SLQ ``grid``, ``density``) and ``surface_<row>/`` (``axis``, ``loss``,
+``accuracy``). Rows are flushed one checkpoint at a time; ``--resume`` continues a killed run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from embeddings import embed_parameters, local_masks, model_space, to_cnn
+from landscape import (
+    HessianOperator,
+    basin_width,
+    epsilon_sharpness,
+    hutch_plus_plus,
+    hutchinson,
+    lanczos,
+    loss_surface,
+    parameter_subspace,
+    slq,
+)
+from results import CheckpointError, CurveWriter, load_checkpoint, open_store, provenance, read_attrs, write_attrs
+from runners.cli import add_common_arguments, progress_disabled, resolve_device
+from runners.data import load_data
+
+COLUMNS = (
+    "row", "epoch", "t_w", "final", "train_loss", "trace", "trace_se", "basin_width", "basin_width_std", "basin_censored",
+    "eps_sharpness", "lanczos_iterations", "lanczos_converged", "seconds",
+)
+SUBSPACES = ("full", "cnn", "local", "offlocal")
+
+
+def fail(message: str) -> SystemExit:
+    """The one-line error of the CLI."""
+    return SystemExit(f"error: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m runners.sharpness", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_common_arguments(parser)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run-dir", help="folder of a relax/train run: every checkpoints/<run>/*.pt is probed")
+    source.add_argument("--ckpt", nargs="+", help="checkpoint files to probe, in this order")
+    parser.add_argument("--runs", default=None, help="with --run-dir: comma-separated run names to keep (default: all)")
+    parser.add_argument("--out", default="sharpness.h5", help="HDF5 result file")
+    parser.add_argument("--k", type=int, default=5, help="top-k Hessian eigenvalues (Lanczos)")
+    parser.add_argument("--tol", type=float, default=1e-3, help="relative Ritz residual at which Lanczos stops")
+    parser.add_argument("--trace-probes", type=int, default=30, help="operator products of the trace estimate")
+    parser.add_argument("--trace-method", choices=("hutchinson", "hutch++"), default="hutch++", help="trace estimator")
+    parser.add_argument("--basin-directions", type=int, default=5, help="filter-normalised directions (each measured both ways)")
+    parser.add_argument("--basin-threshold", type=float, default=0.1, help="loss rise marking the basin's edge")
+    parser.add_argument("--basin-mode", choices=("absolute", "relative"), default="absolute",
+                        help="threshold in loss units or as a fraction of the checkpoint's loss")
+    parser.add_argument("--basin-max", type=float, default=1.0, help="longest distance probed (units of filter norms)")
+    parser.add_argument("--epsilon", type=float, default=0.0, help="box size of Keskar's epsilon-sharpness (0: skip; Keskar: 1e-3)")
+    parser.add_argument("--subspace", choices=SUBSPACES, default="full",
+                        help="directions probed in embedded models: all, the CNN subspace, the local or the off-local blocks "
+                             "(CNN checkpoints are always probed in full)")
+    parser.add_argument("--density", action="store_true", help="also store the SLQ spectral density of every checkpoint")
+    parser.add_argument("--surface", choices=("none", "1d", "2d"), default="none", help="also store a filter-normalised loss surface")
+    parser.add_argument("--surface-points", type=int, default=21, help="grid points per axis of --surface")
+    parser.add_argument("--batch-size", type=int, default=1000, help="batch of the full-data averages (no effect on the numbers)")
+    parser.add_argument("--n-train", type=int, default=None, help="keep only the first N training examples (quick runs)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--resume", action="store_true", help="continue the rows already in --out")
+    parser.add_argument("--plot", action="store_true", help="also draw sharpness vs epoch (and the relax gain) next to --out")
+    return parser
+
+
+def _discover(args: argparse.Namespace) -> dict[str, list[Path]]:
+    """Checkpoints by run: a run directory's snapshots in epoch order then ``final.pt``, or ``--ckpt``."""
+    if args.ckpt:
+        missing = [path for path in args.ckpt if not os.path.isfile(path)]
+        if missing:
+            raise fail(f"checkpoint {missing[0]} does not exist")
+        return {"checkpoints": [Path(path) for path in args.ckpt]}
+    folder = Path(args.run_dir) / "checkpoints"
+    if not folder.is_dir():
+        raise fail(f"{args.run_dir} has no checkpoints/ folder; pass the --out folder of runners.relax or runners.train, or use --ckpt")
+
+    def order(path: Path) -> tuple[int, int]:
+        return (1, 0) if path.stem == "final" else (0, int(path.stem.split("_")[-1]) if path.stem.split("_")[-1].isdigit() else 0)
+
+    runs = {run.name: sorted(run.glob("*.pt"), key=order) for run in sorted(folder.iterdir()) if run.is_dir()}
+    if args.runs:
+        wanted = [name.strip() for name in args.runs.split(",") if name.strip()]
+        unknown = [name for name in wanted if name not in runs]
+        if unknown:
+            raise fail(f"--runs names {unknown} not found in {folder}; available: {', '.join(runs)}")
+        runs = {name: runs[name] for name in wanted}
+    runs = {name: paths for name, paths in runs.items() if paths}
+    if not runs:
+        raise fail(f"no .pt checkpoints under {folder}")
+    return runs
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    for flag, value, low in (("--k", args.k, 1), ("--trace-probes", args.trace_probes, 3), ("--basin-directions", args.basin_directions, 1),
+                             ("--batch-size", args.batch_size, 1), ("--surface-points", args.surface_points, 2)):
+        if value < low:
+            raise fail(f"{flag} must be >= {low}, got {value}")
+    for flag, value in (("--tol", args.tol), ("--basin-threshold", args.basin_threshold), ("--basin-max", args.basin_max)):
+        if not (math.isfinite(value) and value > 0):
+            raise fail(f"{flag} must be a positive number, got {value}")
+    if not (math.isfinite(args.epsilon) and args.epsilon >= 0):
+        raise fail(f"--epsilon must be >= 0 (0 skips epsilon-sharpness), got {args.epsilon}")
+    if args.overwrite and args.resume:
+        raise fail("--overwrite and --resume contradict each other; choose one")
+    if os.path.exists(args.out) and not (args.overwrite or args.resume):
+        raise fail(f"{args.out} already exists; pass --overwrite to replace it or --resume to continue it")
+
+
+def _subspace(model: nn.Module, choice: str, path: Path):
+    """The probed directions of one checkpoint (None: all parameters)."""
+    if choice == "full" or model_space(model) == "cnn":
+        return None
+    if choice == "cnn":
+        cnn = to_cnn(model)
+        return parameter_subspace(model, linear_map=lambda c: embed_parameters(model, c), coordinates=dict(cnn.named_parameters()))
+    masks = local_masks(model)
+    if not masks:
+        raise fail(f"--subspace {choice} needs dense embedded layers (an eFCN or FCN); {path} holds a {model_space(model)}")
+    return parameter_subspace(model, masks=masks if choice == "local" else {name: ~mask for name, mask in masks.items()})
+
+
+def _prepare(args: argparse.Namespace, device: torch.device):
+    """Everything that can fail on bad input, before the result file is touched."""
+    _check_args(args)
+    runs = _discover(args)
+    loaded: dict[str, list[tuple[Path, nn.Module, dict]]] = {}
+    for run, paths in runs.items():
+        loaded[run] = []
+        for path in paths:
+            try:
+                model, meta = load_checkpoint(path, map_location=device)
+            except CheckpointError as err:
+                raise fail(str(err).splitlines()[0]) from None
+            _subspace(model, args.subspace, path)
+            loaded[run].append((path, model, meta))
+    first = next(iter(loaded.values()))[0][1]
+    num_classes = int(getattr(first, "arch_kwargs", {}).get("num_classes", 10))
+    try:
+        data = load_data(args.data, root=args.data_root, download=args.download, seed=args.seed, n_train=args.n_train,
+                         n_test=1, input_shape=tuple(first.input_shape), num_classes=num_classes)
+    except (ValueError, FileNotFoundError) as err:
+        raise fail(str(err).splitlines()[0]) from None
+    if tuple(data.input_shape) != tuple(first.input_shape):
+        raise fail(f"--data {args.data} has inputs of shape {tuple(data.input_shape)} but the checkpoints expect "
+                   f"{tuple(first.input_shape)}; pass the data set the models were trained on")
+    return loaded, data
+
+
+def _probe(args, model: nn.Module, meta: dict, path: Path, batches, group: h5py.Group, row: int) -> dict:
+    """Every probe of one checkpoint; arrays (density, surface) go straight into ``group``."""
+    start = time.perf_counter()
+    loss_fn = nn.CrossEntropyLoss()
+    subspace = _subspace(model, args.subspace, path)
+    operator = HessianOperator(model, loss_fn, batches, subspace=subspace)
+    k = min(args.k, operator.size)
+    eigen = lanczos(operator, k=k, tol=args.tol, seed=args.seed)
+    if args.trace_method == "hutch++":
+        trace = hutch_plus_plus(operator, num_matvecs=args.trace_probes, seed=args.seed)
+    else:
+        trace = hutchinson(operator, num_probes=args.trace_probes, seed=args.seed)
+    basin = basin_width(model, loss_fn, batches, threshold=args.basin_threshold, mode=args.basin_mode,
+                        num_directions=args.basin_directions, max_distance=args.basin_max, subspace=subspace, seed=args.seed)
+    sharp = math.nan
+    if args.epsilon > 0:
+        sharp = epsilon_sharpness(model, loss_fn, batches, epsilon=args.epsilon, subspace=subspace, seed=args.seed).sharpness
+    if args.density:
+        density = slq(operator, num_steps=min(80, operator.size), seed=args.seed)
+        _write_arrays(group, f"density_{row}", grid=density.grid.numpy(), density=density.density.numpy())
+    if args.surface != "none":
+        surface = loss_surface(model, loss_fn, batches, dims=1 if args.surface == "1d" else 2, num_points=args.surface_points,
+                               span=args.basin_max, subspace=subspace, seed=args.seed)
+        _write_arrays(group, f"surface_{row}", axis=surface.axes[0].numpy(), loss=surface.loss.numpy(), accuracy=surface.accuracy.numpy())
+    eigs = np.full(args.k, np.nan)
+    eigs[:k] = eigen.eigenvalues.numpy()
+    return {
+        "top_eigs": eigs,
+        "row": row, "epoch": float(meta.get("epoch", math.nan)), "t_w": float(meta.get("t_w", math.nan)),
+        "final": float(path.stem == "final"), "train_loss": basin.base_loss, "trace": trace.estimate, "trace_se": trace.stderr,
+        "basin_width": basin.mean, "basin_width_std": basin.std, "basin_censored": float(basin.censored.float().mean()),
+        "eps_sharpness": sharp, "lanczos_iterations": eigen.iterations, "lanczos_converged": float(eigen.converged),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _write_arrays(group: h5py.Group, name: str, **arrays: np.ndarray) -> None:
+    if name in group:  # a row killed half-way through its arrays is recomputed whole
+        del group[name]
+    sub = group.create_group(name)
+    for key, value in arrays.items():
+        sub.create_dataset(key, data=value)
+
+
+def _eigs_dataset(group: h5py.Group, k: int, length: int) -> h5py.Dataset:
+    if "top_eigs" not in group:
+        group.create_dataset("top_eigs", shape=(0, k), maxshape=(None, k), dtype="f8")
+    eigs = group["top_eigs"]
+    if eigs.shape[1] != k:
+        raise fail(f"{group.name} holds top-{eigs.shape[1]} eigenvalues, not --k {k}; use the same --k or --overwrite")
+    eigs.resize((length, k))  # rows beyond the curve were not finished
+    return eigs
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    device = resolve_device(args.device)
+    loaded, data = _prepare(args, device)
+    batches = data.batches("train", args.batch_size)
+    config = {key: value for key, value in sorted(vars(args).items()) if key not in ("quiet", "device", "resume", "overwrite", "plot")}
+    total = sum(len(entries) for entries in loaded.values())
+    bar = tqdm(total=total, desc="sharpness", disable=progress_disabled(args.quiet))
+    with open_store(args.out, overwrite=args.overwrite, resume=args.resume) as store:
+        if "config" in store.attrs and json.loads(read_attrs(store)["config"]) != json.loads(json.dumps(config)):
+            raise fail(f"--resume with other options than the run in {args.out}; use the same options or --overwrite")
+        write_attrs(store, provenance(seed=args.seed, argv=sys.argv if argv is None else ["runners.sharpness", *argv])
+                    | {"tool": "runners.sharpness", "config": config})
+        for run, entries in loaded.items():
+            group = store.require_group(f"sharpness/{run}")
+            paths = [os.path.abspath(path) for path, _, _ in entries]
+            if "checkpoints" in group.attrs and json.loads(read_attrs(group)["checkpoints"]) != paths:
+                raise fail(f"{group.name} was computed on other checkpoints; use the same --run-dir/--ckpt or --overwrite")
+            write_attrs(group, {"checkpoints": json.dumps(paths), "space": model_space(entries[0][1]), "subspace": args.subspace})
+            curve = CurveWriter(group, "curve", columns=COLUMNS, index="row")
+            eigs = _eigs_dataset(group, args.k, len(curve))
+            bar.update(len(curve))
+            for row, (path, model, meta) in enumerate(entries[len(curve):], start=len(curve)):
+                bar.set_postfix_str(f"{run}/{path.name}")
+                values = _probe(args, model, meta, path, batches, group, row)
+                eigs.resize((row + 1, args.k))
+                eigs[row] = values.pop("top_eigs")
+                curve.append(**values)
+                bar.update(1)
+    bar.close()
+    _print_table(args.out)
+    if args.plot:
+        from runners._sharpness_plot import plot_sharpness
+
+        for path in plot_sharpness(args.out, Path(args.run_dir) / "results.h5" if args.run_dir else None):
+            print(f"figure: {path}")
+    return 0
+
+
+def _print_table(path: str) -> None:
+    with h5py.File(path, "r") as store:
+        print(f"{'run':<16} {'epoch':>6} {'top eig':>10} {'trace':>10} {'basin width':>12} {'train loss':>10}")
+        for run, group in store["sharpness"].items():
+            curve = group["curve"]
+            for i in range(curve["row"].shape[0]):
+                print(f"{run:<16} {curve['epoch'][i]:>6g} {group['top_eigs'][i, 0]:>10.4g} {curve['trace'][i]:>10.4g} "
+                      f"{curve['basin_width'][i]:>12.4g} {curve['train_loss'][i]:>10.4g}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
