@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=250, help="examples per batch")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
 def _best(fn, repeats: int, device: torch.device) -> float:
@@ -45,6 +46,8 @@ def _best(fn, repeats: int, device: torch.device) -> float:
 
 def run(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(args.n_train + args.n_test, 1, 40, generator=generator).to(device)
     y = torch.randint(0, 10, (len(x),), generator=generator).to(device)
