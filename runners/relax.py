@@ -72,21 +72,20 @@ def protocol(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m runners.relax", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m runners.relax", description=__doc__.split("\n\n")[0])
     add_common_arguments(parser)
     add_training_arguments(parser, out="runs/relax", epochs=60)
-    parser.add_argument("--relax-epochs", type=int, default=30, help="epochs of every eFCN / eLCN after its switch")
+    parser.add_argument("--relax-epochs", type=int, default=30, help="epochs of every eFCN / eLCN after its switch (default: 30)")
     parser.add_argument("--t-w", type=int_list, default=None,
                         help="switch times on the CNN clock, e.g. 0,4,16 (default: 0, powers of two below --epochs, --epochs)")
     parser.add_argument("--space", type=lambda text: tuple(p for p in text.split(",") if p), default=("efcn",),
-                        help="spaces the CNN snapshots are embedded into: efcn, elcn or efcn,elcn")
+                        help="spaces the CNN snapshots are embedded into: efcn, elcn or efcn,elcn (default: efcn)")
     parser.add_argument("--tw1", type=int_list, default=(0, 4, 16),
-                        help="hierarchical grid: CNN -> eLCN switch times (CNN clock); empty to skip the grid")
+                        help="hierarchical grid: CNN -> eLCN switch times, CNN clock (default: 0,4,16; '' skips the grid)")
     parser.add_argument("--tw2", type=int_list, default=(4, 16),
-                        help="hierarchical grid: eLCN -> eFCN switch times (eLCN clock, 0..--relax-epochs)")
+                        help="hierarchical grid: eLCN -> eFCN switch times, eLCN clock, in 0..--relax-epochs (default: 4,16)")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
-                        help="independent trainings run in this many parallel processes")
+                        help="independent trainings run in this many parallel processes (default: min(2, cores))")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per process (default: cores / jobs)")
     return parser
 

@@ -24,13 +24,12 @@ from runners.cli import add_common_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m runners.train", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m runners.train", description=__doc__.split("\n\n")[0])
     add_common_arguments(parser)
     add_training_arguments(parser, out="runs/train", epochs=60)
-    parser.add_argument("--space", choices=("cnn", "elcn", "efcn", "fcn"), default="cnn", help="space the model trains in")
+    parser.add_argument("--space", choices=("cnn", "elcn", "efcn", "fcn"), default="cnn", help="space the model trains in (default: cnn)")
     parser.add_argument("--init", default=None, help="checkpoint to start from (embedded into --space); default: a fresh init")
-    parser.add_argument("--save-at", type=int_list, default=(), help="epochs at which to save checkpoints, e.g. 0,4,16")
+    parser.add_argument("--save-at", type=int_list, default=(), help="epochs at which to save checkpoints, e.g. 0,4,16 (default: none; final.pt is always saved)")
     parser.add_argument("--name", default=None, help="run name in the HDF5 file and checkpoint folder (default: --space)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     return parser
