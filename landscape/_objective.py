@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad, jvp
+from torch.func import functional_call, grad, jvp, vmap
 
 from landscape._checks import check_deterministic_mode, check_hessian_batches, check_mean_loss
 
@@ -67,17 +67,25 @@ class Objective:
                 total[name].add_(g[name], alpha=w)
         return total
 
-    def hvp(self, tangent: Mapping[str, torch.Tensor]) -> Params:
-        """:math:`H v` at the model's point for a tangent ``{name: tensor}`` over the moving names."""
+    def _batch_hvp(self, tangent: Params, x: torch.Tensor, y: torch.Tensor) -> Params:
+        if y.is_floating_point():
+            # A materialised zero tangent for float targets: torch's forward derivative of
+            # mse_loss_backward writes into the target's implicit ZeroTensor tangent and fails.
+            return jvp(lambda m, t: grad(self._batch_loss)(m, x, t), (self.point, y), (tangent, torch.zeros_like(y)))[1]
+        return jvp(lambda m: grad(self._batch_loss)(m, x, y), (self.point,), (tangent,))[1]
+
+    def hvp(self, tangent: Mapping[str, torch.Tensor], *, stacked: bool = False) -> Params:
+        """:math:`H v` at the model's point for a tangent ``{name: tensor}`` over the moving names.
+
+        With ``stacked``, every tangent carries a leading dimension of several vectors, mapped with
+        ``vmap``: the primal forward and backward passes are then shared by all of them, which makes
+        each product markedly cheaper than one at a time.
+        """
         tangent = {name: tangent[name].to(p) for name, p in self.point.items()}
-        total = {name: torch.zeros_like(p) for name, p in self.point.items()}
+        product = vmap(self._batch_hvp, in_dims=(0, None, None)) if stacked else self._batch_hvp
+        total = {name: torch.zeros_like(t) for name, t in tangent.items()}
         for w, (x, y) in zip(self.weights, self.batches):
-            if y.is_floating_point():
-                # A materialised zero tangent for float targets: torch's forward derivative of
-                # mse_loss_backward writes into the target's implicit ZeroTensor tangent and fails.
-                _, hv = jvp(lambda m, t: grad(self._batch_loss)(m, x, t), (self.point, y), (tangent, torch.zeros_like(y)))
-            else:
-                _, hv = jvp(lambda m: grad(self._batch_loss)(m, x, y), (self.point,), (tangent,))
+            hv = product(tangent, x, y)
             for name in total:
                 total[name].add_(hv[name], alpha=w)
         return total

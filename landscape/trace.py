@@ -51,6 +51,13 @@ def _rademacher(count: int, size: int, generator: torch.Generator, like: torch.T
     return (2.0 * torch.randint(0, 2, (count, size), generator=generator) - 1.0).to(like)
 
 
+def _apply(operator, rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The operator on each row: in blocks through ``matmat`` where the operator has one."""
+    if hasattr(operator, "matmat"):
+        return operator.matmat(rows).to(like)
+    return torch.stack([operator.matvec(row).to(like) for row in rows])
+
+
 def _stderr(samples: torch.Tensor) -> float:
     return float(samples.std(unbiased=True) / math.sqrt(len(samples))) if len(samples) > 1 else float("nan")
 
@@ -69,7 +76,7 @@ def hutchinson(operator, *, num_probes: int = 100, seed: int = 0) -> TraceResult
     check_positive_int("num_probes", num_probes)
     like = torch.empty(0, dtype=operator.dtype, device=operator.device)
     probes = _rademacher(num_probes, operator.size, torch.Generator().manual_seed(seed), like)
-    samples = torch.stack([probe @ operator.matvec(probe).to(like) for probe in probes]).double().cpu()
+    samples = torch.einsum("ij,ij->i", probes, _apply(operator, probes, like)).double().cpu()
     return TraceResult(float(samples.mean()), _stderr(samples), samples, num_probes, "hutchinson")
 
 
@@ -98,15 +105,12 @@ def hutch_plus_plus(operator, *, num_matvecs: int = 99, seed: int = 0) -> TraceR
     like = torch.empty(0, dtype=operator.dtype, device=operator.device)
     generator = torch.Generator().manual_seed(seed)
 
-    def apply(rows: torch.Tensor) -> torch.Tensor:
-        return torch.stack([operator.matvec(row).to(like) for row in rows])
-
-    sketch = apply(_rademacher(third, operator.size, generator, like))
+    sketch = _apply(operator, _rademacher(third, operator.size, generator, like), like)
     basis = torch.linalg.qr(sketch.T).Q.T
-    exact = float(torch.einsum("ij,ij->", basis, apply(basis)))
+    exact = float(torch.einsum("ij,ij->", basis, _apply(operator, basis, like)))
     probes = _rademacher(third, operator.size, generator, like)
     deflated = probes - (probes @ basis.T) @ basis
-    samples = torch.einsum("ij,ij->i", deflated, apply(deflated)).double().cpu()
+    samples = torch.einsum("ij,ij->i", deflated, _apply(operator, deflated, like)).double().cpu()
     return TraceResult(exact + float(samples.mean()), _stderr(samples), samples, 3 * third, "hutch++")
 
 

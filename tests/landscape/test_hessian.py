@@ -175,3 +175,19 @@ def test_bad_subspaces_give_clear_errors():
         parameter_subspace(model, linear_map=lambda c: {"0.bias": c["b"] + 1}, coordinates={"b": torch.zeros(2)})
     with pytest.raises(ValueError, match=r"layer '1' \(Dropout\) is in training mode.*call model.eval\(\)"):
         HessianOperator(model, nn.MSELoss(), [(torch.zeros(2, 3), torch.zeros(2, 2))])
+
+
+def test_blocked_products_equal_one_at_a_time():
+    model, batches = tiny_cnn(2), tiny_data(2)
+    mask = torch.zeros(3, 16, dtype=torch.bool)
+    mask[1, 3:9] = True
+    least = least_squares()
+    cases = [
+        (model, nn.CrossEntropyLoss(), batches, None),
+        (model, nn.CrossEntropyLoss(), batches, parameter_subspace(model, masks={"3.weight": mask})),
+        (least[0], nn.MSELoss(), [(least[1], least[2])], None),
+    ]
+    for net, loss_fn, data, sub in cases:
+        op = HessianOperator(net, loss_fn, data, subspace=sub)
+        rows = torch.randn(5, op.size, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        assert torch.allclose(op.matmat(rows, block=2), torch.stack([op.matvec(r) for r in rows]), atol=1e-12)
