@@ -6,8 +6,9 @@ Lanczos (1950) builds an orthonormal basis :math:`Q_m` of the Krylov space
 extreme eigenvalues of :math:`A` geometrically. Every new vector is orthogonalised twice against all
 previous ones ("twice is enough", Parlett 1998), which removes the ghost eigenvalues of plain Lanczos in
 floating point. Convergence is tested on the Ritz pairs: the residual of :math:`(\\vartheta_i, y_i)` is
-exactly :math:`\\|A y_i - \\vartheta_i y_i\\| = \\beta_{m+1} |s_{m,i}|` with :math:`s_{m,i}` the last
-entry of the eigenvector of :math:`T_m`, and the error on the eigenvalue is at most that residual.
+exactly :math:`r_i = \\|A y_i - \\vartheta_i y_i\\| = \\beta_{m+1} |s_{m,i}|` with :math:`s_{m,i}` the last
+entry of the eigenvector of :math:`T_m`; the error on the eigenvalue is at most :math:`r_i`, and at most
+:math:`r_i^2 / \\gamma_i` when the eigenvalue is separated by :math:`\\gamma_i` from the rest of the spectrum.
 Compared with the power iteration of PyHessian, which needs :math:`O(\\lambda_1 / (\\lambda_1 - \\lambda_2))`
 products per eigenvalue and restarts for each of the top k, one Lanczos run gives all k at once.
 """
@@ -40,14 +41,19 @@ class EigenResult:
         eigenvalues: ``(k,)`` float64; descending for ``which="largest"`` and ``"magnitude"`` (by
             absolute value), ascending for ``"smallest"``.
         eigenvectors: ``(k, n)`` unit Ritz vectors in the operator's dtype, or ``None`` unless asked for.
-        residuals: ``(k,)`` float64 bounds :math:`\\|A y_i - \\vartheta_i y_i\\|` on each eigenvalue's error.
+        residuals: ``(k,)`` float64 residual norms :math:`r_i = \\|A y_i - \\vartheta_i y_i\\|`, a rigorous
+            bound on the distance from :math:`\\vartheta_i` to the spectrum.
+        error_bounds: ``(k,)`` float64 :math:`\\min(r_i, r_i^2 / \\gamma_i)` with :math:`\\gamma_i` the gap to
+            the nearest other Ritz value (the quadratic bound of Parlett 1998, Thm 11.7.1, with the
+            unknown gap to the rest of the spectrum estimated by the Ritz values).
         iterations: Lanczos steps taken (= operator products).
-        converged: every residual is below ``tol`` times its eigenvalue's magnitude.
+        converged: every error bound is below ``tol`` times its eigenvalue's magnitude.
     """
 
     eigenvalues: torch.Tensor
     eigenvectors: torch.Tensor | None
     residuals: torch.Tensor
+    error_bounds: torch.Tensor
     iterations: int
     converged: bool
 
@@ -140,8 +146,8 @@ def lanczos(
         operator: anything with ``matvec/size/device/dtype`` (:class:`landscape.HessianOperator`) or a
             symmetric square tensor/array.
         k: number of eigenvalues.
-        tol: stop when every residual bound is below ``tol`` times its Ritz value's magnitude (the
-            eigenvalue error is below the residual, usually far below: residual² / gap).
+        tol: stop when every error bound (``EigenResult.error_bounds``) is below ``tol`` times its Ritz
+            value's magnitude, i.e. at about ``tol`` relative accuracy.
         max_iter: at most this many products; default ``min(n, max(100, 4 k))``, enough for the
             well-separated top of a network's spectrum.
         which: ``"largest"`` (algebraic, the sharp directions), ``"smallest"``, or ``"magnitude"``.
@@ -165,21 +171,26 @@ def lanczos(
     generator = torch.Generator().manual_seed(seed)
     like = torch.empty(0, dtype=operator.dtype, device=operator.device)
 
-    def ritz(alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def ritz(alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         theta, s = scipy.linalg.eigh_tridiagonal(alphas, betas[:-1])
         chosen = _select(theta, k, which)
-        return theta[chosen], s[:, chosen], betas[-1] * np.abs(s[-1, chosen])
+        residual = betas[-1] * np.abs(s[-1, chosen])
+        others = np.abs(theta[chosen, None] - theta[None, :])
+        others[np.arange(len(chosen)), chosen] = np.inf
+        # With a single Ritz value no gap is known, and only the residual bounds the error.
+        gap = others.min(axis=1) if len(theta) > 1 else np.zeros(len(chosen))
+        return theta[chosen], s[:, chosen], residual, np.minimum(residual, residual**2 / np.maximum(gap, 1e-300))
 
     def converged(alphas: np.ndarray, betas: np.ndarray, beta_next: float) -> bool:
         if len(alphas) < k:
             return False
-        theta, _, residual = ritz(alphas, betas)
+        theta, _, _, bound = ritz(alphas, betas)
         floor = np.sqrt(np.finfo(np.float64).eps) * np.abs(theta).max()
-        return bool(np.all(residual <= tol * np.maximum(np.abs(theta), floor)))
+        return bool(np.all(bound <= tol * np.maximum(np.abs(theta), floor)))
 
     start = _random_unit(n, generator, like)
     alphas, betas, basis = tridiagonalize(operator, start, max_iter, generator=generator, stop=converged)
-    theta, s, residual = ritz(alphas, betas)
+    theta, s, residual, bound = ritz(alphas, betas)
     vectors = None
     if eigenvectors:
         vectors = torch.as_tensor(s.T, dtype=basis.dtype, device=basis.device) @ basis
@@ -188,6 +199,7 @@ def lanczos(
         eigenvalues=torch.as_tensor(theta, dtype=torch.float64),
         eigenvectors=vectors,
         residuals=torch.as_tensor(residual, dtype=torch.float64),
+        error_bounds=torch.as_tensor(bound, dtype=torch.float64),
         iterations=len(alphas),
         converged=converged(alphas, betas, betas[-1]),
     )

@@ -26,7 +26,8 @@ def test_extreme_eigenvalues_of_random_matrices_match_numpy(which):
     result = lanczos(A, k=4, tol=1e-10, which=which)
     assert result.converged
     assert np.allclose(result.eigenvalues.numpy(), expected, rtol=1e-9)
-    assert (result.residuals <= 1e-10 * result.eigenvalues.abs()).all()
+    assert (result.error_bounds <= 1e-10 * result.eigenvalues.abs()).all()
+    assert np.all(np.abs(result.eigenvalues.numpy() - expected) <= result.residuals.numpy() + 1e-12)
 
 
 def test_eigenvectors_are_unit_ritz_vectors_with_the_reported_residuals():
