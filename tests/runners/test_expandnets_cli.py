@@ -51,21 +51,20 @@ def test_product_l2_refuses_a_compact_net():
 def test_end_to_end_writes_histories_cosines_and_compressed_checkpoints(tmp_path, capsys):
     out = tmp_path / "xn"
     summary = _run(capsys, "--out", str(out), "--kernel-size", "5", "--modes", "compact,ck",
-                   "--l2", "normal,product", "--weight-decay", "0.01", "--repeats", "2")
+                   "--l2", "normal,product", "--weight-decay", "0.01", "--seed", "1")
     assert set(summary) == {"compact", "ck", "ck_productl2"}
-    assert summary["ck"]["seeds"] == 2
     assert summary["ck"]["compression_error"]["mean"] < 1e-5
-    data = load_data("fake", n_train=60, n_test=30)
+    data = load_data("fake", n_train=60, n_test=30, seed=1)  # --seed also seeds the fake data
     with h5py.File(out / "expandnets.h5", "r") as f:
         assert f.attrs["tool"] == "runners.expandnets"
-        assert sorted(f["runs"]) == sorted(f"{name}_seed{s}" for name in summary for s in (0, 1))
+        assert sorted(f["runs"]) == sorted(f"{name}_seed1" for name in summary)
         run = f["runs/ck_productl2_seed1"]
         assert set(run["history"]) == {*HISTORY_COLUMNS, "min_cosine", "mean_cosine", "l2_trained", "l2_compressed"}
         assert run["history/epoch"][()].tolist() == [0.0, 1.0]
         assert -1 <= run["history/min_cosine"][0] <= run["history/mean_cosine"][0] <= 1
         assert len(run["final_cosines/cosine"]) == 1  # two batches, one pair
         assert run.attrs["status"] == "done" and run.attrs["num_params"] > run.attrs["num_params_compact"]
-        compact_norms = f["runs/compact_seed0/history"]
+        compact_norms = f["runs/compact_seed1/history"]
         assert compact_norms["l2_trained"][()].tolist() == compact_norms["l2_compressed"][()].tolist()
         model, meta = load_checkpoint(out / run.attrs["checkpoint"])
         assert meta["mode"] == "ck" and meta["l2"] == "product"
@@ -73,7 +72,7 @@ def test_end_to_end_writes_histories_cosines_and_compressed_checkpoints(tmp_path
         assert run.attrs["compressed_test_acc"] == pytest.approx(run.attrs["final_test_acc"])
         # the two kinds of weight decay train differently
         assert run["history/l2_compressed"][1] != f["runs/ck_seed1/history/l2_compressed"][1]
-    assert not (out / "state" / "ck_seed0.pt").exists()
+    assert not (out / "state" / "ck_seed1.pt").exists()
 
 
 def test_landscape_probes_of_the_compressed_net(tmp_path, capsys):
@@ -90,13 +89,17 @@ def test_landscape_probes_of_the_compressed_net(tmp_path, capsys):
 
 def test_resume_skips_finished_runs_and_refuses_to_overwrite(tmp_path, capsys):
     out = tmp_path / "xn"
-    first = _run(capsys, "--out", str(out), "--modes", "compact,fc")
+    first = _run(capsys, "--out", str(out), "--modes", "compact,fc", "--repeats", "2")
+    with h5py.File(out / "expandnets.h5", "r") as f:
+        accuracies = [f[f"runs/fc_seed{s}"].attrs["compressed_test_acc"] for s in (0, 1)]
+    assert first["fc"]["seeds"] == 2
+    assert first["fc"]["compressed_test_acc"]["mean"] == pytest.approx(sum(accuracies) / 2)
     with h5py.File(out / "expandnets.h5", "a") as f:
-        f["runs/fc_seed0"].attrs["status"] = "running"  # as if killed during the fc run
-        del f["runs/fc_seed0/history"]
-    assert _run(capsys, "--out", str(out), "--modes", "compact,fc", "--resume") == first
+        f["runs/fc_seed1"].attrs["status"] = "running"  # as if killed during this run
+        del f["runs/fc_seed1/history"]
+    assert _run(capsys, "--out", str(out), "--modes", "compact,fc", "--repeats", "2", "--resume") == first
     with pytest.raises(SystemExit, match=r"already exists; pass overwrite=True \(--overwrite\)"):
-        expandnets.main([*TINY, "--out", str(out), "--modes", "compact,fc"])
+        expandnets.main([*TINY, "--out", str(out), "--modes", "compact,fc", "--repeats", "2"])
     with pytest.raises(SystemExit, match=r"was written by another configuration"):
         expandnets.main([*TINY, "--out", str(out), "--modes", "compact", "--resume"])
 
