@@ -137,3 +137,24 @@ def test_unknown_data_set_is_refused_by_the_parser(capsys):
 def test_default_switch_times_are_log_spaced():
     assert relax.default_switch_times(60) == (0, 1, 2, 4, 8, 16, 32, 60)
     assert relax.default_switch_times(1) == (0, 1)
+
+
+@pytest.mark.slow  # spawns a protocol with two worker processes
+def test_workers_exit_when_the_parent_is_killed(tmp_path):
+    args = ["--data", "fake", "--n-train", "2000", "--channels", "8", "--batch-size", "10", "--epochs", "20",
+            "--tw1", "", "--quiet", "--jobs", "2", "--threads", "1", "--out", str(tmp_path / "r")]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    process = subprocess.Popen([sys.executable, "-m", "runners.relax", *args], env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "r" / "state").is_dir() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+    assert children, "the protocol should have started worker processes"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = [pid for pid in children if Path(f"/proc/{pid}").exists()
+             and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()]
+    assert not alive, f"orphaned workers still running: {alive}"
