@@ -60,7 +60,8 @@ def filter_normalized_direction(subspace: ParameterSubspace, *, generator: torch
         direction = torch.randn(ref.shape, generator=generator, dtype=torch.float64).to(ref)
         if mask is not None:
             direction = direction * mask
-        rows, ref_rows = direction.reshape(len(direction) if ref.dim() > 1 else 1, -1), ref.reshape(len(ref) if ref.dim() > 1 else 1, -1)
+        filters = (len(ref), -1) if ref.dim() > 1 else (1, -1)
+        rows, ref_rows = direction.reshape(filters), ref.reshape(filters)
         scale = ref_rows.norm(dim=1, keepdim=True) / rows.norm(dim=1, keepdim=True).clamp_min(torch.finfo(ref.dtype).tiny)
         structured[name] = (rows * scale).reshape(ref.shape)
     flat = subspace.flatten(structured)

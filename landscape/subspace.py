@@ -140,7 +140,9 @@ def parameter_subspace(
         moving = check_parameter_names(image, theta)
         for name in moving:
             if image[name].shape != theta[name].shape:
-                raise ValueError(f"linear_map gives {name!r} the shape {tuple(image[name].shape)}; the parameter has {tuple(theta[name].shape)}")
+                raise ValueError(
+                    f"linear_map gives {name!r} the shape {tuple(image[name].shape)}; the parameter has {tuple(theta[name].shape)}"
+                )
         if any(bool(value.abs().max() > 0) for value in image.values()):
             raise ValueError("linear_map maps zero to a non-zero perturbation, so it is not linear; pass a linear map")
         size = sum(c.numel() for c in reference.values())

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from embeddings import embed_parameters, local_masks, model_space, to_cnn
 from landscape import (
     HessianOperator,
+    ParameterSubspace,
     basin_width,
     epsilon_sharpness,
     hutch_plus_plus,
@@ -132,7 +133,7 @@ def _check_args(args: argparse.Namespace) -> None:
         raise fail(f"{args.out} already exists; pass --overwrite to replace it or --resume to continue it")
 
 
-def _subspace(model: nn.Module, choice: str, path: Path):
+def _subspace(model: nn.Module, choice: str, path: Path) -> ParameterSubspace | None:
     """The probed directions of one checkpoint (None: all parameters)."""
     if choice == "full" or model_space(model) == "cnn":
         return None
@@ -149,7 +150,7 @@ def _prepare(args: argparse.Namespace, device: torch.device):
     """Everything that can fail on bad input, before the result file is touched."""
     _check_args(args)
     runs = _discover(args)
-    loaded: dict[str, list[tuple[Path, nn.Module, dict]]] = {}
+    loaded: dict[str, list[tuple[Path, nn.Module, dict, ParameterSubspace | None]]] = {}
     for run, paths in runs.items():
         loaded[run] = []
         for path in paths:
@@ -157,8 +158,7 @@ def _prepare(args: argparse.Namespace, device: torch.device):
                 model, meta = load_checkpoint(path, map_location=device)
             except CheckpointError as err:
                 raise fail(str(err).splitlines()[0]) from None
-            _subspace(model, args.subspace, path)
-            loaded[run].append((path, model, meta))
+            loaded[run].append((path, model, meta, _subspace(model, args.subspace, path)))
     first = next(iter(loaded.values()))[0][1]
     num_classes = int(getattr(first, "arch_kwargs", {}).get("num_classes", 10))
     try:
@@ -172,11 +172,11 @@ def _prepare(args: argparse.Namespace, device: torch.device):
     return loaded, data
 
 
-def _probe(args, model: nn.Module, meta: dict, path: Path, batches, group: h5py.Group, row: int) -> dict:
+def _probe(args, model: nn.Module, meta: dict, path: Path, subspace: ParameterSubspace | None, batches, group: h5py.Group,
+           row: int) -> dict:
     """Every probe of one checkpoint; arrays (density, surface) go straight into ``group``."""
     start = time.perf_counter()
     loss_fn = nn.CrossEntropyLoss()
-    subspace = _subspace(model, args.subspace, path)
     operator = HessianOperator(model, loss_fn, batches, subspace=subspace)
     k = min(args.k, operator.size)
     eigen = lanczos(operator, k=k, tol=args.tol, seed=args.seed)
@@ -241,16 +241,16 @@ def main(argv: list[str] | None = None) -> int:
                     | {"tool": "runners.sharpness", "config": config})
         for run, entries in loaded.items():
             group = store.require_group(f"sharpness/{run}")
-            paths = [os.path.abspath(path) for path, _, _ in entries]
+            paths = [os.path.abspath(entry[0]) for entry in entries]
             if "checkpoints" in group.attrs and json.loads(read_attrs(group)["checkpoints"]) != paths:
                 raise fail(f"{group.name} was computed on other checkpoints; use the same --run-dir/--ckpt or --overwrite")
             write_attrs(group, {"checkpoints": json.dumps(paths), "space": model_space(entries[0][1]), "subspace": args.subspace})
             curve = CurveWriter(group, "curve", columns=COLUMNS, index="row")
             eigs = _eigs_dataset(group, args.k, len(curve))
             bar.update(len(curve))
-            for row, (path, model, meta) in enumerate(entries[len(curve):], start=len(curve)):
+            for row, (path, model, meta, subspace) in enumerate(entries[len(curve):], start=len(curve)):
                 bar.set_postfix_str(f"{run}/{path.name}")
-                values = _probe(args, model, meta, path, batches, group, row)
+                values = _probe(args, model, meta, path, subspace, batches, group, row)
                 eigs.resize((row + 1, args.k))
                 eigs[row] = values.pop("top_eigs")
                 curve.append(**values)
