@@ -7,8 +7,9 @@ steps), the learning rate, and for relaxed models the paper's distance from the 
 
 Resuming: with ``state_path`` the loop saves, after every epoch, the model, the optimizer, the
 shuffling generator, torch's RNG (dropout) and the history, atomically. ``resume=True`` continues
-from that file, so a killed run loses at most one epoch and ends with the same numbers, bit for bit,
-as an uninterrupted one (same device and thread count).
+from that file, so a killed run loses at most one epoch and ends with the same numbers as an
+uninterrupted one: bit for bit on CPU with the same thread count (tested), and up to cuDNN's own
+nondeterminism on GPU.
 """
 
 from __future__ import annotations
@@ -247,6 +248,8 @@ def train(
             optimizer.load_state_dict(state["optimizer"])
             generator.set_state(state["generator"])
             torch.set_rng_state(state["torch_rng"])
+            if devices and "cuda_rng" in state:
+                torch.cuda.set_rng_state(state["cuda_rng"], devices[0])
             history = [EpochRecord(**row) for row in state["history"]]
         resumed_from = len(history) - 1 if history else 0
         for record in history:
@@ -277,6 +280,7 @@ def train(
                     "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                     "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
                     "torch_rng": torch.get_rng_state(), "history": [r.row() for r in history],
+                    **({"cuda_rng": torch.cuda.get_rng_state(devices[0])} if devices else {}),
                 })
         bar.close()
     model.eval()
