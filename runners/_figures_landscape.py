@@ -61,3 +61,87 @@ def interpolation_peaks(store: h5py.File) -> list[dict]:
                          "peak_acc": float(curve["test_acc"][best]), "gain": float(curve["test_acc"][best] - endpoints),
                          "barrier": read_attrs(group[method]).get("barrier")})
     return rows
+
+
+SHARPNESS = "python -m runners.sharpness --run-dir DIR --out R.h5 (or runners.reproduce)"
+
+
+def _sharpness_runs(store: h5py.File) -> dict[str, tuple[dict, np.ndarray]]:
+    """Per probed run: its curve (one row per checkpoint) and its (rows, k) top eigenvalues."""
+    if "sharpness" not in store or not len(store["sharpness"]):
+        raise MissingData("/sharpness", SHARPNESS)
+    return {name: (read_curve(group["curve"]), group["top_eigs"][()]) for name, group in store["sharpness"].items()}
+
+
+def sharpness_vs_gain(store: h5py.File) -> plt.Figure:
+    probed = _sharpness_runs(store)
+    if "cnn" not in probed:
+        raise MissingData("/sharpness/cnn (the CNN's snapshots)", SHARPNESS)
+    curve, eigs = probed["cnn"]
+    along = curve["final"] == 0
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    axes[0].plot(curve["epoch"][along], eigs[along, 0], "o-", color="tab:red", label="top eigenvalue λ₁")
+    axes[0].set(xlabel="CNN training epoch", ylabel="λ₁ of the train-loss Hessian", title="sharpness along CNN training")
+    twin = axes[0].twinx()
+    twin.plot(curve["epoch"][along], curve["trace"][along], "s--", color="tab:purple", label="trace")
+    twin.set_ylabel("Hessian trace")
+    twin.grid(False)
+    axes[0].legend(loc="upper left")
+    twin.legend(loc="upper right")
+    all_runs = runs(store)
+    cnn_acc = all_runs.get("cnn", {}).get("final_test_acc")
+    gains = sorted((a["t_w"], 100 * (a["final_test_acc"] - cnn_acc)) for a in all_runs.values()
+                   if a.get("space") == "efcn" and "t_w" in a and "tw1" not in a) if cnn_acc is not None else []
+    if not gains:
+        raise MissingData("eFCN runs in /runs to compute the relax gain", "python -m runners.relax")
+    sharp_at = dict(zip(curve["epoch"][along].astype(int), eigs[along, 0]))
+    t_w, gain = zip(*gains)
+    axes[1].plot(t_w, gain, "o-", color="tab:blue", label="relax gain (eFCN − final CNN)")
+    axes[1].axhline(0, color="grey", lw=0.8)
+    axes[1].set(xlabel="relax time t_w", ylabel="test accuracy gain (points)", title="gain of relaxing at t_w vs sharpness there")
+    if any(t in sharp_at for t in t_w):
+        right = axes[1].twinx()
+        right.plot([t for t in t_w if t in sharp_at], [sharp_at[t] for t in t_w if t in sharp_at], "^:", color="tab:red", label="λ₁ at t_w")
+        right.set_ylabel("λ₁ of the CNN at t_w")
+        right.grid(False)
+        right.legend(loc="upper right")
+    axes[1].legend(loc="upper left")
+    fig.suptitle("Sharpness along CNN training and the gain of relaxing at t_w (poster: largest where it is sharpest)")
+    return fig
+
+
+def basin_widths(store: h5py.File) -> plt.Figure:
+    probed = _sharpness_runs(store)
+    bars = []
+    for name, (curve, eigs) in probed.items():
+        final = np.flatnonzero(curve["final"] == 1)
+        if len(final):
+            row = final[-1]
+            bars.append((name, curve["basin_width"][row], curve["basin_width_std"][row], eigs[row, 0]))
+    if not bars:
+        raise MissingData("final checkpoints in /sharpness", SHARPNESS)
+    order = {"cnn": 0, "fcn": 2}
+    bars.sort(key=lambda b: (order.get(b[0], 1), b[0]))
+    names, width, spread, top = zip(*bars)
+    colours = ["tab:red" if n == "cnn" else "saddlebrown" if n == "fcn" else "tab:blue" for n in names]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    axes[0].bar(names, width, yerr=spread, color=colours, capsize=3)
+    axes[0].set(ylabel="basin width (filter-normalised distance)", title="basin width at the end of training")
+    axes[1].bar(names, top, color=colours)
+    axes[1].set(ylabel="λ₁", title="top Hessian eigenvalue at the end of training")
+    for ax in axes:
+        ax.tick_params(axis="x", rotation=45)
+    fig.suptitle("Poster: do eFCNs reach wider basins than the CNN and the vanilla FCN?")
+    return fig
+
+
+def sharpness_rows(store: h5py.File) -> tuple[list[str], list[list[str]]]:
+    """The table behind the sharpness figures: one row per probed checkpoint."""
+    header = ["run", "epoch", "final", "λ₁", "trace ± se", "basin width ± std", "train loss"]
+    rows = []
+    for name, (curve, eigs) in _sharpness_runs(store).items():
+        for i in range(len(curve["epoch"])):
+            rows.append([name, f"{curve['epoch'][i]:.0f}", "yes" if curve["final"][i] else "", f"{eigs[i, 0]:.4g}",
+                         f"{curve['trace'][i]:.4g} ± {curve['trace_se'][i]:.2g}",
+                         f"{curve['basin_width'][i]:.3g} ± {curve['basin_width_std'][i]:.2g}", f"{curve['train_loss'][i]:.4g}"])
+    return header, rows

@@ -29,6 +29,8 @@ FIGURES: dict[str, Callable[[h5py.File], plt.Figure]] = {
     "fig4_delta": paper.fig4_delta,
     "fig5_filters_blocks": paper.fig5_filters_and_blocks,
     "fig6_interpolation": landscape.fig6_interpolation,
+    "poster_sharpness": landscape.sharpness_vs_gain,
+    "poster_basin_width": landscape.basin_widths,
     "poster_hierarchical": paper.hierarchical_gain,
     "poster_elcn_vs_efcn": paper.elcn_vs_efcn,
 }
