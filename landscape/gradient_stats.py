@@ -139,6 +139,8 @@ def gradient_cosines(
         check_positive_int("chunk_size", chunk_size)
     used = _sample(len(pairs), num_batches, generator)
     params = {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
+    if not params:
+        raise ValueError(f"{type(model).__name__} has no trainable parameters, so no gradients to compare; unfreeze some")
     buffers = {name: b.detach() for name, b in model.named_buffers()}
     device = next(iter(params.values())).device
     xs = [pairs[i][0].to(device) for i in used]

@@ -103,5 +103,7 @@ def test_bad_input():
         gradient_cosines(model, batches, num_batches=2)
     with pytest.raises(ValueError, match=r"mode must be 'train' or 'eval', got 'test'"):
         gradient_cosines(model, batches, mode="test")
+    with pytest.raises(ValueError, match=r"Sequential has no trainable parameters, so no gradients to compare"):
+        gradient_cosines(_bn_net().requires_grad_(False), batches)
     with pytest.raises(ValueError, match=r"reduction='mean'\), got reduction='sum'"):
         gradient_cosines(model, batches, loss_fn=nn.CrossEntropyLoss(reduction="sum"))
