@@ -28,3 +28,6 @@ from landscape.surface import LossSurface, loss_surface
 
 # --- gradient confusion (issue 8, ExpandNets): pairwise cosines of mini-batch gradients ---
 from landscape.gradient_stats import GradientCosines, gradient_cosines, pairwise_cosines
+
+# --- scale (issue 9): data-parallel probes over torch.distributed (no-ops in one process) ---
+from landscape.distributed import all_reduce_sum, is_distributed, is_main_process, process_group, rank, reduce_floats, shard, world_size

@@ -6,6 +6,8 @@ whatever the batching.
 Gradients and Hessian-vector products go through ``torch.func`` on a ``functional_call`` of the model,
 the HVP forward-over-reverse, :math:`Hv = \\partial_\\epsilon \\nabla L(\\theta + \\epsilon v)|_0`
 (``jvp(grad(L))``), which builds no double-backward graph to leak.
+Under ``torch.distributed`` each rank keeps its :func:`~landscape.distributed.shard` of the batches and
+the weighted sums are all-reduced, so every rank holds the exact full-data value.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from torch import nn
 from torch.func import functional_call, grad, jvp, vmap
 
 from landscape._checks import check_deterministic_mode, check_hessian_batches, check_mean_loss
+from landscape.distributed import all_reduce_sum, reduce_floats, shard
 
 Params = dict[str, torch.Tensor]
 
@@ -38,8 +41,8 @@ class Objective:
         self.fixed: Params = {name: p.detach() for name, p in params.items() if name not in self.point}
         self.fixed.update({name: b for name, b in model.named_buffers()})
         device = next(iter(self.point.values())).device
-        self.batches = [(x.to(device), y.to(device)) for x, y in pairs]
-        total = sum(len(x) for x, _ in self.batches)
+        self.batches = [(x.to(device), y.to(device)) for x, y in shard(pairs)]
+        (total,) = reduce_floats(sum(len(x) for x, _ in self.batches), device=device)
         self.weights = [len(x) / total for x, _ in self.batches]
 
     def _batch_loss(self, moving: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -55,7 +58,8 @@ class Objective:
         """:math:`L` at ``moving`` (default: the model's point); any loss, not only classification's."""
         moving = self.point if moving is None else moving
         with torch.no_grad():
-            return float(sum(w * self._batch_loss(moving, x, y) for w, (x, y) in zip(self.weights, self.batches)))
+            (total,) = reduce_floats(float(sum(w * self._batch_loss(moving, x, y) for w, (x, y) in zip(self.weights, self.batches))))
+            return total
 
     def gradient(self, moving: Params | None = None) -> Params:
         """:math:`\\nabla L` at ``moving`` (default: the model's point)."""
@@ -65,7 +69,7 @@ class Objective:
             g = grad(self._batch_loss)(moving, x, y)
             for name in total:
                 total[name].add_(g[name], alpha=w)
-        return total
+        return all_reduce_sum(total)
 
     def _batch_hvp(self, tangent: Params, x: torch.Tensor, y: torch.Tensor) -> Params:
         if y.is_floating_point():
@@ -88,4 +92,4 @@ class Objective:
             hv = product(tangent, x, y)
             for name in total:
                 total[name].add_(hv[name], alpha=w)
-        return total
+        return all_reduce_sum(total)

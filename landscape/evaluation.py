@@ -42,6 +42,7 @@ from torch import nn
 from torch.func import functional_call
 
 from landscape._checks import check_mean_loss
+from landscape.distributed import all_reduce_sum, is_distributed, reduce_floats, shard
 
 __all__ = [
     "Evaluation",
@@ -163,19 +164,22 @@ def evaluate(
         device: where to compute (default: the device of ``params`` or of the model).
 
     Returns:
-        The full-data :class:`Evaluation`.
+        The full-data :class:`Evaluation`. Under ``torch.distributed`` every rank passes the same
+        ``batches``, evaluates its :func:`~landscape.distributed.shard` and the sums are all-reduced.
     """
     loss_fn = check_mean_loss(loss_fn)
     device = _resolve_device(model, params, device)
     state = _state(model, params, buffers, device)
     total_loss, correct, count = 0.0, 0, 0
     with torch.no_grad(), _modes(model, training=False):
-        for x, y in batches:
+        for x, y in shard(batches):
             x, y = x.to(device), y.to(device)
             logits = functional_call(model, state, (x,))
             total_loss += float(loss_fn(logits, y)) * len(y)
             correct += int((logits.argmax(dim=-1) == y).sum())
             count += len(y)
+    total_loss, correct, count = reduce_floats(total_loss, correct, count, device=device)
+    count, correct = int(count), int(correct)
     if count == 0:
         raise ValueError("batches held no samples; evaluate needs at least one (x, y) pair with data")
     return Evaluation(loss=total_loss / count, accuracy=correct / count, count=count)
@@ -224,10 +228,11 @@ def recalibrate_batchnorm(
     state.update(buffers)
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     momenta = [m.momentum for m in norms]
+    counters = {name: value.clone() for name, value in buffers.items() if not value.is_floating_point()}
     seen = 0
     try:
         with torch.no_grad(), _modes(model, training=True):
-            for x, _ in batches:
+            for x, _ in shard(batches):
                 for module in norms:
                     module.momentum = len(x) / (seen + len(x))
                 functional_call(model, state, (x.to(device),))
@@ -235,4 +240,21 @@ def recalibrate_batchnorm(
     finally:
         for module, momentum in zip(norms, momenta):
             module.momentum = momentum
-    return buffers
+    return _combine_ranks(buffers, counters, seen) if is_distributed() and buffers else buffers
+
+
+def _combine_ranks(buffers: dict[str, torch.Tensor], start: Params, seen: int) -> dict[str, torch.Tensor]:
+    """Each rank's statistics are weighted means over its shard: weight them by ``seen``, sum, divide.
+
+    Counters (``num_batches_tracked``, starting at ``start``) add up their increments over the ranks.
+    """
+    device = next(iter(buffers.values())).device
+    statistics = {name: value.double() * seen for name, value in buffers.items() if name not in start}
+    increments = {name: (buffers[name] - value).double() for name, value in start.items()}
+    sums = all_reduce_sum({**statistics, **increments, "__seen__": torch.tensor([float(seen)], dtype=torch.float64, device=device)})
+    total = float(sums.pop("__seen__"))
+    if total == 0:
+        return buffers
+    out = {name: (sums[name] / total).to(buffers[name].dtype) for name in statistics}
+    out.update({name: (start[name] + sums[name]).to(buffers[name].dtype) for name in increments})
+    return {name: out[name] for name in buffers}

@@ -48,6 +48,7 @@ from torch.func import functional_call, grad_and_value, replace_all_batch_norm_m
 from tqdm.auto import tqdm
 
 from landscape._checks import check_mean_loss, check_string_config, check_training_batches
+from landscape.distributed import all_reduce_sum, is_distributed, rank, reduce_floats, world_size
 from landscape.evaluation import has_batchnorm, stack_params, unstack_params
 
 __all__ = ["StringConfig", "StringResult", "elastic_string"]
@@ -189,6 +190,30 @@ def _timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def _data_parallel(step_fn: Callable) -> Callable:
+    """``step_fn`` on this rank's slice of the mini-batch, slices' means weighted by size and all-reduced.
+
+    Every rank draws the same mini-batch (same seeded order), so the summed result is the mini-batch's
+    own gradient and loss, identical on every rank, and all ranks move the string alike. Exact for
+    networks without BatchNorm; with it, each slice normalises with its own batch statistics.
+    """
+
+    def step(stacked: Params, x: torch.Tensor, y: torch.Tensor) -> tuple[Params, torch.Tensor]:
+        xs, ys = x.tensor_split(world_size()), y.tensor_split(world_size())
+        mine_x, mine_y = xs[rank()], ys[rank()]
+        if len(mine_x):
+            grads, losses = step_fn(stacked, mine_x, mine_y)
+            share = len(mine_x) / len(x)
+            grads, losses = {n: g * share for n, g in grads.items()}, losses * share
+        else:
+            grads = {n: torch.zeros_like(t) for n, t in stacked.items()}
+            losses = torch.zeros(next(iter(stacked.values())).shape[0], dtype=grads[next(iter(grads))].dtype, device=x.device)
+        total = all_reduce_sum({**grads, "__loss__": losses})
+        return {n: total[n] for n in grads}, total["__loss__"]
+
+    return step
+
+
 def elastic_string(
     model: nn.Module,
     params_a: Mapping[str, torch.Tensor],
@@ -252,8 +277,10 @@ def elastic_string(
     timings = {}
     if config.batching == "auto":
         timings = {name: _timed(lambda fn=fn: fn(current, x0, y0), device) for name, fn in candidates.items()}
+        # Ranks must agree on the choice: pick on the timings summed over them.
+        timings = dict(zip(timings, reduce_floats(*timings.values(), device=device)))
     batching = min(timings, key=timings.get) if timings else config.batching
-    step_fn = candidates[batching]
+    step_fn = _data_parallel(candidates[batching]) if is_distributed() else candidates[batching]
 
     leaves = list(interior.values())
     optimiser = (

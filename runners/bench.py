@@ -18,6 +18,7 @@ BENCHMARKS = {
     "string": "runners._bench_string",
     "interp": "runners._bench_interp",
     "gradcos": "runners._bench_gradcos",
+    "distributed": "runners._bench_distributed",
 }
 
 
