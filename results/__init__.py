@@ -2,6 +2,7 @@
 
 from results.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from results.store import CurveWriter, open_store, provenance, read_attrs, read_curve, write_attrs
+from results.merge import merge_stores
 
 __all__ = [
     # checkpoints
@@ -16,4 +17,6 @@ __all__ = [
     "write_attrs",
     "read_attrs",
     "provenance",
+    # sharded sweeps (job arrays): one file per shard, merged
+    "merge_stores",
 ]

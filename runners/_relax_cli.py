@@ -18,7 +18,7 @@ from runners.cli import progress_disabled, resolve_device
 from runners.training import TrainConfig
 
 # Options that change how a run is executed but not what it computes: a resume may change them.
-EXECUTION_ONLY = ("resume", "overwrite", "quiet", "jobs", "threads", "device", "out")
+EXECUTION_ONLY = ("resume", "overwrite", "quiet", "jobs", "threads", "device", "out", "shard")
 
 
 def int_list(text: str) -> tuple[int, ...]:

@@ -14,12 +14,19 @@ Every run's history, final accuracies, final delta and the local-only / off-loca
 accuracies go into ``--out/results.h5`` (schema: results/README.md). Independent runs train in
 ``--jobs`` parallel processes; ``--resume`` continues a killed protocol.
 
+A job array splits the protocol over machines: ``--shard i/n`` trains only the runs of shard ``i``
+(:func:`shard_runs`) into ``--out/shard-i-of-n/``, and ``python -m runners.merge`` combines the shards'
+files into the one the unsharded command writes. Every shard trains the CNN itself (seeded, cheap
+next to its embeddings) instead of waiting for another shard's snapshots; the merge checks that the
+shards' CNNs agree.
+
     python -m runners.relax --out runs/relax            # MNIST-1D, a few minutes on 2 CPU cores
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import time
@@ -71,6 +78,40 @@ def protocol(
     return runs
 
 
+def shard_runs(specs: Sequence[RunSpec], index: int, count: int) -> list[RunSpec]:
+    """The runs shard ``index`` of ``count`` trains: the CNN, and every ``count``-th branch that starts from it.
+
+    A branch is a run started from the CNN or from scratch (FCN, eFCN and eLCN at each t_w) together with
+    the runs started from it (the hierarchical eFCNs of an eLCN), so no shard waits for another.
+
+    Example:
+        >>> specs = protocol(epochs=4, relax_epochs=2, t_w=(0, 4), spaces=("efcn",), tw1=(1,), tw2=(2,))
+        >>> [[s.name for s in shard_runs(specs, i, 2)] for i in (0, 1)]
+        [['cnn', 'fcn', 'efcn_tw4'], ['cnn', 'efcn_tw0', 'elcn_tw1', 'efcn_tw1_1_tw2_2']]
+    """
+    roots = [s.name for s in specs if s.name != "cnn" and s.parent in ("", "cnn")]
+    mine = {name for k, name in enumerate(roots) if k % count == index} | {"cnn"}
+    by_name = {s.name: s for s in specs}
+
+    def branch(spec: RunSpec) -> str:
+        while spec.parent not in ("", "cnn"):
+            spec = by_name[spec.parent]
+        return spec.name
+
+    return [s for s in specs if s.name == "cnn" or branch(s) in mine]
+
+
+def shard_arg(text: str) -> tuple[int, int]:
+    """Parse ``"i/n"`` (0 <= i < n) for argparse."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected i/n with integers, e.g. 0/4, got {text!r}") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"expected i/n with 0 <= i < n, e.g. 0/4, got {text!r}")
+    return index, count
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m runners.relax", description=__doc__.split("\n\n")[0])
     add_common_arguments(parser)
@@ -87,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="independent trainings run in this many parallel processes (default: min(2, cores))")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per process (default: cores / jobs)")
+    parser.add_argument("--shard", type=shard_arg, default=None,
+                        help="job array: train only shard i of n (e.g. 0/4) into --out/shard-i-of-n; "
+                             "combine the shards with python -m runners.merge (default: the whole protocol)")
     return parser
 
 
@@ -125,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     context = context_from_args(args)
     specs = protocol(epochs=args.epochs, relax_epochs=args.relax_epochs, t_w=args.t_w, spaces=args.space,
                      tw1=args.tw1, tw2=args.tw2)
+    if args.shard is not None:
+        specs = shard_runs(specs, *args.shard)
+        args.out = os.path.join(args.out, "shard-{}-of-{}".format(*args.shard))
+        context = dataclasses.replace(context, out=args.out)
     preflight(context)
     started = time.perf_counter()
     with open_experiment(args, "runners.relax", argv) as store:

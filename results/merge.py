@@ -1,0 +1,134 @@
+"""Combine the HDF5 files of a sharded sweep into the file one unsharded sweep would have written.
+
+A job array (``runners.relax --shard i/n``) writes one file per shard; each holds the runs of its
+shard, and runs that several shards need (the CNN every eFCN starts from) appear in each of them.
+:func:`merge_stores` copies every run group into one file; a group present in several shards must be
+the same run (datasets equal to ``rtol``, attributes equal apart from timings and paths), which also
+checks that the shards trained the shared runs alike. Checkpoint paths (``checkpoint`` attributes,
+relative to their shard's folder) are rewritten relative to the merged file's folder.
+
+Example:
+    >>> import os, tempfile
+    >>> from results import CurveWriter, open_store, read_curve
+    >>> folder = tempfile.mkdtemp()
+    >>> for shard, run in ((0, "a"), (1, "b")):
+    ...     with open_store(os.path.join(folder, f"s{shard}.h5")) as store:
+    ...         store.attrs["config"] = "{}"
+    ...         CurveWriter(store, f"runs/{run}/history", columns=("epoch",), index="epoch").append(epoch=0)
+    >>> paths = [os.path.join(folder, f"s{shard}.h5") for shard in (0, 1)]
+    >>> merge_stores(paths, os.path.join(folder, "all.h5"))
+    ['a', 'b']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from results.store import open_store, read_attrs, write_attrs
+
+__all__ = ["merge_stores"]
+
+# Attributes that legitimately differ between two shards' copies of one run.
+_VOLATILE = {"seconds", "cpu_seconds", "checkpoint", "resumed_from", "peak_memory_bytes"}
+# Root attributes that say how a file was made, not what it holds.
+_PROVENANCE = {"command", "created_utc", "platform", "git_commit", "python", "torch", "numpy", "h5py", "total_seconds"}
+
+
+def _rebase(value: str, source: Path, out: Path) -> str:
+    return os.path.relpath(source.parent.resolve() / value, out.parent.resolve())
+
+
+def _compare(name: str, kept: h5py.Group, other: h5py.Group, origin: str, rtol: float) -> None:
+    """Raise unless ``other`` holds the same run as ``kept`` (datasets to ``rtol``, stable attributes equal)."""
+    first = {k: v for k, v in read_attrs(kept).items() if k not in _VOLATILE}
+    second = {k: v for k, v in read_attrs(other).items() if k not in _VOLATILE}
+    differing = sorted(k for k in set(first) | set(second) if first.get(k) != second.get(k) and not _close(first.get(k), second.get(k), rtol))
+    if differing:
+        raise ValueError(f"run {name} in {origin} differs from the copy already merged (attributes {', '.join(differing)}); "
+                         "the shards trained it differently: merge shards of one sweep with the same options and device")
+    for key in sorted(set(kept) | set(other)):
+        if key not in kept or key not in other:
+            raise ValueError(f"run {name} in {origin} has {key} in only one of its copies; merge shards of one sweep")
+        if isinstance(kept[key], h5py.Group):
+            _compare(f"{name}/{key}", kept[key], other[key], origin, rtol)
+        elif not np.allclose(kept[key][()], other[key][()], rtol=rtol, atol=0.0, equal_nan=True):
+            gap = float(np.nanmax(np.abs(kept[key][()] - other[key][()])))
+            raise ValueError(f"run {name} in {origin} differs from the copy already merged ({key}: max |diff| {gap:.3g}); "
+                             "the shards trained it differently (a nondeterministic device?): train shared runs once, "
+                             "or merge with a larger rtol")
+
+
+def _close(a, b, rtol: float) -> bool:
+    try:
+        return bool(np.allclose(a, b, rtol=rtol, atol=0.0, equal_nan=True))
+    except (TypeError, ValueError):
+        return False
+
+
+def merge_stores(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, overwrite: bool = False, rtol: float = 1e-5) -> list[str]:
+    """Merge the run groups of ``paths`` (shards of one sweep) into a new file ``out``.
+
+    Args:
+        paths: the shards' HDF5 files, in shard order (the first copy of a shared run is kept).
+        out: the merged file; refused when it exists unless ``overwrite``.
+        overwrite: replace an existing ``out``.
+        rtol: relative tolerance for the datasets of runs present in several shards.
+
+    Returns:
+        The names of the merged runs, sorted.
+
+    Raises:
+        ValueError: no input, an input that is not a finished shard of the same sweep (other
+            configuration, an unfinished run), or a shared run whose copies differ.
+        FileExistsError: ``out`` exists and ``overwrite`` is false.
+    """
+    sources = [Path(p) for p in paths]
+    if not sources:
+        raise ValueError("merge needs at least one shard file, got none")
+    out = Path(out)
+    missing = [str(p) for p in sources if not p.is_file()]
+    if missing:
+        raise ValueError(f"shard file {missing[0]} does not exist; pass the results.h5 of every shard")
+    if out.resolve() in {p.resolve() for p in sources}:
+        raise ValueError(f"--out {out} is one of the inputs; write the merged file elsewhere")
+    files = [h5py.File(p, "r") for p in sources]
+    try:
+        configs = [f.attrs.get("config") for f in files]
+        for path, config in zip(sources[1:], configs[1:]):
+            if config != configs[0]:
+                raise ValueError(f"{path} is a shard of another sweep than {sources[0]} (its config differs); "
+                                 "merge only shards of one command")
+        for path, f in zip(sources, files):
+            unfinished = [n for n, g in f.get("runs", {}).items() if g.attrs.get("status", "done") != "done"]
+            if unfinished:
+                raise ValueError(f"{path} is unfinished (run {unfinished[0]} is not done); finish that shard with --resume first")
+        with open_store(out, overwrite=overwrite) as merged:
+            root = {k: v for k, v in read_attrs(files[0]).items() if k not in _PROVENANCE}
+            write_attrs(merged, {**{k: read_attrs(files[0])[k] for k in _PROVENANCE if k in files[0].attrs},
+                                 **root, "merged_from": json.dumps([str(p) for p in sources]),
+                                 "total_seconds": sum(float(f.attrs.get("total_seconds", 0.0)) for f in files)})
+            for path, f in zip(sources, files):
+                for top, group in f.items():
+                    if isinstance(group, h5py.Dataset):
+                        if top not in merged:
+                            f.copy(group, merged, name=top)
+                        continue
+                    target = merged.require_group(top)
+                    for name, member in group.items():
+                        if name in target:
+                            _compare(name, target[name], member, str(path), rtol)
+                            continue
+                        f.copy(member, target, name=name)
+                        if "checkpoint" in target[name].attrs:
+                            write_attrs(target[name], {"checkpoint": _rebase(read_attrs(member)["checkpoint"], path, out)})
+            names = sorted(merged.get("runs", {}))
+    finally:
+        for f in files:
+            f.close()
+    return names
