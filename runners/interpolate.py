@@ -24,6 +24,7 @@ import torch
 
 from landscape import StringConfig, align_endpoints, interpolate, path_metrics, polyline_length
 from results import CheckpointError, CurveWriter, load_checkpoint, open_store, provenance, read_attrs, read_curve, write_attrs
+from runners._launch import launched
 from runners.cli import add_common_arguments, progress_disabled, resolve_device
 from runners.data import load_data
 
@@ -223,6 +224,11 @@ def _table(name: str, rows: dict[str, dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with launched(args):  # under torchrun: data-parallel probes, rank 0 writes --out
+        return _main(args, argv)
+
+
+def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     device = resolve_device(args.device)
     model_a, model_b, data, config = _prepare(args, device)
     name = args.name or f"{Path(args.ckpt_a).stem}__{Path(args.ckpt_b).stem}"

@@ -1,0 +1,38 @@
+"""``torchrun`` on localhost (2 gloo ranks) runs the probing CLIs with rank 0 alone writing the same file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from embeddings import build_model
+from results import read_curve, save_checkpoint
+from runners.interpolate import main
+
+FAKE = ["--data", "fake", "--n-train", "96", "--n-test", "32", "--batch-size", "16", "--quiet", "--device", "cpu"]
+
+
+@pytest.mark.slow  # two torch processes start under torchrun: ~20 s
+def test_interpolate_under_torchrun_equals_one_process(tmp_path):
+    torch.manual_seed(0)
+    a, b = build_model("vanilla1d", channels=4), build_model("vanilla1d", channels=4)
+    args = ["--ckpt-a", str(save_checkpoint(tmp_path / "a.pt", a)), "--ckpt-b", str(save_checkpoint(tmp_path / "b.pt", b)),
+            "--methods", "linear,string", "--points", "5", "--string-steps", "4", *FAKE]
+    assert main([*args, "--out", str(tmp_path / "one.h5")]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "runners.interpolate"]
+    done = subprocess.run([*launch, *args, "--out", str(tmp_path / "two.h5")], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("method") == 1  # one table: rank 1's prints are silenced
+    with h5py.File(tmp_path / "one.h5", "r") as one, h5py.File(tmp_path / "two.h5", "r") as two:
+        for method in ("linear", "string"):
+            first, second = read_curve(one[f"interpolation/a__b/{method}"]), read_curve(two[f"interpolation/a__b/{method}"])
+            for column, values in first.items():
+                np.testing.assert_allclose(second[column], values, rtol=1e-5, atol=1e-6, err_msg=f"{method}/{column}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "b.pt", "one.h5", "two.h5"]
