@@ -42,6 +42,7 @@ from landscape import (
     slq,
 )
 from results import CheckpointError, CurveWriter, load_checkpoint, open_store, provenance, read_attrs, write_attrs
+from runners._launch import launched
 from runners.cli import add_common_arguments, progress_disabled, resolve_device
 from runners.data import load_data
 
@@ -228,6 +229,11 @@ def _eigs_dataset(group: h5py.Group, k: int, length: int) -> h5py.Dataset:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with launched(args):  # under torchrun: data-parallel probes, rank 0 writes --out
+        return _main(args, argv)
+
+
+def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     device = resolve_device(args.device)
     loaded, data = _prepare(args, device)
     batches = data.batches("train", args.batch_size)
