@@ -8,9 +8,11 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import h5py
+
+import embeddings
 
 from results import load_checkpoint, open_store, provenance, read_attrs, write_attrs
 from runners._relax_jobs import RunContext, fresh_cnn
@@ -18,7 +20,7 @@ from runners.cli import progress_disabled, resolve_device
 from runners.training import TrainConfig
 
 # Options that change how a run is executed but not what it computes: a resume may change them.
-EXECUTION_ONLY = ("resume", "overwrite", "quiet", "jobs", "threads", "device", "out", "shard")
+EXECUTION_ONLY = ("resume", "overwrite", "quiet", "jobs", "threads", "device", "out", "shard", "max_bytes")
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -37,6 +39,20 @@ def json_dict(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"channels\": 32}}', got {text!r}")
     return value
+
+
+def byte_size(text: str) -> int:
+    """Parse ``"2GiB"``, ``"512MiB"``, ``"1.5e9"`` or ``"800000000"`` (bytes) for argparse."""
+    units = {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "kb": 10**3, "mb": 10**6, "gb": 10**9, "b": 1}
+    lowered = text.strip().lower()
+    unit = next((u for u in units if lowered.endswith(u)), "b" if lowered.endswith("b") else "")
+    try:
+        value = float(lowered[: len(lowered) - len(unit)] if unit else lowered) * units.get(unit, 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size like 2GiB, 512MiB or 800000000 (bytes), got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive size like 2GiB, got {text!r}")
+    return int(value)
 
 
 def add_training_arguments(parser: argparse.ArgumentParser, *, out: str, epochs: int) -> None:
@@ -59,6 +75,9 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, out: str, epochs:
     parser.add_argument("--augment", action="store_true", help="random crop (padding 4) and flip while training (2-D images only)")
     parser.add_argument("--n-train", type=int, default=None, help="keep only the first N training examples (quick runs)")
     parser.add_argument("--n-test", type=int, default=None, help="keep only the first N test examples (quick runs)")
+    parser.add_argument("--amp", action="store_true", help="bfloat16 mixed precision for the training steps (evaluations stay float32)")
+    parser.add_argument("--max-bytes", type=byte_size, default=None,
+                        help="refuse embeddings whose parameters exceed this size, e.g. 2GiB (default: half the free memory of --device)")
     parser.add_argument("--resume", action="store_true", help="continue a killed run from its last per-epoch state in --out")
     parser.add_argument("--overwrite", action="store_true", help="replace the results and checkpoints already in --out")
 
@@ -74,7 +93,7 @@ def context_from_args(args: argparse.Namespace) -> RunContext:
         config = TrainConfig(
             epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
             momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
-            step_every=args.step_every, gamma=args.gamma,
+            step_every=args.step_every, gamma=args.gamma, amp=args.amp,
         )
     except ValueError as err:
         raise fail(f"{err} (check the --{str(err).split()[0].replace('_', '-')} flag)") from None
@@ -87,12 +106,12 @@ def context_from_args(args: argparse.Namespace) -> RunContext:
         out=str(Path(args.out)), data=args.data, data_root=args.data_root, download=args.download,
         n_train=args.n_train, n_test=args.n_test, augment=args.augment, arch=args.arch, arch_kwargs=arch_kwargs,
         config=config, seed=args.seed, device=str(resolve_device(args.device)), resume=args.resume,
-        progress=not progress_disabled(args.quiet),
+        progress=not progress_disabled(args.quiet), max_bytes=args.max_bytes,
     )
 
 
-def preflight(context: RunContext, init: str | None = None) -> None:
-    """Fail on bad input (data, architecture, starting checkpoint) before anything is written."""
+def preflight(context: RunContext, init: str | None = None, *, embeds: Literal["efcn", "elcn"] | None = None) -> None:
+    """Fail on bad input (data, architecture, starting checkpoint, an embedding over the memory budget) before anything is written."""
     try:
         data = context.load()
         if init:
@@ -100,7 +119,7 @@ def preflight(context: RunContext, init: str | None = None) -> None:
     except (ValueError, FileNotFoundError) as err:
         raise fail(str(err).splitlines()[0]) from None
     try:
-        fresh_cnn(context, data.input_shape, data.num_classes)
+        cnn = fresh_cnn(context, data.input_shape, data.num_classes)
     except ValueError as err:  # unknown name or arguments: the registry's message says it all
         raise fail(str(err).splitlines()[0]) from None
     except RuntimeError as err:  # torch refusing the shapes while the model sizes its classifier
@@ -108,6 +127,14 @@ def preflight(context: RunContext, init: str | None = None) -> None:
             f"--arch {context.arch} with {context.arch_kwargs} cannot take {data.name} inputs of shape "
             f"{data.input_shape}: {str(err).splitlines()[0]} (adjust --arch-kwargs, e.g. '{{\"pool\": false}}' for small images)"
         ) from None
+    if embeds:
+        source = load_checkpoint(init)[0] if init else cnn
+        needed = embeddings.estimate_memory(source, data.input_shape, embeds) if source.space != embeds else 0
+        budget = context.max_bytes or embeddings.default_max_bytes(context.device)
+        if needed > budget:
+            raise fail(f"the {embeds} of --arch {context.arch} on {data.name} needs {needed / 2**30:.3g} GiB of parameters, more than "
+                       f"{'--max-bytes' if context.max_bytes else 'half the free memory of ' + context.device} "
+                       f"({budget / 2**30:.3g} GiB); raise --max-bytes, use a smaller --channels, or a device with more memory")
 
 
 def open_experiment(args: argparse.Namespace, tool: str, argv: Sequence[str] | None) -> h5py.File:

@@ -77,6 +77,7 @@ class RunContext:
     device: str
     resume: bool
     progress: bool
+    max_bytes: int | None = None  # parameter budget of an embedding (None: half the free memory of the device)
 
     def snapshot_path(self, run: str, epoch: int) -> Path:
         return Path(self.out) / "checkpoints" / run / f"epoch_{epoch}.pt"
@@ -111,11 +112,13 @@ def starting_model(spec: RunSpec, context: RunContext, input_shape: tuple[int, .
     else:
         model = fresh_cnn(context, input_shape, num_classes)
         if spec.space == "fcn":
-            return embeddings.fcn_of_same_size(model, generator=torch.Generator().manual_seed(context.seed))
+            return embeddings.fcn_of_same_size(model, generator=torch.Generator().manual_seed(context.seed),
+                                               max_bytes=context.max_bytes)
+    # Embedded on the training device directly: AlexNet's eFCN need never exist in host memory.
     if spec.space == "elcn" and model.space != "elcn":
-        return embeddings.to_elcn(model)
+        return embeddings.to_elcn(model, max_bytes=context.max_bytes, device=context.device)
     if spec.space == "efcn" and model.space != "efcn":
-        return embeddings.to_efcn(model)
+        return embeddings.to_efcn(model, max_bytes=context.max_bytes, device=context.device)
     return model
 
 
@@ -152,6 +155,7 @@ def execute(spec: RunSpec, context: RunContext, emit: Callable[[str, EpochRecord
         "best_test_acc": max(record.test_acc for record in result.history),
         **masked_accuracies(result.model, data.batches("test", config.eval_batch_size), context.device),
         "num_params": sum(p.numel() for p in result.model.parameters()),
+        "peak_memory_bytes": result.peak_memory_bytes,
         # CPU seconds (all threads of this process) tell the cost apart from the machine's load.
         "seconds": result.seconds, "cpu_seconds": time.process_time() - cpu_started, "resumed_from": result.resumed_from,
         "checkpoint": str(context.final_path(spec.name).relative_to(context.out)),

@@ -32,6 +32,7 @@ import os
 import time
 from collections.abc import Sequence
 
+from embeddings import MemoryBudgetError
 from results import read_attrs
 from runners._relax_cli import add_training_arguments, context_from_args, fail, int_list, open_experiment, preflight
 from runners._relax_jobs import RunSpec
@@ -152,13 +153,14 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def _summary(store) -> str:
-    """One line per run: final and best test accuracy, delta, masked accuracies, seconds."""
+    """One line per run: final and best test accuracy, delta, masked accuracies, seconds, peak memory."""
     columns = ("final_test_acc", "best_test_acc", "final_delta", "local_only_acc", "offlocal_only_acc")
-    lines = [f"{'run':<20}{'space':<6}{'final':>7}{'best':>7}{'delta':>7}{'local':>7}{'offloc':>7}{'sec':>7}{'cpu s':>7}"]
+    lines = [f"{'run':<20}{'space':<6}{'final':>7}{'best':>7}{'delta':>7}{'local':>7}{'offloc':>7}{'sec':>7}{'cpu s':>7}{'MiB':>7}"]
     for name in sorted(store["runs"], key=lambda n: (n not in ("cnn", "fcn"), n.count("_"), len(n), n)):
         attrs = read_attrs(store["runs"][name])
         cells = "".join(f"{attrs.get(key, math.nan):>7.3f}" for key in columns)
         cells += "".join(f"{attrs.get(key, math.nan):>7.0f}" for key in ("seconds", "cpu_seconds"))
+        cells += f"{attrs.get('peak_memory_bytes', math.nan) / 2**20:>7.0f}"  # GPU: peak allocated; CPU: process peak RSS
         lines.append(f"{name:<20}{attrs['space']:<6}{cells.replace('nan', '  -')}")
     return "\n".join(lines)
 
@@ -173,12 +175,12 @@ def main(argv: list[str] | None = None) -> int:
         specs = shard_runs(specs, *args.shard)
         args.out = os.path.join(args.out, "shard-{}-of-{}".format(*args.shard))
         context = dataclasses.replace(context, out=args.out)
-    preflight(context)
+    preflight(context, embeds="efcn")  # the FCN baseline is eFCN-sized whatever --space says
     started = time.perf_counter()
     with open_experiment(args, "runners.relax", argv) as store:
         try:
             run_all(specs, context, store, jobs=args.jobs, threads=args.threads or default_threads(args.jobs))
-        except (ValueError, FileNotFoundError) as err:
+        except (ValueError, FileNotFoundError, MemoryBudgetError) as err:
             raise fail(str(err).splitlines()[0]) from None
         store.attrs["total_seconds"] = store.attrs.get("total_seconds", 0.0) + time.perf_counter() - started
         print(_summary(store))

@@ -16,6 +16,7 @@ import argparse
 import math
 import os
 
+from embeddings import MemoryBudgetError
 from results import CheckpointError, read_attrs
 from runners._relax_cli import add_training_arguments, context_from_args, fail, int_list, open_experiment, preflight
 from runners._relax_jobs import RunSpec
@@ -48,13 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.init and args.space == "fcn":
         raise fail("--space fcn is a fresh random FCN; it cannot start from --init (use --space efcn to embed a checkpoint)")
     context = context_from_args(args)
-    preflight(context, args.init)
+    preflight(context, args.init, embeds={"fcn": "efcn", "cnn": None}.get(args.space, args.space))
     spec = RunSpec(name, args.space, args.epochs, init=args.init or "", snapshots=args.save_at,
                    attrs={"init": os.path.abspath(args.init)} if args.init else {})
     with open_experiment(args, "runners.train", argv) as store:
         try:
             run_all([spec], context, store)
-        except (ValueError, FileNotFoundError, CheckpointError) as err:
+        except (ValueError, FileNotFoundError, CheckpointError, MemoryBudgetError) as err:
             raise fail(str(err).splitlines()[0]) from None
         attrs = read_attrs(store[f"runs/{name}"])
     delta = "" if math.isnan(attrs["final_delta"]) else f", delta {attrs['final_delta']:.3f}"

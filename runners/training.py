@@ -14,10 +14,13 @@ nondeterminism on GPU.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 import os
+import resource
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Literal
@@ -51,6 +54,8 @@ class TrainConfig:
             (``lr (1 + cos(pi e / epochs)) / 2``) or ``step`` (``lr * gamma ** (e // step_every)``).
         step_every, gamma: the ``step`` schedule.
         eval_batch_size: batch size of the per-epoch evaluation (no effect on the numbers).
+        amp: mixed precision for the training steps (bfloat16 autocast; the per-epoch evaluation
+            and every landscape probe stay in float32).
     """
 
     epochs: int = 60
@@ -63,6 +68,7 @@ class TrainConfig:
     step_every: int = 30
     gamma: float = 0.1
     eval_batch_size: int = 1000
+    amp: bool = False
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "step_every", "eval_batch_size"):
@@ -122,12 +128,15 @@ class TrainResult:
         history: one record per epoch, starting with epoch 0 (before training).
         resumed_from: epochs restored from the state file (0 for a fresh run).
         seconds: wall time of this call.
+        peak_memory_bytes: peak memory of the call: ``torch.cuda.max_memory_allocated`` on a GPU, the
+            process's peak resident set (``getrusage`` maxrss, since the process started) on a CPU.
     """
 
     model: nn.Module
     history: tuple[EpochRecord, ...]
     resumed_from: int
     seconds: float
+    peak_memory_bytes: int = 0
 
     @property
     def final(self) -> EpochRecord:
@@ -158,6 +167,37 @@ def _record(model: nn.Module, data: Dataset, config: TrainConfig, epoch: int, lr
     train_loss, train_acc = evaluate(model, data.batches("train", config.eval_batch_size), device=device)
     test_loss, test_acc = evaluate(model, data.batches("test", config.eval_batch_size), device=device)
     return EpochRecord(epoch, train_loss, train_acc, test_loss, test_acc, _delta(model), lr)
+
+
+@contextlib.contextmanager
+def _training_precision(device: torch.device) -> Iterator[None]:
+    """cuDNN autotuning and TF32 matmuls/convolutions for the training steps on a GPU, restored after.
+
+    TF32 keeps 10 mantissa bits: harmless for SGD noise, fatal for Hessian probes (Lanczos on float32
+    products), which is why the setting is scoped here instead of set globally.
+    """
+    flags = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """Peak allocated GPU memory on a CUDA ``device``, the process's peak resident set on a CPU."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _on_device(data: Dataset, device: torch.device) -> Dataset:
+    """The data set moved to ``device`` once (GPU), instead of every batch at every step."""
+    if device.type == "cpu":
+        return data
+    return dataclasses.replace(data, x_train=data.x_train.to(device), y_train=data.y_train.to(device),
+                               x_test=data.x_test.to(device), y_test=data.y_test.to(device))
 
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -229,6 +269,10 @@ def train(
     if beyond:
         raise ValueError(f"snapshot epochs {sorted(beyond)} lie outside 0..{config.epochs}; choose epochs within the run")
     state_path = Path(state_path) if state_path is not None else None
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    data = _on_device(data, device)
     model.to(device)
     optimizer = _optimizer(model, config)
     generator = torch.Generator().manual_seed(seed)
@@ -264,11 +308,14 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             model.train()
-            for x, y in data.shuffled_batches(config.batch_size, generator=generator):
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                optimizer.zero_grad(set_to_none=True)
-                nn.functional.cross_entropy(model(x), y).backward()
-                optimizer.step()
+            with _training_precision(device):
+                for x, y in data.shuffled_batches(config.batch_size, generator=generator):
+                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                    optimizer.zero_grad(set_to_none=True)
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
+                        loss = nn.functional.cross_entropy(model(x), y)
+                    loss.backward()
+                    optimizer.step()
             record = _record(model, data, config, epoch + 1, lr, device)
             history.append(record)
             emit(record)
@@ -284,5 +331,6 @@ def train(
                 })
         bar.close()
     model.eval()
-    return TrainResult(model=model, history=tuple(history), resumed_from=resumed_from, seconds=time.perf_counter() - started)
+    return TrainResult(model=model, history=tuple(history), resumed_from=resumed_from, seconds=time.perf_counter() - started,
+                       peak_memory_bytes=peak_memory_bytes(device))
 
