@@ -19,6 +19,7 @@ from torch import nn
 from torch.func import functional_call, grad, jvp, vmap
 
 from landscape._checks import check_deterministic_mode, check_hessian_batches, check_mean_loss
+from landscape._precision import full_float32
 from landscape.distributed import all_reduce_sum, reduce_floats, shard
 
 Params = dict[str, torch.Tensor]
@@ -66,7 +67,8 @@ class Objective:
         moving = self.point if moving is None else moving
         total = {name: torch.zeros_like(p) for name, p in moving.items()}
         for w, (x, y) in zip(self.weights, self.batches):
-            g = grad(self._batch_loss)(moving, x, y)
+            with full_float32():
+                g = grad(self._batch_loss)(moving, x, y)
             for name in total:
                 total[name].add_(g[name], alpha=w)
         return all_reduce_sum(total)
@@ -89,7 +91,8 @@ class Objective:
         product = vmap(self._batch_hvp, in_dims=(0, None, None)) if stacked else self._batch_hvp
         total = {name: torch.zeros_like(t) for name, t in tangent.items()}
         for w, (x, y) in zip(self.weights, self.batches):
-            hv = product(tangent, x, y)
+            with full_float32():
+                hv = product(tangent, x, y)
             for name in total:
                 total[name].add_(hv[name], alpha=w)
         return all_reduce_sum(total)
