@@ -1,4 +1,4 @@
-"""Side-by-side performance ratios: ``python -m runners.bench {embed,hessian,...} [--json]``.
+"""Side-by-side performance ratios: ``python -m runners.bench {embed,hessian,...,all} [--json]``.
 
 Each benchmark lives in its own ``runners/_bench_<name>.py`` module exposing
 ``add_arguments(parser)`` and ``run(args) -> dict``; the dict is printed as a table or as JSON.
@@ -11,6 +11,7 @@ import argparse
 import importlib
 import json
 import sys
+import time
 
 BENCHMARKS = {
     "embed": "runners._bench_embed",
@@ -19,6 +20,14 @@ BENCHMARKS = {
     "interp": "runners._bench_interp",
     "gradcos": "runners._bench_gradcos",
     "distributed": "runners._bench_distributed",
+}
+
+# Flags of `all`: sizes small enough for the whole suite to take a few minutes on 2 CPU cores.
+QUICK = {
+    "embed": ["--repeats", "2"],
+    "hessian": ["--channels", "16", "--n-train", "500", "--epochs", "5", "--repeats", "3"],
+    "string": ["--repeats", "5"],
+    "interp": ["--n-train", "2000", "--n-test", "500", "--points", "11", "--repeats", "2"],
 }
 
 
@@ -34,16 +43,30 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runners.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     sub = parser.add_subparsers(dest="benchmark", required=True)
+    parsers = {}
     for name, module_name in BENCHMARKS.items():
         module = importlib.import_module(module_name)
-        module.add_arguments(sub.add_parser(name, help=module.__doc__.splitlines()[0]))
+        parsers[name] = sub.add_parser(name, help=module.__doc__.splitlines()[0])
+        module.add_arguments(parsers[name])
+    parsers["all"] = sub.add_parser("all", help="every benchmark in turn, each at its small quick sizes (a few minutes on 2 CPU cores)")
+    for child in parsers.values():  # --json also after the benchmark's name
+        child.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON object instead of tables")
     args = parser.parse_args(argv)
-    rows = importlib.import_module(BENCHMARKS[args.benchmark]).run(args)
+    names = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]
+    results = {}
+    for name in names:
+        module = importlib.import_module(BENCHMARKS[name])
+        options = parsers[name].parse_args(QUICK.get(name, [])) if args.benchmark == "all" else args
+        options.json = args.json
+        started = time.perf_counter()
+        results[name] = module.run(options)
+        if args.benchmark == "all":
+            results[name]["benchmark_s"] = time.perf_counter() - started
+        if not args.json:
+            _print_table(name, results[name])
     if args.json:
-        json.dump({args.benchmark: rows}, sys.stdout, indent=2)
+        json.dump(results, sys.stdout, indent=2)
         print()
-    else:
-        _print_table(args.benchmark, rows)
     return 0
 
 
