@@ -27,6 +27,7 @@ from results import CheckpointError, CurveWriter, load_checkpoint, open_store, p
 from runners._launch import launched
 from runners.cli import add_common_arguments, progress_disabled, resolve_device
 from runners.data import load_data
+from runners.training import on_device, peak_memory_bytes
 
 METHODS = ("linear", "string", "output")
 COLUMNS = ("alpha", "train_loss", "train_acc", "test_loss", "test_acc")
@@ -231,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     device = resolve_device(args.device)
     model_a, model_b, data, config = _prepare(args, device)
+    data = on_device(data, device)  # once, not at every point of every path
     name = args.name or f"{Path(args.ckpt_a).stem}__{Path(args.ckpt_b).stem}"
     lo, hi = args.alpha_range
     alphas = np.linspace(lo, hi, args.points)
@@ -241,6 +243,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
         write_attrs(group, {"ckpt_a": os.path.abspath(args.ckpt_a), "ckpt_b": os.path.abspath(args.ckpt_b), "data": args.data,
                             "batch_size": args.batch_size, "alpha_range": [lo, hi], "points": args.points})
         rows = {method: _run_method(args, method, group, model_a, model_b, data, config, device, alphas) for method in args.methods}
+        write_attrs(store, {"peak_memory_bytes": peak_memory_bytes(device)})
     print(_table(name, rows))
     if "string" in rows and rows["string"].get("loss_rose"):
         print("note: the string's interior loss rose by over 10% while it was optimised; --string-lr is probably too large for "

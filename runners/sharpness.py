@@ -45,6 +45,7 @@ from results import CheckpointError, CurveWriter, load_checkpoint, open_store, p
 from runners._launch import launched
 from runners.cli import add_common_arguments, progress_disabled, resolve_device
 from runners.data import load_data
+from runners.training import on_device, peak_memory_bytes
 
 COLUMNS = (
     "row", "epoch", "t_w", "final", "train_loss", "trace", "trace_se", "basin_width", "basin_width_std", "basin_censored",
@@ -236,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     device = resolve_device(args.device)
     loaded, data = _prepare(args, device)
+    data = on_device(data, device)  # once, not at every probe of every checkpoint
     batches = data.batches("train", args.batch_size)
     config = {key: value for key, value in sorted(vars(args).items()) if key not in ("quiet", "device", "resume", "overwrite", "plot")}
     total = sum(len(entries) for entries in loaded.values())
@@ -261,6 +263,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
                 eigs[row] = values.pop("top_eigs")
                 curve.append(**values)
                 bar.update(1)
+        write_attrs(store, {"peak_memory_bytes": peak_memory_bytes(device)})
     bar.close()
     _print_table(args.out)
     if args.plot:

@@ -33,7 +33,9 @@ import embeddings
 from results import save_checkpoint
 from runners.data import Dataset
 
-__all__ = ["TrainConfig", "EpochRecord", "TrainResult", "train", "evaluate", "HISTORY_COLUMNS", "STATE_FORMAT"]
+__all__ = [
+    "TrainConfig", "EpochRecord", "TrainResult", "train", "evaluate", "on_device", "peak_memory_bytes", "HISTORY_COLUMNS", "STATE_FORMAT",
+]
 
 STATE_FORMAT = "needle-train-state/1"
 
@@ -192,7 +194,7 @@ def peak_memory_bytes(device: torch.device) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def _on_device(data: Dataset, device: torch.device) -> Dataset:
+def on_device(data: Dataset, device: torch.device) -> Dataset:
     """The data set moved to ``device`` once (GPU), instead of every batch at every step."""
     if device.type == "cpu":
         return data
@@ -272,7 +274,7 @@ def train(
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    data = _on_device(data, device)
+    data = on_device(data, device)
     model.to(device)
     optimizer = _optimizer(model, config)
     generator = torch.Generator().manual_seed(seed)
