@@ -28,13 +28,13 @@ from landscape import is_main_process, process_group
 def launched(args: argparse.Namespace) -> Iterator[None]:
     """Join the ``torchrun`` group (a no-op without a launcher) and point other ranks' ``args.out`` at scratch.
 
-    Under NCCL an ``--device auto`` becomes this rank's GPU (``cuda:LOCAL_RANK``).
+    Under NCCL ``--device auto`` or ``cuda`` becomes this rank's GPU (``cuda:LOCAL_RANK``).
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         yield
         return
     with process_group() as device:
-        if device.type == "cuda" and args.device == "auto":
+        if device.type == "cuda" and args.device in ("auto", "cuda"):
             args.device = str(device)
         if is_main_process():
             dist.barrier()  # the other ranks have copied --out: rank 0 may now change it
