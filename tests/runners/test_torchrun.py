@@ -13,9 +13,34 @@ import torch
 
 from embeddings import build_model
 from results import read_curve, save_checkpoint
+from runners import sharpness
 from runners.interpolate import main
 
 FAKE = ["--data", "fake", "--n-train", "96", "--n-test", "32", "--batch-size", "16", "--quiet", "--device", "cpu"]
+
+
+def _torchrun(module: str, args: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", module]
+    done = subprocess.run([*launch, *args], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+@pytest.mark.slow  # two torch processes start under torchrun: ~20 s
+def test_sharpness_under_torchrun_equals_one_process(tmp_path):
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "a.pt", build_model("vanilla1d", channels=3))
+    args = ["--ckpt", str(tmp_path / "a.pt"), "--k", "2", "--trace-probes", "6", "--basin-directions", "1", "--basin-max", "0.5",
+            *[flag for flag in FAKE if flag not in ("--n-test", "32")]]
+    assert sharpness.main([*args, "--out", str(tmp_path / "one.h5")]) == 0
+    _torchrun("runners.sharpness", [*args, "--out", str(tmp_path / "two.h5")])
+    with h5py.File(tmp_path / "one.h5", "r") as one, h5py.File(tmp_path / "two.h5", "r") as two:
+        (run,) = list(one["sharpness"])
+        np.testing.assert_allclose(two[f"sharpness/{run}/top_eigs"][()], one[f"sharpness/{run}/top_eigs"][()], rtol=1e-4)
+        first, second = read_curve(one[f"sharpness/{run}/curve"]), read_curve(two[f"sharpness/{run}/curve"])
+        for column in ("train_loss", "trace", "basin_width", "lanczos_iterations"):
+            np.testing.assert_allclose(second[column], first[column], rtol=1e-4, err_msg=column)
 
 
 @pytest.mark.slow  # two torch processes start under torchrun: ~20 s
@@ -25,10 +50,7 @@ def test_interpolate_under_torchrun_equals_one_process(tmp_path):
     args = ["--ckpt-a", str(save_checkpoint(tmp_path / "a.pt", a)), "--ckpt-b", str(save_checkpoint(tmp_path / "b.pt", b)),
             "--methods", "linear,string", "--points", "5", "--string-steps", "4", *FAKE]
     assert main([*args, "--out", str(tmp_path / "one.h5")]) == 0
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "runners.interpolate"]
-    done = subprocess.run([*launch, *args, "--out", str(tmp_path / "two.h5")], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = _torchrun("runners.interpolate", [*args, "--out", str(tmp_path / "two.h5")])
     assert done.stdout.count("method") == 1  # one table: rank 1's prints are silenced
     with h5py.File(tmp_path / "one.h5", "r") as one, h5py.File(tmp_path / "two.h5", "r") as two:
         for method in ("linear", "string"):
