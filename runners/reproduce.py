@@ -39,9 +39,9 @@ STAGE_FILES = {"relax": Path("relax") / "results.h5", "interpolation": Path("int
 # (relax flags, interpolation flags, sharpness flags) per mode; the quick mode is for CI and first contact.
 SETTINGS = {
     "quick": dict(
-        relax=["--epochs", "20", "--relax-epochs", "10", "--t-w", "0,2,5,10,20", "--space", "efcn,elcn", "--tw1", "0,5",
-               "--tw2", "3"],
-        interpolation=["--points", "11", "--string-points", "4", "--string-epochs", "1", "--string-lr", "0.01"],
+        relax=["--epochs", "20", "--relax-epochs", "8", "--t-w", "0,4,20", "--space", "efcn,elcn", "--tw1", "0,4",
+               "--tw2", "2"],
+        interpolation=["--points", "9", "--string-points", "4", "--string-epochs", "1", "--string-lr", "0.01"],
         sharpness=["--k", "1", "--n-train", "500", "--basin-directions", "2", "--trace-probes", "6", "--tol", "1e-2"],
     ),
     "default": dict(
