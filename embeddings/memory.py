@@ -15,7 +15,7 @@ from torch import nn
 
 from ._checks import TARGETS, check_choice, resolve_input_shape
 from ._tracing import RelaxableLayer, find_relaxable_layers
-from .layers import EmbeddedDense, _LocallyConnectedNd
+from .layers import EmbeddedDense
 
 __all__ = ["estimate_memory", "MemoryBudgetError", "default_max_bytes"]
 

@@ -7,12 +7,11 @@ of the same shapes); the ratio ``embed / floor`` says how much the scatter costs
 from __future__ import annotations
 
 import argparse
-import gc
-import time
 
 import torch
 
 from embeddings import EmbeddedDense, build_model, estimate_memory, to_efcn, to_elcn
+from runners._timing import best_time
 from runners.cli import resolve_device
 
 MODELS = {
@@ -29,20 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
-def _best_time(fn, repeats: int, device: torch.device) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def run(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
     rows: dict = {"device": str(device), "threads": torch.get_num_threads()}
@@ -51,8 +36,8 @@ def run(args: argparse.Namespace) -> dict:
         model = build_model(spec["arch"], **spec["arch_kwargs"]).to(device).eval()
         efcn = to_efcn(model, max_bytes=2**40)
         shapes = [m.weight.shape for m in efcn.modules() if isinstance(m, EmbeddedDense)]
-        embed = _best_time(lambda: to_efcn(model, max_bytes=2**40), args.repeats, device)
-        floor = _best_time(lambda: [torch.zeros(s, device=device) for s in shapes], args.repeats, device)
+        embed = best_time(lambda: to_efcn(model, max_bytes=2**40), args.repeats, device, warmup=False)
+        floor = best_time(lambda: [torch.zeros(s, device=device) for s in shapes], args.repeats, device, warmup=False)
         rows[f"{name}.efcn_params_M"] = sum(p.numel() for p in efcn.parameters()) / 1e6
         rows[f"{name}.efcn_GiB"] = estimate_memory(model) / 2**30
         rows[f"{name}.embed_s"] = embed
@@ -61,8 +46,8 @@ def run(args: argparse.Namespace) -> dict:
         x = torch.randn(args.batch_size, *model.input_shape, device=device)
         elcn = to_elcn(model).eval()
         with torch.no_grad():
-            cnn_t = _best_time(lambda: model(x), args.repeats, device)
-            rows[f"{name}.elcn_forward_over_cnn"] = _best_time(lambda: elcn(x), args.repeats, device) / cnn_t
-            rows[f"{name}.efcn_forward_over_cnn"] = _best_time(lambda: efcn(x), args.repeats, device) / cnn_t
+            cnn_t = best_time(lambda: model(x), args.repeats, device, warmup=False)
+            rows[f"{name}.elcn_forward_over_cnn"] = best_time(lambda: elcn(x), args.repeats, device, warmup=False) / cnn_t
+            rows[f"{name}.efcn_forward_over_cnn"] = best_time(lambda: efcn(x), args.repeats, device, warmup=False) / cnn_t
         del efcn, elcn
     return rows

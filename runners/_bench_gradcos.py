@@ -8,12 +8,12 @@ of ``grad`` calls), side by side; ``loop_over_vmap > 1`` means vmap pays.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 from embeddings import build_model, expand
 from landscape import gradient_cosines
+from runners._timing import best_time
 from runners.cli import resolve_device
 
 
@@ -24,20 +24,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=100, help="examples per mini-batch")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many timings")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-
-
-def _best(fn, repeats: int, device: torch.device) -> float:
-    fn()  # warm-up: vmap's first call traces, the allocator fills its caches
-    best = float("inf")
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -52,8 +38,8 @@ def run(args: argparse.Namespace) -> dict:
     ]
     rows: dict = {"device": str(device), "threads": torch.get_num_threads(), "pairs": args.batches * (args.batches - 1) // 2}
     for name, net in nets.items():
-        vmapped = _best(lambda: gradient_cosines(net, batches, vectorize=True), args.repeats, device)
-        looped = _best(lambda: gradient_cosines(net, batches, vectorize=False), args.repeats, device)
+        vmapped = best_time(lambda: gradient_cosines(net, batches, vectorize=True), args.repeats, device)
+        looped = best_time(lambda: gradient_cosines(net, batches, vectorize=False), args.repeats, device)
         rows[f"{name}.params"] = sum(p.numel() for p in net.parameters())
         rows[f"{name}.vmap_s"] = vmapped
         rows[f"{name}.loop_s"] = looped

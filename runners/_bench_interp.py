@@ -9,13 +9,13 @@ The floor is ``n`` evaluations of a fixed model over the training and test sets 
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
 
 from embeddings import build_model, to_efcn
 from landscape import interpolate
+from runners._timing import best_time
 from runners.cli import resolve_device
 
 
@@ -29,19 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-
-
-def _best(fn, repeats: int, device: torch.device) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -67,8 +54,8 @@ def run(args: argparse.Namespace) -> dict:
                     for inputs, targets in train + test:
                         torch.nn.functional.cross_entropy(model(inputs), targets)
 
-        forward = _best(forward_passes, args.repeats, device)
-        path = _best(lambda: interpolate(models[0], models[1], train, alphas, "linear", test_batches=test), args.repeats, device)
+        forward = best_time(forward_passes, args.repeats, device, warmup=False)
+        path = best_time(lambda: interpolate(models[0], models[1], train, alphas, "linear", test_batches=test), args.repeats, device, warmup=False)
         rows[f"{space}.forward_s"] = forward
         rows[f"{space}.interp_s"] = path
         rows[f"{space}.overhead"] = path / forward - 1

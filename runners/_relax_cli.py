@@ -16,7 +16,7 @@ import embeddings
 
 from results import load_checkpoint, open_store, provenance, read_attrs, write_attrs
 from runners._relax_jobs import RunContext, fresh_cnn
-from runners.cli import progress_disabled, resolve_device
+from runners.cli import fail, progress_disabled, resolve_device
 from runners.training import TrainConfig
 
 # Options that change how a run is executed but not what it computes: a resume may change them.
@@ -80,11 +80,6 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, out: str, epochs:
                         help="refuse embeddings whose parameters exceed this size, e.g. 2GiB (default: half the free memory of --device)")
     parser.add_argument("--resume", action="store_true", help="continue a killed run from its last per-epoch state in --out")
     parser.add_argument("--overwrite", action="store_true", help="replace the results and checkpoints already in --out")
-
-
-def fail(message: str) -> SystemExit:
-    """The one-line error of a CLI."""
-    return SystemExit(f"error: {message}")
 
 
 def context_from_args(args: argparse.Namespace) -> RunContext:

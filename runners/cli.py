@@ -36,3 +36,8 @@ def resolve_device(name: str) -> torch.device:
 def progress_disabled(quiet: bool) -> bool:
     """Progress bars only for a person watching: off with ``--quiet`` and when stderr is not a TTY."""
     return quiet or not sys.stderr.isatty()
+
+
+def fail(message: str) -> SystemExit:
+    """The one-line error of a CLI: ``raise fail("...")`` prints ``error: ...`` and exits with status 1."""
+    return SystemExit(f"error: {message}")

@@ -23,20 +23,15 @@ import numpy as np
 import torch
 
 from landscape import StringConfig, align_endpoints, interpolate, path_metrics, polyline_length
-from results import CheckpointError, CurveWriter, load_checkpoint, open_store, provenance, read_attrs, read_curve, write_attrs
+from results import CheckpointError, CurveWriter, load_checkpoint, open_store, provenance, read_attrs, write_attrs
 from runners._launch import launched
-from runners.cli import add_common_arguments, progress_disabled, resolve_device
+from runners.cli import add_common_arguments, fail, progress_disabled, resolve_device
 from runners.data import load_data
 from runners.training import on_device, peak_memory_bytes
 
 METHODS = ("linear", "string", "output")
 COLUMNS = ("alpha", "train_loss", "train_acc", "test_loss", "test_acc")
 OUTPUT_COLUMNS = ("disagree_a", "disagree_b", "kl_a", "kl_b")
-
-
-def fail(message: str) -> SystemExit:
-    """The one-line error of the CLI."""
-    return SystemExit(f"error: {message}")
 
 
 def _methods(text: str) -> tuple[str, ...]:

@@ -30,7 +30,7 @@ from runners import interpolate as interpolate_cli
 from runners import relax as relax_cli
 from runners import sharpness as sharpness_cli
 from runners._report import write_report
-from runners.cli import DATA_SETS
+from runners.cli import DATA_SETS, fail
 from runners.figures import make_figures
 from runners.weights import write_weights
 
@@ -50,10 +50,6 @@ SETTINGS = {
         sharpness=["--k", "3", "--n-train", "2000"],
     ),
 }
-
-
-def fail(message: str) -> SystemExit:
-    return SystemExit(f"error: {message}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -43,7 +43,7 @@ from landscape import (
 )
 from results import CheckpointError, CurveWriter, load_checkpoint, open_store, provenance, read_attrs, write_attrs
 from runners._launch import launched
-from runners.cli import add_common_arguments, progress_disabled, resolve_device
+from runners.cli import add_common_arguments, fail, progress_disabled, resolve_device
 from runners.data import load_data
 from runners.training import on_device, peak_memory_bytes
 
@@ -52,11 +52,6 @@ COLUMNS = (
     "eps_sharpness", "lanczos_iterations", "lanczos_converged", "seconds",
 )
 SUBSPACES = ("full", "cnn", "local", "offlocal")
-
-
-def fail(message: str) -> SystemExit:
-    """The one-line error of the CLI."""
-    return SystemExit(f"error: {message}")
 
 
 def build_parser() -> argparse.ArgumentParser:
