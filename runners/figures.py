@@ -18,6 +18,7 @@ import h5py  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from runners import _figures_expandnets as expandnets  # noqa: E402
 from runners import _figures_landscape as landscape  # noqa: E402
 from runners import _figures_paper as paper  # noqa: E402
 from runners._figures_paper import MissingData  # noqa: E402
@@ -33,6 +34,9 @@ FIGURES: dict[str, Callable[[h5py.File], plt.Figure]] = {
     "poster_basin_width": landscape.basin_widths,
     "poster_hierarchical": paper.hierarchical_gain,
     "poster_elcn_vs_efcn": paper.elcn_vs_efcn,
+    "expandnets_training": expandnets.expandnets_training,
+    "expandnets_gradient_confusion": expandnets.expandnets_gradient_confusion,
+    "expandnets_surfaces": expandnets.expandnets_surfaces,
 }
 
 

@@ -79,3 +79,22 @@ def test_cli_refuses_bad_input(tmp_path, relax_file, capsys):
         figures.main(["--results", str(relax_file), "--out", str(tmp_path), "--only", "fig9"])
     assert figures.main(["--results", str(relax_file), "--out", str(tmp_path / "f"), "--only", "fig3_dynamics"]) == 0
     assert "wrote fig3_dynamics" in capsys.readouterr().out
+
+
+def test_expandnets_figures_group_runs_by_expansion(tmp_path):
+    path = tmp_path / "expandnets.h5"
+    generator = np.random.default_rng(0)
+    with open_store(path) as store:
+        for mode in ("compact", "ck"):
+            for seed in (0, 1):
+                name = f"runs/{mode}_seed{seed}"
+                curve = CurveWriter(store, f"{name}/history", columns=("epoch", "train_acc", "test_acc", "min_cosine"), index="epoch")
+                for epoch in range(4):
+                    curve.append(epoch=epoch, train_acc=0.5 + 0.1 * epoch, test_acc=0.4 + 0.1 * epoch, min_cosine=-0.1 * epoch)
+                cosines = CurveWriter(store, f"{name}/final_cosines", columns=("pair", "cosine"), index="pair")
+                for pair, value in enumerate(generator.uniform(-0.5, 0.5, 10)):
+                    cosines.append(pair=pair, cosine=value)
+                write_attrs(store[name], {"mode": mode, "l2": "normal", "seed": seed, "status": "done", "compressed_test_acc": 0.9})
+    written, skipped = figures.make_figures(path, tmp_path / "figs")
+    assert {"expandnets_training", "expandnets_gradient_confusion"} <= set(written)
+    assert "--probe-points" in skipped["expandnets_surfaces"] and "runners.relax" in skipped["fig3_dynamics"]
