@@ -41,6 +41,15 @@ def test_reproduction_end_to_end_then_resume(tmp_path, tiny_settings, capsys):
     for heading in ("## Fig. 3-5", "## Fig. 6", "## Sharpness", "![fig1_efcn_matrix](figures/fig1_efcn_matrix.png)"):
         assert heading in report
     assert "stage 6/6" in capsys.readouterr().out
+    # The report's Fig. 3 table is the HDF5's numbers.
+    with h5py.File(out / "results.h5", "r") as store:
+        runs = {name: dict(store["runs"][name].attrs) for name in store["runs"]}
+    fig3 = report.split("## Fig. 3-5")[1].split("###")[0]
+    for t_w in (0, 1, 3):
+        row = next(line for line in fig3.splitlines() if line.startswith(f"| {t_w} |")).split("|")
+        assert row[2].strip() == f"{100 * runs[f'efcn_tw{t_w}']['final_test_acc']:.1f}"
+        assert row[4].strip() == f"{runs[f'efcn_tw{t_w}']['final_delta']:.3g}"
+        assert row[8].strip() == f"{100 * runs[f'elcn_tw{t_w}']['final_test_acc']:.1f}"
 
     with pytest.raises(SystemExit, match="already holds a reproduction; pass --resume"):
         reproduce.main(args)
