@@ -222,5 +222,5 @@ def elcn_vs_efcn(store: h5py.File) -> plt.Figure:
     axes[1].set(ylabel="parameters", title="memory: parameters of each space")
     for i, n in enumerate(names):
         axes[1].annotate(f"{sizes[n] / 1e6:.2f}M", (i, sizes[n]), ha="center", va="bottom")
-    fig.suptitle("eLCN vs eFCN: similar gains at a fraction of the memory")
+    fig.suptitle("eLCN vs eFCN: test accuracy gain over the CNN and parameter count")
     return fig
