@@ -121,14 +121,14 @@ def basin_widths(store: h5py.File) -> plt.Figure:
     if not bars:
         raise MissingData("final checkpoints in /sharpness", SHARPNESS)
     order = {"cnn": 0, "fcn": 2}
-    bars.sort(key=lambda b: (order.get(b[0], 1), b[0]))
+    bars.sort(key=lambda b: (order.get(b[0], 1), int("".join(filter(str.isdigit, b[0])) or 0), b[0]))
     names, width, spread, top = zip(*bars)
     colours = ["tab:red" if n == "cnn" else "saddlebrown" if n == "fcn" else "tab:blue" for n in names]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     axes[0].bar(names, width, yerr=spread, color=colours, capsize=3)
     axes[0].set(ylabel="basin width (filter-normalised distance)", title="basin width at the end of training")
     axes[1].bar(names, top, color=colours)
-    axes[1].set(ylabel="λ₁", title="top Hessian eigenvalue at the end of training")
+    axes[1].set(ylabel="λ₁", yscale="log", title="top Hessian eigenvalue at the end of training")
     for ax in axes:
         ax.tick_params(axis="x", rotation=45)
     fig.suptitle("Poster: do eFCNs reach wider basins than the CNN and the vanilla FCN?")

@@ -113,6 +113,7 @@ def fig3_dynamics(store: h5py.File) -> plt.Figure:
     if "fcn" in all_runs:
         ax.axhline(100 * np.nanmax(history(store, "fcn")["test_acc"]), color="saddlebrown", ls="--", label="FCN (best)")
     ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(left=-0.3)
     ax.set_xlabel("CNN training epoch  /  relax time t_w")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Fig. 3: generalisation of eFCNs relaxed at t_w")
