@@ -12,7 +12,7 @@ Stages, each a thin call of the runner that owns it, each resumable after a kill
 5. ``merge``: one file, ``DIR/results.h5``, with every group of the stage files;
 6. ``figures`` and ``report``: ``DIR/figures/*.png|pdf`` and ``DIR/report.md`` with the numbers behind them.
 
-MNIST-1D by default (2 CPU cores: ``--quick`` in about 2 minutes, the default in about 15);
+MNIST-1D by default (2 idle CPU cores: ``--quick`` in about 1 minute, the default in about 7);
 ``--data cifar10 --data-root ROOT --arch vanilla2d`` runs the paper-scale version (use a GPU).
 """
 
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m runners.reproduce", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", required=True, help="output folder (stage files, results.h5, figures/, report.md)")
-    parser.add_argument("--quick", action="store_true", help="a small version in about 2 minutes on 2 CPU cores")
+    parser.add_argument("--quick", action="store_true", help="a small version in about 1 minute on 2 CPU cores")
     parser.add_argument("--data", default="mnist1d", choices=DATA_SETS, help="data set")
     parser.add_argument("--data-root", default=None, help="folder holding (or caching) the data set files")
     parser.add_argument("--download", action="store_true", help="allow torchvision to download CIFAR into --data-root")
