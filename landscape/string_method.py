@@ -36,7 +36,6 @@ stacked parameters, or from a loop over points, whichever a timed trial step fin
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -50,6 +49,7 @@ from tqdm.auto import tqdm
 from landscape._checks import check_mean_loss, check_string_config, check_training_batches
 from landscape.distributed import all_reduce_sum, is_distributed, rank, reduce_floats, world_size
 from landscape.evaluation import has_batchnorm, stack_params, unstack_params
+from landscape._timing import best_time
 
 __all__ = ["StringConfig", "StringResult", "elastic_string"]
 
@@ -179,17 +179,6 @@ def _spring_proximal(count: int, step: float, dtype: torch.dtype, device: torch.
     return solve.to(**cast), (step * solve[:, 0]).to(**cast), (step * solve[:, -1]).to(**cast)
 
 
-def _timed(fn: Callable[[], object], device: torch.device) -> float:
-    fn()  # warm-up: allocations, vmap's first dispatch
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
-
-
 def _data_parallel(step_fn: Callable) -> Callable:
     """``step_fn`` on this rank's slice of the mini-batch, slices' means weighted by size and all-reduced.
 
@@ -276,7 +265,7 @@ def elastic_string(
     candidates = {"vmap": batched, "loop": looped}
     timings = {}
     if config.batching == "auto":
-        timings = {name: _timed(lambda fn=fn: fn(current, x0, y0), device) for name, fn in candidates.items()}
+        timings = {name: best_time(lambda fn=fn: fn(current, x0, y0), 1, device) for name, fn in candidates.items()}
         # Ranks must agree on the choice: pick on the timings summed over them.
         timings = dict(zip(timings, reduce_floats(*timings.values(), device=device)))
     batching = min(timings, key=timings.get) if timings else config.batching

@@ -11,7 +11,7 @@ import argparse
 import torch
 
 from embeddings import EmbeddedDense, build_model, estimate_memory, to_efcn, to_elcn
-from runners._timing import best_time
+from landscape._timing import best_time
 from runners.cli import resolve_device
 
 MODELS = {

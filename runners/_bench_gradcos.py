@@ -13,7 +13,7 @@ import torch
 
 from embeddings import build_model, expand
 from landscape import gradient_cosines
-from runners._timing import best_time
+from landscape._timing import best_time
 from runners.cli import resolve_device
 
 

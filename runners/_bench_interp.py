@@ -15,7 +15,7 @@ import torch
 
 from embeddings import build_model, to_efcn
 from landscape import interpolate
-from runners._timing import best_time
+from landscape._timing import best_time
 from runners.cli import resolve_device
 
 

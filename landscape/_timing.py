@@ -1,4 +1,4 @@
-"""Wall-clock timing shared by the benchmarks: best of several runs, synchronised on CUDA."""
+"""Wall-clock timing (the string method's vmap-or-loop choice, the benchmarks): best of several runs."""
 
 from __future__ import annotations
 
