@@ -21,12 +21,22 @@ def interpolation_groups(store: h5py.File) -> list[tuple[str, h5py.Group]]:
     return sorted(groups, key=lambda item: (read_attrs(item[1]).get("t_w", float("inf")), item[0]))
 
 
-def fig6_interpolation(store: h5py.File) -> plt.Figure:
-    groups = interpolation_groups(store)
-    references = {}
+def _reference_lines(store: h5py.File, group: h5py.Group) -> list[tuple[str, float, float]]:
+    """(label, train loss, test accuracy) lines: the CNN and FCN of a relax file, else the path's endpoints."""
     if "runs" in store:
         all_runs = runs(store)
-        references = {name.upper(): all_runs[name] for name in ("cnn", "fcn") if name in all_runs}
+        return [(name.upper(), all_runs[name]["final_train_loss"], all_runs[name]["final_test_acc"])
+                for name in ("cnn", "fcn") if name in all_runs]
+    attrs = next((read_attrs(group[m]) for m in METHOD_STYLE if m in group), {})
+    return [(f"{attrs[f'space_{side}'].upper()} (α={alpha})", attrs[f"train_{side}_loss"], attrs[f"test_{side}_acc"])
+            for side, alpha in (("a", 0), ("b", 1)) if f"space_{side}" in attrs]
+
+
+def fig6_interpolation(store: h5py.File, names: list[str] | None = None) -> plt.Figure:
+    """Train loss and test accuracy against α, one row per path (all of them, or ``names``)."""
+    groups = [(n, g) for n, g in interpolation_groups(store) if names is None or n in names]
+    if not groups:
+        raise MissingData(f"/interpolation/{', '.join(names or [])}", INTERPOLATE)
     fig, axes = plt.subplots(len(groups), 2, figsize=(11, 3.2 * len(groups)), squeeze=False)
     for row, (name, group) in enumerate(groups):
         attrs = read_attrs(group)
@@ -36,9 +46,9 @@ def fig6_interpolation(store: h5py.File) -> plt.Figure:
             curve = read_curve(group[method])
             axes[row, 0].plot(curve["alpha"], curve["train_loss"], color=colour, label=label)
             axes[row, 1].plot(curve["alpha"], 100 * curve["test_acc"], color=colour, label=label)
-        for ref, style in zip(references, ("--", ":")):
-            axes[row, 0].axhline(references[ref]["final_train_loss"], color="grey", ls=style, label=ref)
-            axes[row, 1].axhline(100 * references[ref]["final_test_acc"], color="grey", ls=style, label=ref)
+        for (ref, loss, accuracy), style in zip(_reference_lines(store, group), ("--", ":")):
+            axes[row, 0].axhline(loss, color="grey", ls=style, label=ref)
+            axes[row, 1].axhline(100 * accuracy, color="grey", ls=style, label=ref)
         title = f"t_w = {attrs['t_w']}" if "t_w" in attrs else name
         axes[row, 0].set(xlabel="α (0: CNN, 1: eFCN)", ylabel="train loss", title=f"{title}: train loss")
         axes[row, 1].set(xlabel="α (0: CNN, 1: eFCN)", ylabel="test accuracy (%)", title=f"{title}: test accuracy")
