@@ -3,6 +3,7 @@
 from results.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from results.store import CurveWriter, open_store, provenance, read_attrs, read_curve, write_attrs
 from results.merge import merge_stores
+from results.writer import Result, ResultError, check_result_name, open_result, result_names
 
 __all__ = [
     # checkpoints
@@ -10,6 +11,12 @@ __all__ = [
     "CheckpointError",
     "save_checkpoint",
     "load_checkpoint",
+    # the one result writer of every CLI: named results, resume / overwrite one name
+    "open_result",
+    "Result",
+    "ResultError",
+    "result_names",
+    "check_result_name",
     # HDF5 store
     "open_store",
     "CurveWriter",
