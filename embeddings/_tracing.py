@@ -1,7 +1,9 @@
-"""Find the layers to relax and the input shape each one sees, without running real data.
+"""Find the layers to relax, the input shape each one sees and its conv geometry, without running real data.
 
 A forward pass on meta tensors (no memory, no compute) with hooks on every relaxable layer records
 its input shape; models whose ops lack meta kernels fall back to a zero input of batch 2 on the CPU.
+Both :mod:`~embeddings.embed` (which builds relaxed layers) and :mod:`~embeddings.memory` (which
+counts their parameters first) read layers and geometries from here, so neither imports the other.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from .geometry import ConvGeometry
 from .layers import EmbeddedDense, _LocallyConnectedNd
 
 SUPPORTED_CONVS = (nn.Conv1d, nn.Conv2d)
@@ -25,6 +28,18 @@ class RelaxableLayer:
     name: str
     module: nn.Module
     in_shape: tuple[int, ...]
+
+
+def layer_geometry(layer: RelaxableLayer) -> ConvGeometry:
+    """The receptive-field geometry of a relaxable layer on the input shape it receives."""
+    module = layer.module
+    if isinstance(module, SUPPORTED_CONVS):
+        return ConvGeometry.create(
+            in_channels=module.in_channels, out_channels=module.out_channels, kernel_size=module.kernel_size,
+            in_size=layer.in_shape[1:], stride=module.stride, padding=module.padding, dilation=module.dilation,
+            groups=module.groups,
+        )
+    return module.geometry
 
 
 def _check_supported(model: nn.Module) -> None:

@@ -23,26 +23,12 @@ from torch import nn
 
 from ._blocks import conv_as_local, dense_to_conv, to_dense
 from ._checks import resolve_input_shape
-from ._tracing import RelaxableLayer, find_relaxable_layers
+from ._tracing import find_relaxable_layers, layer_geometry
 from .geometry import ConvGeometry
 from .layers import EmbeddedDense, LocallyConnected1d, LocallyConnected2d, _LocallyConnectedNd, _uniform_init
 from .memory import check_budget
 
 __all__ = ["to_efcn", "to_elcn", "to_cnn", "fcn_of_same_size", "embed_parameters", "model_space"]
-
-
-def _conv_geometry(conv: nn.Conv1d | nn.Conv2d, in_shape: tuple[int, ...]) -> ConvGeometry:
-    return ConvGeometry.create(
-        in_channels=conv.in_channels, out_channels=conv.out_channels, kernel_size=conv.kernel_size,
-        in_size=in_shape[1:], stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
-    )
-
-
-def layer_geometry(layer: RelaxableLayer) -> ConvGeometry:
-    module = layer.module
-    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
-        return _conv_geometry(module, layer.in_shape)
-    return module.geometry
 
 
 def _local_weight(module: nn.Module, geometry: ConvGeometry) -> torch.Tensor:
@@ -63,24 +49,20 @@ def _as_parameter(value: torch.Tensor, like: nn.Parameter) -> nn.Parameter:
 
 
 def _dense_layer(module: nn.Module, geometry: ConvGeometry) -> EmbeddedDense:
-    layer = EmbeddedDense.__new__(EmbeddedDense)
-    nn.Module.__init__(layer)  # skip EmbeddedDense.__init__: no point allocating and initialising twice
-    layer.geometry = geometry
-    layer.weight = _as_parameter(to_dense(module.weight, geometry), module.weight)
     bias = _position_bias(module, geometry)
-    layer.bias = None if bias is None else _as_parameter(bias.reshape(-1), module.bias)
-    return layer
+    return EmbeddedDense.from_weight(
+        geometry, _as_parameter(to_dense(module.weight, geometry), module.weight),
+        None if bias is None else _as_parameter(bias.reshape(-1), module.bias),
+    )
 
 
 def _local_layer(module: nn.Module, geometry: ConvGeometry) -> _LocallyConnectedNd:
     cls = LocallyConnected1d if geometry.dims == 1 else LocallyConnected2d
-    layer = cls.__new__(cls)
-    nn.Module.__init__(layer)
-    layer.geometry = geometry
-    layer.weight = _as_parameter(_local_weight(module, geometry), module.weight)
     bias = _position_bias(module, geometry)
-    layer.bias = None if bias is None else _as_parameter(bias, module.bias)
-    return layer
+    return cls.from_weight(
+        geometry, _as_parameter(_local_weight(module, geometry), module.weight),
+        None if bias is None else _as_parameter(bias, module.bias),
+    )
 
 
 def _replace(model: nn.Module, name: str, new: nn.Module) -> nn.Module:

@@ -36,6 +36,24 @@ def _uniform_init(weight: torch.Tensor, bias: torch.Tensor | None, fan_in: int, 
             bias.uniform_(-bound, bound, generator=generator)
 
 
+def _check_shapes(cls: type, weight_shape: tuple[int, ...], bias_shape: tuple[int, ...],
+                  weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    if tuple(weight.shape) != tuple(weight_shape) or (bias is not None and tuple(bias.shape) != tuple(bias_shape)):
+        got = tuple(weight.shape), None if bias is None else tuple(bias.shape)
+        raise ValueError(
+            f"{cls.__name__}.from_weight expects weight {tuple(weight_shape)} and bias {tuple(bias_shape)} for this "
+            f"geometry, got {got[0]} and {got[1]}; build the tensors from the same ConvGeometry"
+        )
+
+
+def _adopt(layer: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
+    # The layer was constructed on the meta device, so its own initial tensors cost nothing.
+    layer.weight = weight if isinstance(weight, nn.Parameter) else nn.Parameter(weight)
+    if bias is not None:
+        layer.bias = bias if isinstance(bias, nn.Parameter) else nn.Parameter(bias)
+    return layer
+
+
 class EmbeddedDense(nn.Module):
     """A fully-connected layer that stands in for a convolution (eFCN layer).
 
@@ -54,6 +72,16 @@ class EmbeddedDense(nn.Module):
         self.weight = nn.Parameter(torch.empty(geometry.dense_shape, device=device, dtype=dtype))
         self.bias = nn.Parameter(torch.empty(geometry.dense_shape[0], device=device, dtype=dtype)) if bias else None
         self.reset_parameters()
+
+    @classmethod
+    def from_weight(cls, geometry: ConvGeometry, weight: torch.Tensor, bias: torch.Tensor | None = None) -> "EmbeddedDense":
+        """An eFCN layer that adopts ``weight`` ``(C_out * P_out, C_in * P_in)`` and ``bias`` ``(C_out * P_out,)``.
+
+        The tensors are used as they are (no copy); pass :class:`~torch.nn.Parameter` objects to choose
+        ``requires_grad``. This is how :func:`~embeddings.to_efcn` builds layers from a conv's weights.
+        """
+        _check_shapes(cls, geometry.dense_shape, (geometry.dense_shape[0],), weight, bias)
+        return _adopt(cls(geometry, bias=bias is not None, device="meta"), weight, bias)
 
     @property
     def in_features(self) -> int:
@@ -129,6 +157,18 @@ class _LocallyConnectedNd(nn.Module):
             g.in_channels, g.out_channels, g.kernel_size, g.in_size, stride=g.stride, padding=g.padding,
             dilation=g.dilation, groups=g.groups, bias=bias, device=device, dtype=dtype,
         )
+
+    @classmethod
+    def from_weight(cls, geometry: ConvGeometry, weight: torch.Tensor, bias: torch.Tensor | None = None) -> "_LocallyConnectedNd":
+        """An eLCN layer that adopts ``weight`` ``(C_out, C_in/G, *k, *out_size)`` and ``bias`` ``(C_out, *out_size)``.
+
+        The tensors are used as they are (no copy); pass :class:`~torch.nn.Parameter` objects to choose
+        ``requires_grad``. This is how :func:`~embeddings.to_elcn` builds layers from a conv's weights.
+        """
+        if geometry.dims != cls.dims:
+            raise ValueError(f"{cls.__name__} needs a {cls.dims}-d geometry, got a {geometry.dims}-d one; use LocallyConnected{geometry.dims}d")
+        _check_shapes(cls, geometry.local_shape, geometry.out_shape, weight, bias)
+        return _adopt(cls.from_geometry(geometry, bias=bias is not None, device="meta"), weight, bias)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         g = self.geometry

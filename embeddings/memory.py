@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ._checks import TARGETS, check_choice, resolve_input_shape
-from ._tracing import RelaxableLayer, find_relaxable_layers
+from ._tracing import RelaxableLayer, find_relaxable_layers, layer_geometry
 from .layers import EmbeddedDense
 
 __all__ = ["estimate_memory", "MemoryBudgetError", "default_max_bytes"]
@@ -28,8 +28,6 @@ class MemoryBudgetError(MemoryError):
 
 
 def _relaxed_numel(layer: RelaxableLayer, target: str) -> int:
-    from .embed import layer_geometry  # embed imports this module
-
     g = layer_geometry(layer)
     has_bias = layer.module.bias is not None
     bias = g.out_channels * g.out_positions if has_bias else 0

@@ -28,7 +28,7 @@ def test_models_build_by_name_and_remember_how(arch, kwargs, shape):
 
 
 def test_paper_sizes():
-    # DESIGN.md's reference: the 64-channel 1-D CNN has an eFCN of about 4.2M parameters.
+    # The measured reference figure: the 64-channel 1-D CNN has an eFCN of about 4.2M parameters.
     assert sum(p.numel() for p in to_efcn(build_model("vanilla1d")).parameters()) == 4_209_290
     alexnet = build_model("alexnet", num_classes=100)
     assert [m.out_channels for m in alexnet.features if isinstance(m, torch.nn.Conv2d)] == [64, 192, 384, 256, 256]

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from embeddings import LocallyConnected1d, LocallyConnected2d, to_efcn
+from embeddings import EmbeddedDense, LocallyConnected1d, LocallyConnected2d, to_efcn
 
 torch.set_num_threads(1)
 
@@ -67,3 +67,24 @@ def test_bad_in_size_is_refused():
         LocallyConnected2d(1, 1, 3, in_size=(5,))
     with pytest.raises(ValueError, match="does not fit an input of size"):
         LocallyConnected1d(1, 1, 7, in_size=4)
+
+
+def test_from_weight_adopts_the_given_tensors_and_computes_with_them():
+    # A 1x1 conv on 2 positions: the dense matrix is the identity, so the layer must return x + bias.
+    geometry = LocallyConnected1d(1, 1, kernel_size=1, in_size=2).geometry
+    weight, bias = torch.nn.Parameter(torch.eye(2, dtype=torch.float64)), torch.tensor([10.0, 20.0], dtype=torch.float64)
+    dense = EmbeddedDense.from_weight(geometry, weight, bias)
+    assert dense.weight is weight and dense.bias.data_ptr() == bias.data_ptr()
+    torch.testing.assert_close(dense(torch.tensor([[[1.0, 2.0]]], dtype=torch.float64)),
+                               torch.tensor([[[11.0, 22.0]]], dtype=torch.float64))
+    local = LocallyConnected1d.from_weight(geometry, torch.full((1, 1, 1, 2), 3.0))
+    assert local.bias is None
+    torch.testing.assert_close(local(torch.tensor([[[1.0, 2.0]]])), torch.tensor([[[3.0, 6.0]]]))
+
+
+def test_from_weight_refuses_tensors_of_another_geometry():
+    geometry = LocallyConnected1d(1, 1, kernel_size=1, in_size=2).geometry
+    with pytest.raises(ValueError, match=r"expects weight \(2, 2\) and bias \(2,\) for this geometry, got \(2, 3\)"):
+        EmbeddedDense.from_weight(geometry, torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="needs a 2-d geometry, got a 1-d one"):
+        LocallyConnected2d.from_weight(geometry, torch.zeros(1, 1, 1, 2))
