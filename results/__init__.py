@@ -2,7 +2,7 @@
 
 from results.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from results.store import CurveWriter, open_store, provenance, read_attrs, read_curve, write_attrs
-from results.merge import merge_stores
+from results.merge import PATH_ATTRIBUTES, merge_stores, rebase_paths
 from results.writer import Result, ResultError, check_result_name, open_result, result_names
 
 __all__ = [
@@ -26,4 +26,7 @@ __all__ = [
     "provenance",
     # sharded sweeps (job arrays): one file per shard, merged
     "merge_stores",
+    # copying results between files: path attributes rebased to the new file's folder
+    "rebase_paths",
+    "PATH_ATTRIBUTES",
 ]

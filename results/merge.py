@@ -4,17 +4,18 @@ A job array (``runners.relax --shard i/n``) writes one file per shard; each hold
 shard, and runs that several shards need (the CNN every eFCN starts from) appear in each of them.
 :func:`merge_stores` copies every run group into one file; a group present in several shards must be
 the same run (datasets equal to ``rtol``, attributes equal apart from timings and paths), which also
-checks that the shards trained the shared runs alike. Checkpoint paths (``checkpoint`` attributes,
-relative to their shard's folder) are rewritten relative to the merged file's folder.
+checks that the shards trained the shared runs alike. The shards' ``runs`` results must share one
+configuration; the merged ``runs`` keeps the first shard's provenance and configuration. Paths stored
+in attributes (relative to their shard's folder) are rewritten relative to the merged file's folder
+(:func:`rebase_paths`, also used by every other tool that copies results between files).
 
 Example:
     >>> import os, tempfile
-    >>> from results import CurveWriter, open_store, read_curve
+    >>> from results import CurveWriter, open_result
     >>> folder = tempfile.mkdtemp()
     >>> for shard, run in ((0, "a"), (1, "b")):
-    ...     with open_store(os.path.join(folder, f"s{shard}.h5")) as store:
-    ...         store.attrs["config"] = "{}"
-    ...         CurveWriter(store, f"runs/{run}/history", columns=("epoch",), index="epoch").append(epoch=0)
+    ...     with open_result(os.path.join(folder, f"s{shard}.h5"), "runs", tool="demo", config={}) as result:
+    ...         CurveWriter(result.group, f"{run}/history", columns=("epoch",), index="epoch").append(epoch=0)
     >>> paths = [os.path.join(folder, f"s{shard}.h5") for shard in (0, 1)]
     >>> merge_stores(paths, os.path.join(folder, "all.h5"))
     ['a', 'b']
@@ -30,18 +31,53 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from results.store import open_store, read_attrs, write_attrs
+from results.store import open_store, provenance, read_attrs, write_attrs
 
-__all__ = ["merge_stores"]
+__all__ = ["merge_stores", "rebase_paths", "PATH_ATTRIBUTES"]
+
+# Attributes holding a path relative to their file's folder (a JSON list of such paths for "checkpoints").
+PATH_ATTRIBUTES = ("checkpoint", "init", "ckpt_a", "ckpt_b", "checkpoints")
 
 # Attributes that legitimately differ between two shards' copies of one run.
 _VOLATILE = {"seconds", "cpu_seconds", "checkpoint", "resumed_from", "peak_memory_bytes"}
-# Root attributes that say how a file was made, not what it holds.
-_PROVENANCE = {"command", "created_utc", "platform", "git_commit", "python", "torch", "numpy", "h5py", "total_seconds"}
 
 
 def _rebase(value: str, source: Path, out: Path) -> str:
     return os.path.relpath(source.parent.resolve() / value, out.parent.resolve())
+
+
+def rebase_paths(group: h5py.Group, source: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Rewrite the path attributes of ``group`` and its subgroups, copied from file ``source`` into file ``out``.
+
+    Each of :data:`PATH_ATTRIBUTES` is relative to its file's folder; after the copy it must be
+    relative to ``out``'s folder instead.
+
+    Example:
+        >>> import tempfile
+        >>> with h5py.File(os.path.join(tempfile.mkdtemp(), "merged.h5"), "w") as f:
+        ...     f.attrs["checkpoint"] = "checkpoints/cnn/final.pt"
+        ...     rebase_paths(f["/"], "/exp/relax/results.h5", "/exp/results.h5")
+        ...     f.attrs["checkpoint"]
+        'relax/checkpoints/cnn/final.pt'
+    """
+    source, out = Path(source), Path(out)
+    members = [group] + [obj for obj in _subgroups(group)]
+    for member in members:
+        attrs = read_attrs(member)
+        for key in PATH_ATTRIBUTES:
+            if key not in attrs or not isinstance(attrs[key], str):
+                continue
+            if key == "checkpoints":
+                value = json.dumps([_rebase(path, source, out) for path in json.loads(attrs[key])])
+            else:
+                value = _rebase(attrs[key], source, out)
+            write_attrs(member, {key: value})
+
+
+def _subgroups(group: h5py.Group) -> list[h5py.Group]:
+    found: list[h5py.Group] = []
+    group.visititems(lambda _, obj: found.append(obj) if isinstance(obj, h5py.Group) else None)
+    return found
 
 
 def _compare(name: str, kept: h5py.Group, other: h5py.Group, origin: str, rtol: float) -> None:
@@ -99,7 +135,7 @@ def merge_stores(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
         raise ValueError(f"--out {out} is one of the inputs; write the merged file elsewhere")
     files = [h5py.File(p, "r") for p in sources]
     try:
-        configs = [f.attrs.get("config") for f in files]
+        configs = [f["runs"].attrs.get("config") if "runs" in f else None for f in files]
         for path, config in zip(sources[1:], configs[1:]):
             if config != configs[0]:
                 raise ValueError(f"{path} is a shard of another sweep than {sources[0]} (its config differs); "
@@ -109,10 +145,12 @@ def merge_stores(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
             if unfinished:
                 raise ValueError(f"{path} is unfinished (run {unfinished[0]} is not done); finish that shard with --resume first")
         with open_store(out, overwrite=overwrite) as merged:
-            root = {k: v for k, v in read_attrs(files[0]).items() if k not in _PROVENANCE}
-            write_attrs(merged, {**{k: read_attrs(files[0])[k] for k in _PROVENANCE if k in files[0].attrs},
-                                 **root, "merged_from": json.dumps([str(p) for p in sources]),
-                                 "total_seconds": sum(float(f.attrs.get("total_seconds", 0.0)) for f in files)})
+            write_attrs(merged, {**provenance(), "created_by": "results.merge_stores",
+                                 "merged_from": json.dumps([_rebase(str(p.resolve()), out, out) for p in sources])})
+            if "runs" in files[0]:
+                runs = merged.require_group("runs")
+                write_attrs(runs, {**read_attrs(files[0]["runs"]),
+                                   "total_seconds": sum(float(f["runs"].attrs.get("total_seconds", 0.0)) for f in files if "runs" in f)})
             for path, f in zip(sources, files):
                 for top, group in f.items():
                     if isinstance(group, h5py.Dataset):
@@ -125,8 +163,7 @@ def merge_stores(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
                             _compare(name, target[name], member, str(path), rtol)
                             continue
                         f.copy(member, target, name=name)
-                        if "checkpoint" in target[name].attrs:
-                            write_attrs(target[name], {"checkpoint": _rebase(read_attrs(member)["checkpoint"], path, out)})
+                        rebase_paths(target[name], path, out)
             names = sorted(merged.get("runs", {}))
     finally:
         for f in files:
