@@ -1,12 +1,18 @@
 """Device handling of the training runners: memory budget, mixed precision, peak memory, TF32 scoping."""
 
 import argparse
+import os
+import subprocess
+import sys
 
 import h5py
 import numpy as np
 import pytest
 import torch
+from torch import nn
+from torch.nn.modules.module import register_module_forward_hook
 
+from embeddings import EmbeddedDense, build_model, estimate_memory
 from results import read_attrs, read_curve
 from runners import relax
 from runners import train as train_cli
@@ -30,15 +36,52 @@ def test_max_bytes_refuses_the_embedding_before_anything_is_written(tmp_path, sp
     assert not out.exists()
 
 
-def test_amp_trains_and_peak_memory_is_reported(tmp_path, capsys):
-    assert train_cli.main([*TINY, "--amp", "--out", str(tmp_path / "amp")]) == 0
-    assert relax.main([*TINY, "--relax-epochs", "1", "--t-w", "0", "--tw1", "", "--jobs", "1", "--max-bytes", "1GiB",
-                       "--out", str(tmp_path / "relax")]) == 0
-    assert "MiB" in capsys.readouterr().out
+def _training_output_dtypes(run) -> dict[str, set[torch.dtype]]:
+    """Output dtypes of the conv / dense layers in training mode (the steps; evaluations run in eval mode)."""
+    seen: dict[str, set[torch.dtype]] = {}
+
+    def record(module, args, output):
+        if module.training and torch.is_grad_enabled() and isinstance(module, (nn.Conv1d, nn.Linear, EmbeddedDense)):
+            seen.setdefault(type(module).__name__, set()).add(output.dtype)
+
+    handle = register_module_forward_hook(record)
+    try:
+        run()
+    finally:
+        handle.remove()
+    return seen
+
+
+def test_amp_runs_the_training_steps_in_bfloat16(tmp_path):
+    def train(*flags):
+        return lambda: train_cli.main([*TINY, *flags, "--out", str(tmp_path / ("amp" if flags else "fp32"))])
+
+    assert _training_output_dtypes(train()) == {"Conv1d": {torch.float32}, "Linear": {torch.float32}}
+    assert _training_output_dtypes(train("--amp")) == {"Conv1d": {torch.bfloat16}, "Linear": {torch.bfloat16}}
+    relaxed = _training_output_dtypes(lambda: relax.main([
+        *TINY, "--amp", "--relax-epochs", "1", "--t-w", "0", "--tw1", "", "--jobs", "1", "--out", str(tmp_path / "relax")]))
+    assert relaxed["EmbeddedDense"] == {torch.bfloat16} and relaxed["Conv1d"] == {torch.bfloat16}
     with h5py.File(tmp_path / "amp/results.h5", "r") as store:
-        attrs, curve = read_attrs(store["runs/cnn"]), read_curve(store["runs/cnn/history"])
-        assert '"amp": true' in read_attrs(store)["config"]
-    assert np.isfinite(curve["train_loss"]).all() and attrs["peak_memory_bytes"] > 2**20
+        curve = read_curve(store["runs/cnn/history"])
+    assert np.isfinite(curve["train_loss"]).all()
+
+
+def test_peak_memory_grows_by_at_least_the_added_parameters(tmp_path):
+    channels = {"small": 2, "large": 64}
+    added = (estimate_memory(build_model("vanilla1d", channels=channels["large"]))
+             - estimate_memory(build_model("vanilla1d", channels=channels["small"])))
+    assert added > 16 * 2**20  # big enough to stand out of the noise of two processes' resident sets
+    # One fresh process per run (side by side): the CPU peak is the process's maxrss, which only ever grows.
+    runs = {name: subprocess.Popen([sys.executable, "-m", "runners.train", *TINY, "--space", "efcn", "--channels", str(c),
+                                    "--out", str(tmp_path / name)], env={**os.environ, "OMP_NUM_THREADS": "1"})
+            for name, c in channels.items()}
+    assert all(run.wait() == 0 for run in runs.values())
+    peak = {}
+    for name in channels:
+        with h5py.File(tmp_path / name / "results.h5", "r") as store:
+            peak[name] = int(read_attrs(store["runs/efcn"])["peak_memory_bytes"])
+    # Training holds weights, gradients and Adam's two moments: about 4x the parameter bytes.
+    assert peak["large"] - peak["small"] >= added
 
 
 def test_byte_sizes():
