@@ -244,7 +244,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
         print("note: the string's interior loss rose by over 10% while it was optimised; --string-lr is probably too large for "
               "these minima (the paper's 0.1 suits SGD-trained nets; try 0.01, or --string-optimizer adam --string-lr 1e-3)")
     if args.plot:
-        from runners._interpolate_plot import plot_paths
+        from runners._figures import plot_paths
 
         for path in plot_paths(args.out, name):
             print(f"figure: {path}")

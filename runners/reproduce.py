@@ -29,9 +29,8 @@ from results import read_attrs, write_attrs
 from runners import interpolate as interpolate_cli
 from runners import relax as relax_cli
 from runners import sharpness as sharpness_cli
-from runners._report import write_report
+from runners._figures import make_figures, write_report
 from runners.cli import DATA_SETS, fail
-from runners.figures import make_figures
 from runners.weights import write_weights
 
 STAGE_FILES = {"relax": Path("relax") / "results.h5", "interpolation": Path("interpolation.h5"), "sharpness": Path("sharpness.h5")}

@@ -262,7 +262,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     bar.close()
     _print_table(args.out)
     if args.plot:
-        from runners._sharpness_plot import plot_sharpness
+        from runners._figures import plot_sharpness
 
         for path in plot_sharpness(args.out, Path(args.run_dir) / "results.h5" if args.run_dir else None):
             print(f"figure: {path}")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import h5py
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
 from results import CurveWriter, open_store, write_attrs
 from runners import figures
+from runners._figures import FIGURES, make_figures, plot_sharpness, relax_gains, save_figure
+from runners._figures import sharpness_plot
+from runners._figures.landscape import RELAX_GAIN_LABEL, sharpness_vs_gain
 from runners.weights import filter_index_matrix
 
 COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "delta", "lr")
@@ -53,7 +58,7 @@ def relax_file(tmp_path):
 
 
 def test_every_figure_with_data_is_written_as_png_and_pdf(relax_file, tmp_path):
-    written, skipped = figures.make_figures(relax_file, tmp_path / "figs")
+    written, skipped = make_figures(relax_file, tmp_path / "figs")
     expected = {"fig1_efcn_matrix", "fig2_weight_heatmaps", "fig3_dynamics", "fig4_delta", "fig5_filters_blocks",
                 "fig6_interpolation", "poster_hierarchical", "poster_elcn_vs_efcn"}
     assert expected <= set(written)
@@ -66,8 +71,8 @@ def test_missing_data_is_skipped_with_the_command_that_makes_it(tmp_path):
     empty = tmp_path / "empty.h5"
     with open_store(empty):
         pass
-    written, skipped = figures.make_figures(empty, tmp_path / "figs")
-    assert written == {} and set(skipped) == set(figures.FIGURES)
+    written, skipped = make_figures(empty, tmp_path / "figs")
+    assert written == {} and set(skipped) == set(FIGURES)
     assert "python -m runners.relax" in skipped["fig3_dynamics"]
     assert "python -m runners.interpolate" in skipped["fig6_interpolation"]
 
@@ -95,6 +100,53 @@ def test_expandnets_figures_group_runs_by_expansion(tmp_path):
                 for pair, value in enumerate(generator.uniform(-0.5, 0.5, 10)):
                     cosines.append(pair=pair, cosine=value)
                 write_attrs(store[name], {"mode": mode, "l2": "normal", "seed": seed, "status": "done", "compressed_test_acc": 0.9})
-    written, skipped = figures.make_figures(path, tmp_path / "figs")
+    written, skipped = make_figures(path, tmp_path / "figs")
     assert {"expandnets_training", "expandnets_gradient_confusion"} <= set(written)
     assert "--probe-points" in skipped["expandnets_surfaces"] and "runners.relax" in skipped["fig3_dynamics"]
+
+
+@pytest.fixture()
+def sharpness_file(tmp_path):
+    """A CNN of 4 epochs (test acc 0.6 at epoch 2, 0.85 at the end) with eFCNs switched at t_w = 2 and 4."""
+    path = tmp_path / "sharpness.h5"
+    with open_store(path) as store:
+        cnn = CurveWriter(store, "runs/cnn/history", columns=COLUMNS, index="epoch")
+        for epoch, acc in enumerate((0.1, 0.4, 0.6, 0.8, 0.85)):
+            cnn.append(epoch=epoch, train_loss=1.0, train_acc=acc, test_loss=1.0, test_acc=acc, delta=0.0, lr=1e-3)
+        write_attrs(store["runs/cnn"], {"space": "cnn", "final_test_acc": 0.85})
+        for t_w, acc in ((2, 0.9), (4, 0.8)):
+            _run(store, f"efcn_tw{t_w}", {"space": "efcn", "t_w": t_w}, 2, acc, 0.1)
+        curve = CurveWriter(store, "sharpness/cnn/curve", columns=("row", "epoch", "final", "trace"), index="row")
+        for row, (epoch, final) in enumerate(((2, 0), (4, 0), (4, 1))):
+            curve.append(row=row, epoch=epoch, final=final, trace=10.0 + row)
+        store["sharpness/cnn"].create_dataset("top_eigs", data=np.array([[3.0], [2.0], [2.0]]))
+    return path
+
+
+def _gain_line(axes) -> np.ndarray:
+    return next(line.get_ydata() for ax in axes for line in ax.get_lines() if line.get_label() == RELAX_GAIN_LABEL)
+
+
+def test_both_sharpness_figures_draw_the_one_relax_gain(sharpness_file, monkeypatch):
+    # eFCN final minus the CNN's final accuracy (0.85), not the CNN's accuracy at t_w (0.6 at t_w = 2)
+    with h5py.File(sharpness_file, "r") as store:
+        gains = relax_gains(store)
+        poster = _gain_line(sharpness_vs_gain(store).axes)
+    np.testing.assert_array_equal(gains.t_w, [2, 4])
+    np.testing.assert_allclose(gains.gain, [0.05, -0.05], atol=1e-12)
+    drawn = []
+    monkeypatch.setattr(sharpness_plot, "save_figure", lambda figure, stem: drawn.append(figure) or [])
+    plot_sharpness(sharpness_file, sharpness_file)
+    cli = _gain_line(drawn[0].axes)
+    np.testing.assert_allclose(poster, [5.0, -5.0], atol=1e-9)
+    np.testing.assert_allclose(cli, poster)
+    plt.close("all")
+
+
+def test_save_figure_writes_png_and_pdf_and_closes_the_figure(tmp_path):
+    figure, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    paths = save_figure(figure, tmp_path / "line")
+    assert paths == [tmp_path / "line.png", tmp_path / "line.pdf"]
+    assert paths[0].read_bytes().startswith(b"\x89PNG") and paths[1].read_bytes().startswith(b"%PDF")
+    assert not plt.fignum_exists(figure.number)

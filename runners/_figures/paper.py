@@ -1,7 +1,8 @@
 """The paper's Figs. 1-5 and the poster's eLCN / hierarchical panels, drawn from the relax HDF5 file.
 
-Each function takes the open file and returns a matplotlib figure, or raises :class:`MissingData`
-naming the command that produces what it lacks.
+Each function takes the open file and returns a matplotlib figure; what it reads comes from
+:mod:`runners._figures.readers`, whose :class:`~runners._figures.readers.MissingData` names the command
+that produces what is lacking.
 """
 
 from __future__ import annotations
@@ -14,48 +15,13 @@ import numpy as np
 import seaborn as sns
 from matplotlib.colors import ListedColormap
 
-from results import read_attrs, read_curve
-
-RELAX = "python -m runners.relax --out DIR (or runners.reproduce)"
-WEIGHTS = "python -m runners.weights --run-dir DIR (runners.reproduce runs it)"
-
-
-class MissingData(LookupError):
-    """What a figure needs is not in the file; the message names the command that writes it."""
-
-    def __init__(self, what: str, command: str) -> None:
-        super().__init__(f"needs {what}; produce it with {command}")
-
-
-def runs(store: h5py.File) -> dict[str, dict]:
-    """Every run's attributes, by run name."""
-    if "runs" not in store:
-        raise MissingData("/runs (training histories)", RELAX)
-    return {name: read_attrs(group) for name, group in store["runs"].items()}
-
-
-def history(store: h5py.File, name: str) -> dict[str, np.ndarray]:
-    return read_curve(store["runs"][name]["history"])
-
-
-def switch_runs(store: h5py.File, space: str = "efcn") -> list[tuple[int, str]]:
-    """(t_w, run name) of the runs embedded straight from the CNN into ``space``, by t_w."""
-    found = sorted((a["t_w"], n) for n, a in runs(store).items() if a.get("space") == space and "t_w" in a and "tw1" not in a)
-    if not found:
-        raise MissingData(f"{space} runs switched from the CNN", RELAX)
-    return found
-
-
-def _require(all_runs: dict, name: str) -> dict:
-    if name not in all_runs:
-        raise MissingData(f"the run /runs/{name}", RELAX)
-    return all_runs[name]
+from runners._figures.readers import (RELAX, MissingData, WeightPanel, best_test_acc, filter_index, hierarchical_runs,
+                                      history, loss_at_embedding, relax_gain, relax_gains, require_run, runs, switch_runs,
+                                      weight_panels)
 
 
 def fig1_efcn_matrix(store: h5py.File) -> plt.Figure:
-    if "weights/fig1" not in store:
-        raise MissingData("/weights/fig1", WEIGHTS)
-    index = store["weights/fig1/filter_index"][()]
+    index = filter_index(store)
     taps = int(index.max()) + 1
     colours = ListedColormap(["#f3e36b"] + sns.color_palette("tab10", taps).as_hex())
     fig, ax = plt.subplots(figsize=(8, 2.8))
@@ -77,41 +43,37 @@ def _log_abs(array: np.ndarray) -> np.ndarray:
 
 
 def fig2_weight_heatmaps(store: h5py.File) -> plt.Figure:
-    if "weights/fig2" not in store or not len(store["weights/fig2"]):
-        raise MissingData("/weights/fig2", WEIGHTS)
-    name = sorted(store["weights/fig2"], key=lambda n: read_attrs(store["weights/fig2"][n])["t_w"])[0]
-    group = store["weights/fig2"][name]
+    panel = weight_panels(store, "fig2")[0]  # the earliest t_w: the most structure left to relax
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    finite = np.concatenate([_log_abs(group[k][()]).ravel() for k in ("embedded", "trained")])
+    finite = np.concatenate([_log_abs(panel.embedded).ravel(), _log_abs(panel.trained).ravel()])
     finite = finite[np.isfinite(finite)]
     vmin, vmax = np.percentile(finite, 1), finite.max()
-    for ax, key, title in zip(axes, ("embedded", "trained"), ("just after embedding", "after training")):
-        image = ax.imshow(_log_abs(group[key][()]), cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
+    for ax, weights, title in zip(axes, (panel.embedded, panel.trained), ("just after embedding", "after training")):
+        image = ax.imshow(_log_abs(weights), cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
         ax.set_title(title)
         ax.grid(False)
         ax.set_xlabel("input position")
         ax.set_ylabel("output position")
     fig.colorbar(image, ax=axes, label="ln |w|  (white: exactly 0)")
-    fig.suptitle(f"Fig. 2: first eFCN layer, block (in channel 0, out channel 0), t_w = {read_attrs(group)['t_w']}")
+    fig.suptitle(f"Fig. 2: first eFCN layer, block (in channel 0, out channel 0), t_w = {panel.t_w}")
     return fig
 
 
 def fig3_dynamics(store: h5py.File) -> plt.Figure:
     all_runs = runs(store)
-    cnn = history(store, "cnn") if "cnn" in all_runs else None
-    if cnn is None:
-        raise MissingData("/runs/cnn", RELAX)
+    require_run(all_runs, "cnn")
+    cnn = history(store, "cnn")
     fig, ax = plt.subplots(figsize=(9, 5))
     ax.plot(cnn["epoch"], 100 * cnn["test_acc"], color="tab:red", lw=2, label="CNN")
-    relax_epochs = max(a["epochs"] for _, n in switch_runs(store) for a in [all_runs[n]])
-    colours = plt.get_cmap("viridis")
-    for t_w, name in switch_runs(store):
+    found = switch_runs(store)
+    relax_epochs = max(all_runs[n]["epochs"] for _, n in found)
+    for t_w, name in found:
         h = history(store, name)
-        points = ax.scatter(np.full_like(h["epoch"], t_w), 100 * h["test_acc"], c=h["epoch"], cmap=colours,
+        points = ax.scatter(np.full_like(h["epoch"], t_w), 100 * h["test_acc"], c=h["epoch"], cmap=plt.get_cmap("viridis"),
                             vmin=0, vmax=relax_epochs, marker="x", s=25)
     fig.colorbar(points, ax=ax, label="eFCN training epochs after embedding")
     if "fcn" in all_runs:
-        ax.axhline(100 * np.nanmax(history(store, "fcn")["test_acc"]), color="saddlebrown", ls="--", label="FCN (best)")
+        ax.axhline(100 * best_test_acc(store, "fcn"), color="saddlebrown", ls="--", label="FCN (best)")
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlim(left=-0.3)
     ax.set_xlabel("CNN training epoch  /  relax time t_w")
@@ -123,7 +85,7 @@ def fig3_dynamics(store: h5py.File) -> plt.Figure:
 
 def fig4_delta(store: h5py.File) -> plt.Figure:
     all_runs = runs(store)
-    points = [(t, all_runs[n]["final_delta"], history(store, n)["train_loss"][0], all_runs[n]["final_test_acc"])
+    points = [(t, all_runs[n]["final_delta"], loss_at_embedding(store, n), all_runs[n]["final_test_acc"])
               for t, n in switch_runs(store)]
     t_w, delta, initial_loss, accuracy = map(np.asarray, zip(*points))
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
@@ -136,22 +98,21 @@ def fig4_delta(store: h5py.File) -> plt.Figure:
     axes[2].set(xlabel="final δ", ylabel="final test accuracy (%)", title="δ vs final accuracy")
     if "fcn" in all_runs:
         fcn = all_runs["fcn"]
-        axes[1].plot(history(store, "fcn")["train_loss"][0], fcn["final_delta"], "s", color="tab:blue", label="vanilla FCN")
+        axes[1].plot(loss_at_embedding(store, "fcn"), fcn["final_delta"], "s", color="tab:blue", label="vanilla FCN")
         axes[2].plot(fcn["final_delta"], 100 * fcn["final_test_acc"], "s", color="tab:blue", label="vanilla FCN")
         axes[2].legend()
-    for ax, t in zip([axes[1], axes[2]], [t_w, t_w]):
-        for x, y, label in zip(*(ax.lines[0].get_data()), t):
+    for ax in (axes[1], axes[2]):
+        for x, y, label in zip(*(ax.lines[0].get_data()), t_w):
             ax.annotate(f"t_w={label}", (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3))
     fig.suptitle("Fig. 4: how far the eFCNs escape from the CNN subspace (δ = ‖θ_off-local‖ / ‖θ‖)")
     return fig
 
 
-def _filter_panel(ax: plt.Axes, group: h5py.Group) -> None:
-    attrs = read_attrs(group)
-    embedded, trained = group["embedded"][()], group["trained"][()]
+def _filter_panel(ax: plt.Axes, panel: WeightPanel) -> None:
+    embedded, trained = panel.embedded, panel.trained
     if embedded.ndim == 2:  # 1-D inputs (C, L): the weights along the sequence, channel 0
         ax.plot(embedded[0], color="tab:red", lw=2, label="at embedding")
-        ax.plot(trained[0], color="tab:blue", label=f"after {attrs.get('epochs')} epochs")
+        ax.plot(trained[0], color="tab:blue", label=f"after {panel.epochs} epochs")
         ax.set(xlabel="input position", ylabel="weight")
         ax.legend(fontsize=7)
     else:  # 2-D inputs (C, H, W): ln|w| of input channel 0, side by side
@@ -159,17 +120,15 @@ def _filter_panel(ax: plt.Axes, group: h5py.Group) -> None:
         ax.imshow(both, cmap="viridis")
         ax.set(xlabel="at embedding | after training", xticks=[], yticks=[])
         ax.grid(False)
-    ax.set_title(f"t_w = {attrs['t_w']}", fontsize=9)
+    ax.set_title(f"t_w = {panel.t_w}", fontsize=9)
 
 
 def fig5_filters_and_blocks(store: h5py.File) -> plt.Figure:
-    if "weights/fig5" not in store or not len(store["weights/fig5"]):
-        raise MissingData("/weights/fig5", WEIGHTS)
-    groups = sorted(store["weights/fig5"].values(), key=lambda g: read_attrs(g)["t_w"])
+    panels = weight_panels(store, "fig5")
     all_runs = runs(store)
-    fig, axes = plt.subplots(1, len(groups) + 1, figsize=(4 * (len(groups) + 1), 3.8))
-    for ax, group in zip(axes, groups):
-        _filter_panel(ax, group)
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(4 * (len(panels) + 1), 3.8))
+    for ax, panel in zip(axes, panels):
+        _filter_panel(ax, panel)
     ax = axes[-1]
     t_w, local, offlocal, full = zip(*[(t, all_runs[n].get("local_only_acc", math.nan), all_runs[n].get("offlocal_only_acc", math.nan),
                                        all_runs[n]["final_test_acc"]) for t, n in switch_runs(store)])
@@ -185,8 +144,8 @@ def fig5_filters_and_blocks(store: h5py.File) -> plt.Figure:
 
 def hierarchical_gain(store: h5py.File) -> plt.Figure:
     all_runs = runs(store)
-    cnn_acc = _require(all_runs, "cnn")["final_test_acc"]
-    cells = [(a["tw1"], a["tw2"], a["final_test_acc"] - cnn_acc) for a in all_runs.values() if "tw1" in a and "tw2" in a]
+    cnn = require_run(all_runs, "cnn")
+    cells = [(a["tw1"], a["tw2"], relax_gain(a, cnn)) for a in hierarchical_runs(all_runs)]
     if not cells:
         raise MissingData("hierarchical runs efcn_tw1_<a>_tw2_<b>", RELAX + " with --tw1/--tw2")
     tw1, tw2 = sorted({c[0] for c in cells}), sorted({c[1] for c in cells})
@@ -203,16 +162,12 @@ def hierarchical_gain(store: h5py.File) -> plt.Figure:
 
 def elcn_vs_efcn(store: h5py.File) -> plt.Figure:
     all_runs = runs(store)
-    cnn = _require(all_runs, "cnn")
+    sizes = {"cnn": require_run(all_runs, "cnn")["num_params"]}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    sizes = {}
     for space, marker in (("efcn", "o"), ("elcn", "s")):
-        found = switch_runs(store, space)
-        t_w = [t for t, _ in found]
-        gain = [100 * (all_runs[n]["final_test_acc"] - cnn["final_test_acc"]) for _, n in found]
-        axes[0].plot(t_w, gain, marker + "-", label=space)
-        sizes[space] = all_runs[found[0][1]]["num_params"]
-    sizes["cnn"] = cnn["num_params"]
+        gains = relax_gains(store, space)
+        axes[0].plot(gains.t_w, 100 * gains.gain, marker + "-", label=space)
+        sizes[space] = all_runs[gains.runs[0]]["num_params"]
     axes[0].axhline(0, color="grey", lw=0.8)
     axes[0].set_xscale("symlog", linthresh=1)
     axes[0].set(xlabel="relax time t_w", ylabel="gain over the CNN (points)", title="test accuracy gain")

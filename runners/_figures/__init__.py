@@ -1,0 +1,32 @@
+"""Figures: everything drawn or reported from result files, and nothing else.
+
+This subpackage owns the HDF5 readers (:mod:`.readers`: every read of a result file and every derived
+quantity, such as :func:`relax_gain`, defined once), the paper's Figs. 1-5 and poster panels
+(:mod:`.paper`), the landscape figures (:mod:`.landscape`: Fig. 6, sharpness, basin width, and
+``runners.interpolate --plot``), ``runners.sharpness --plot`` (:mod:`.sharpness_plot`), the ExpandNets
+figures (:mod:`.expandnets`), the reproduction's ``report.md`` (:mod:`.report`), the catalogue of
+figures by file name (:mod:`.catalog`) and the one theme and save-figure helper (:mod:`.style`). It
+reads HDF5 only: it never loads a checkpoint and never trains. CLIs import what is re-exported here.
+"""
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers, in CI and in tests; before any pyplot import
+
+from runners._figures.catalog import FIGURES, make_figures  # noqa: E402
+from runners._figures.landscape import plot_paths  # noqa: E402
+from runners._figures.readers import MissingData, RelaxGains, relax_gain, relax_gains  # noqa: E402
+from runners._figures.report import write_report  # noqa: E402
+from runners._figures.sharpness_plot import plot_sharpness  # noqa: E402
+from runners._figures.style import save_figure, set_style  # noqa: E402
+
+__all__ = [
+    # drawing every figure of a results file
+    "FIGURES", "make_figures", "MissingData",
+    # the CLIs' --plot figures and the reproduction's report
+    "plot_paths", "plot_sharpness", "write_report",
+    # derived quantities shared by several figures
+    "relax_gain", "relax_gains", "RelaxGains",
+    # look and output of every figure
+    "save_figure", "set_style",
+]

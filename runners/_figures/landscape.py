@@ -1,0 +1,115 @@
+"""Landscape figures: the paper's Fig. 6 (interpolation paths) and the poster's curvature panels."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import matplotlib.pyplot as plt
+import numpy as np
+
+from runners._figures.readers import (INTERPOLATE, SHARPNESS, MissingData, interpolation_paths, reference_lines, relax_gains,
+                                      sharpness_runs)
+from runners._figures.style import save_figure, set_style
+
+METHOD_STYLE = {"linear": ("tab:orange", "linear"), "string": ("tab:blue", "string"), "output": ("tab:green", "output average")}
+RELAX_GAIN_LABEL = "relax gain (eFCN − final CNN)"
+
+
+def fig6_interpolation(store: h5py.File, names: list[str] | None = None) -> plt.Figure:
+    """Train loss and test accuracy against α, one row per path (all of them, or ``names``)."""
+    paths = [p for p in interpolation_paths(store) if names is None or p.name in names]
+    if not paths:
+        raise MissingData(f"/interpolation/{', '.join(names or [])}", INTERPOLATE)
+    fig, axes = plt.subplots(len(paths), 2, figsize=(11, 3.2 * len(paths)), squeeze=False)
+    for row, path in enumerate(paths):
+        for method, (colour, label) in METHOD_STYLE.items():
+            if method not in path.curves:
+                continue
+            curve = path.curves[method]
+            axes[row, 0].plot(curve["alpha"], curve["train_loss"], color=colour, label=label)
+            axes[row, 1].plot(curve["alpha"], 100 * curve["test_acc"], color=colour, label=label)
+        for line, style in zip(reference_lines(store, path), ("--", ":")):
+            axes[row, 0].axhline(line.train_loss, color="grey", ls=style, label=line.label)
+            axes[row, 1].axhline(100 * line.test_acc, color="grey", ls=style, label=line.label)
+        title = f"t_w = {path.attrs['t_w']}" if "t_w" in path.attrs else path.name
+        axes[row, 0].set(xlabel="α (0: CNN, 1: eFCN)", ylabel="train loss", title=f"{title}: train loss")
+        axes[row, 1].set(xlabel="α (0: CNN, 1: eFCN)", ylabel="test accuracy (%)", title=f"{title}: test accuracy")
+    axes[0, 1].legend(fontsize=8)
+    fig.suptitle("Fig. 6: interpolating between the CNN and the eFCN it stemmed from")
+    return fig
+
+
+def plot_paths(results: str | os.PathLike, name: str) -> list[Path]:
+    """``runners.interpolate --plot``: Fig. 6 for ``/interpolation/<name>`` only, as ``<results stem>_<name>.png|pdf``.
+
+    With no relax runs in the file, the endpoints' values are the reference lines, labelled by their
+    spaces (CNN at α = 0, eFCN at 1).
+
+    Returns:
+        The two files written.
+    """
+    set_style()
+    with h5py.File(results, "r") as store:
+        figure = fig6_interpolation(store, names=[name])
+    return save_figure(figure, f"{Path(results).with_suffix('')}_{name}")
+
+
+def sharpness_vs_gain(store: h5py.File) -> plt.Figure:
+    probed = sharpness_runs(store)
+    if "cnn" not in probed:
+        raise MissingData("/sharpness/cnn (the CNN's snapshots)", SHARPNESS)
+    cnn = probed["cnn"]
+    along = cnn.along
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    axes[0].plot(cnn.curve["epoch"][along], cnn.top_eigs[along, 0], "o-", color="tab:red", label="top eigenvalue λ₁")
+    axes[0].set(xlabel="CNN training epoch", ylabel="λ₁ of the train-loss Hessian", title="sharpness along CNN training")
+    twin = axes[0].twinx()
+    twin.plot(cnn.curve["epoch"][along], cnn.curve["trace"][along], "s--", color="tab:purple", label="trace")
+    twin.set_ylabel("Hessian trace")
+    twin.grid(False)
+    axes[0].legend(loc="upper left")
+    twin.legend(loc="upper right")
+    try:
+        gains = relax_gains(store)
+    except MissingData:
+        raise MissingData("eFCN runs and the CNN in /runs to compute the relax gain", "python -m runners.relax") from None
+    sharp_at = dict(zip(cnn.curve["epoch"][along].astype(int), cnn.top_eigs[along, 0]))
+    axes[1].plot(gains.t_w, 100 * gains.gain, "o-", color="tab:blue", label=RELAX_GAIN_LABEL)
+    axes[1].axhline(0, color="grey", lw=0.8)
+    axes[1].set(xlabel="relax time t_w", ylabel="test accuracy gain (points)", title="gain of relaxing at t_w vs sharpness there")
+    shared = [t for t in gains.t_w if t in sharp_at]
+    if shared:
+        right = axes[1].twinx()
+        right.plot(shared, [sharp_at[t] for t in shared], "^:", color="tab:red", label="λ₁ at t_w")
+        right.set_ylabel("λ₁ of the CNN at t_w")
+        right.grid(False)
+        right.legend(loc="upper right")
+    axes[1].legend(loc="upper left")
+    fig.suptitle("Sharpness along CNN training and the gain of relaxing at t_w (poster: largest where it is sharpest)")
+    return fig
+
+
+def basin_widths(store: h5py.File) -> plt.Figure:
+    bars = []
+    for name, run in sharpness_runs(store).items():
+        final = np.flatnonzero(run.curve["final"] == 1)
+        if len(final):
+            row = final[-1]
+            bars.append((name, run.curve["basin_width"][row], run.curve["basin_width_std"][row], run.top_eigs[row, 0]))
+    if not bars:
+        raise MissingData("final checkpoints in /sharpness", SHARPNESS)
+    order = {"cnn": 0, "fcn": 2}
+    bars.sort(key=lambda b: (order.get(b[0], 1), int("".join(filter(str.isdigit, b[0])) or 0), b[0]))
+    names, width, spread, top = zip(*bars)
+    colours = ["tab:red" if n == "cnn" else "saddlebrown" if n == "fcn" else "tab:blue" for n in names]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    axes[0].bar(names, width, yerr=spread, color=colours, capsize=3)
+    axes[0].set(ylabel="basin width (filter-normalised distance)", title="basin width at the end of training")
+    axes[1].bar(names, top, color=colours)
+    axes[1].set(ylabel="λ₁", yscale="log", title="top Hessian eigenvalue at the end of training")
+    for ax in axes:
+        ax.tick_params(axis="x", rotation=45)
+    fig.suptitle("Poster: do eFCNs reach wider basins than the CNN and the vanilla FCN?")
+    return fig

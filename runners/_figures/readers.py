@@ -1,0 +1,297 @@
+"""Every read of a result file, and every quantity derived from one, defined once.
+
+Figures and the report call these functions and draw or print what they return; none of them opens a
+group of the file itself. A reader whose data are absent raises :class:`MissingData`, whose message
+names the command that writes them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import h5py
+import numpy as np
+
+from results import read_attrs, read_curve
+
+RELAX = "python -m runners.relax --out DIR (or runners.reproduce)"
+WEIGHTS = "python -m runners.weights --run-dir DIR (runners.reproduce runs it)"
+INTERPOLATE = "python -m runners.interpolate --ckpt-a CNN.pt --ckpt-b EFCN.pt --out R.h5 (or runners.reproduce)"
+SHARPNESS = "python -m runners.sharpness --run-dir DIR --out R.h5 (or runners.reproduce)"
+EXPANDNETS = "python -m runners.expandnets --out DIR"
+INTERPOLATION_METHODS = ("linear", "string", "output")
+EXPANSION_ORDER = ("compact", "fc", "cl", "ck", "cl+fc", "ck+fc")
+
+Curve = dict[str, np.ndarray]
+
+
+class MissingData(LookupError):
+    """What a figure needs is not in the file; the message names the command that writes it."""
+
+    def __init__(self, what: str, command: str) -> None:
+        super().__init__(f"needs {what}; produce it with {command}")
+
+
+# --- relax runs -------------------------------------------------------------------------------------
+
+
+def runs(store: h5py.File) -> dict[str, dict[str, Any]]:
+    """Every run's attributes, by run name."""
+    if "runs" not in store:
+        raise MissingData("/runs (training histories)", RELAX)
+    return {name: read_attrs(group) for name, group in store["runs"].items()}
+
+
+def require_run(all_runs: Mapping[str, dict], name: str) -> dict[str, Any]:
+    """The attributes of run ``name`` of :func:`runs`, or :class:`MissingData` naming the relax command."""
+    if name not in all_runs:
+        raise MissingData(f"the run /runs/{name}", RELAX)
+    return all_runs[name]
+
+
+def history(store: h5py.File, name: str) -> Curve:
+    """The per-epoch history of run ``name`` (``epoch``, ``train_loss``, ..., ``test_acc``, ``delta``)."""
+    return read_curve(store["runs"][name]["history"])
+
+
+def switch_runs(store: h5py.File, space: str = "efcn") -> list[tuple[int, str]]:
+    """(t_w, run name) of the runs embedded straight from the CNN into ``space``, by t_w."""
+    found = sorted((a["t_w"], n) for n, a in runs(store).items() if a.get("space") == space and "t_w" in a and "tw1" not in a)
+    if not found:
+        raise MissingData(f"{space} runs switched from the CNN", RELAX)
+    return found
+
+
+def best_test_acc(store: h5py.File, name: str) -> float:
+    """The best test accuracy run ``name`` reached at any epoch (the paper's brown FCN line in Fig. 3)."""
+    return float(np.nanmax(history(store, name)["test_acc"]))
+
+
+def loss_at_embedding(store: h5py.File, name: str) -> float:
+    """The train loss of run ``name`` at its first recorded epoch: just after embedding (Fig. 4, middle)."""
+    return float(history(store, name)["train_loss"][0])
+
+
+def relax_gain(run: Mapping[str, Any], cnn: Mapping[str, Any]) -> float:
+    """The gain of relaxing: the relaxed run's final test accuracy minus the CNN's final test accuracy.
+
+    Both are fractions in [0, 1] (multiply by 100 for points). The reference is the CNN trained to the
+    end of its budget, not the CNN at the switch time t_w: the paper's Fig. 3 asks whether an eFCN
+    stemmed at t_w ends up better than the CNN would have (the red curve's end), which is what makes
+    relaxing worth it. NaN when the CNN's accuracy is not recorded.
+    """
+    return run["final_test_acc"] - cnn.get("final_test_acc", math.nan)
+
+
+@dataclass(frozen=True)
+class RelaxGains:
+    """:func:`relax_gain` of every run switched from the CNN into one space, by t_w.
+
+    Attributes:
+        t_w: relax times (CNN epochs), ascending.
+        gain: :func:`relax_gain` of the run relaxed at each t_w (fraction, not points).
+        runs: the run names, aligned with ``t_w``.
+    """
+
+    t_w: np.ndarray
+    gain: np.ndarray
+    runs: tuple[str, ...]
+
+
+def relax_gains(store: h5py.File, space: str = "efcn") -> RelaxGains:
+    """:func:`relax_gain` of every run switched from the CNN into ``space`` (needs ``/runs/cnn``)."""
+    all_runs = runs(store)
+    cnn = require_run(all_runs, "cnn")
+    found = switch_runs(store, space)
+    return RelaxGains(t_w=np.array([t for t, _ in found]), gain=np.array([relax_gain(all_runs[n], cnn) for _, n in found]),
+                      runs=tuple(n for _, n in found))
+
+
+def hierarchical_runs(all_runs: Mapping[str, dict]) -> list[dict[str, Any]]:
+    """The attributes of the CNN -> eLCN(tw1) -> eFCN(tw2) runs, by (tw1, tw2)."""
+    return sorted((a for a in all_runs.values() if "tw1" in a and "tw2" in a), key=lambda a: (a["tw1"], a["tw2"]))
+
+
+def provenance(store: h5py.File) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The file's root attributes (command, versions, commit, time) and its decoded ``config``."""
+    attrs = read_attrs(store)
+    return attrs, json.loads(attrs.get("config", "{}"))
+
+
+# --- weights copied by runners.weights ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WeightPanel:
+    """One eFCN weight block of ``/weights/fig2`` or ``/weights/fig5``, at embedding and after training."""
+
+    t_w: int
+    epochs: int | None
+    embedded: np.ndarray
+    trained: np.ndarray
+
+
+def filter_index(store: h5py.File) -> np.ndarray:
+    """Fig. 1's matrix: the filter entry each eFCN weight holds (-1 off-local)."""
+    if "weights/fig1" not in store:
+        raise MissingData("/weights/fig1", WEIGHTS)
+    return store["weights/fig1/filter_index"][()]
+
+
+def weight_panels(store: h5py.File, figure: str) -> list[WeightPanel]:
+    """The weight blocks of ``/weights/<figure>`` (``fig2`` or ``fig5``), by t_w."""
+    if f"weights/{figure}" not in store or not len(store[f"weights/{figure}"]):
+        raise MissingData(f"/weights/{figure}", WEIGHTS)
+    panels = [WeightPanel(t_w=(a := read_attrs(g))["t_w"], epochs=a.get("epochs"), embedded=g["embedded"][()], trained=g["trained"][()])
+              for g in store[f"weights/{figure}"].values()]
+    return sorted(panels, key=lambda p: p.t_w)
+
+
+# --- interpolation paths ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InterpolationPath:
+    """One ``/interpolation/<name>`` group: its attributes and a curve per method it holds."""
+
+    name: str
+    attrs: dict[str, Any]
+    curves: dict[str, Curve]
+    method_attrs: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ReferenceLine:
+    """A horizontal line of Fig. 6: a model's train loss and test accuracy."""
+
+    label: str
+    train_loss: float
+    test_acc: float
+
+
+@dataclass(frozen=True)
+class Peak:
+    """The best test accuracy along one path and method, and its gain over the better endpoint."""
+
+    name: str
+    t_w: int | None
+    method: str
+    alpha: float
+    peak_acc: float
+    gain: float
+    barrier: float | None
+
+
+def interpolation_paths(store: h5py.File) -> list[InterpolationPath]:
+    """Every interpolation in the file, ordered by t_w when the group records one, then by name."""
+    if "interpolation" not in store or not len(store["interpolation"]):
+        raise MissingData("/interpolation", INTERPOLATE)
+    paths = [InterpolationPath(name=name, attrs=read_attrs(group),
+                               curves={m: read_curve(group[m]) for m in INTERPOLATION_METHODS if m in group},
+                               method_attrs={m: read_attrs(group[m]) for m in INTERPOLATION_METHODS if m in group})
+             for name, group in store["interpolation"].items()]
+    return sorted(paths, key=lambda p: (p.attrs.get("t_w", float("inf")), p.name))
+
+
+def reference_lines(store: h5py.File, path: InterpolationPath) -> list[ReferenceLine]:
+    """The CNN and FCN of a relax file, else the path's own endpoints (labelled by their spaces)."""
+    if "runs" in store:
+        all_runs = runs(store)
+        return [ReferenceLine(name.upper(), all_runs[name]["final_train_loss"], all_runs[name]["final_test_acc"])
+                for name in ("cnn", "fcn") if name in all_runs]
+    attrs = next(iter(path.method_attrs.values()), {})
+    return [ReferenceLine(f"{attrs[f'space_{side}'].upper()} (α={alpha})", attrs[f"train_{side}_loss"], attrs[f"test_{side}_acc"])
+            for side, alpha in (("a", 0), ("b", 1)) if f"space_{side}" in attrs]
+
+
+def interpolation_peaks(store: h5py.File) -> list[Peak]:
+    """Per path and method: the α of the best test accuracy and its gain over the better endpoint."""
+    peaks = []
+    for path in interpolation_paths(store):
+        for method, curve in path.curves.items():
+            best = int(np.nanargmax(curve["test_acc"]))
+            endpoints = max(curve["test_acc"][0], curve["test_acc"][-1])
+            peaks.append(Peak(name=path.name, t_w=path.attrs.get("t_w"), method=method, alpha=float(curve["alpha"][best]),
+                              peak_acc=float(curve["test_acc"][best]), gain=float(curve["test_acc"][best] - endpoints),
+                              barrier=path.method_attrs[method].get("barrier")))
+    return peaks
+
+
+# --- sharpness probes ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Probed:
+    """One ``/sharpness/<run>`` group: a curve row per checkpoint, its top eigenvalues and loss surfaces.
+
+    Attributes:
+        curve: ``row``, ``epoch``, ``final`` (1 for the run's final model), ``trace``, ``basin_width``, ...
+        top_eigs: ``(rows, k)`` top Hessian eigenvalues, descending.
+        surfaces: ``surface_<row>`` curves (``axis``, ``loss``) by key.
+    """
+
+    curve: Curve
+    top_eigs: np.ndarray
+    surfaces: dict[str, Curve]
+
+    @property
+    def along(self) -> np.ndarray:
+        """Mask of the rows probed along training (snapshots), not at the final model."""
+        return self.curve["final"] == 0
+
+    def last_surface(self) -> Curve | None:
+        """The loss surface of the last probed row that has one."""
+        return self.surfaces[max(self.surfaces, key=lambda key: int(key.split("_")[1]))] if self.surfaces else None
+
+
+def sharpness_runs(store: h5py.File) -> dict[str, Probed]:
+    """Every probed run of ``/sharpness``, by run name."""
+    if "sharpness" not in store or not len(store["sharpness"]):
+        raise MissingData("/sharpness", SHARPNESS)
+    return {name: Probed(curve=read_curve(group["curve"]), top_eigs=group["top_eigs"][()],
+                         surfaces={key: read_curve(sub) for key, sub in group.items() if key.startswith("surface_")})
+            for name, group in store["sharpness"].items()}
+
+
+# --- ExpandNets runs ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExpandRun:
+    """One finished ExpandNets run: its history and, when recorded, final gradient cosines and 1-D surface."""
+
+    history: Curve
+    final_cosines: np.ndarray | None
+    surface_1d: Curve | None
+
+
+def expandnets_runs(store: h5py.File) -> dict[str, list[ExpandRun]]:
+    """The finished ExpandNets runs grouped by expansion (``mode``, `` (product L2)`` with that penalty), in paper order."""
+    groups: dict[str, list[ExpandRun]] = defaultdict(list)
+    for group in store.get("runs", {}).values():
+        attrs = read_attrs(group)
+        if "mode" in attrs and attrs.get("status") == "done":
+            label = attrs["mode"] + (" (product L2)" if attrs.get("l2") == "product" else "")
+            groups[label].append(ExpandRun(history=read_curve(group["history"]),
+                                           final_cosines=group["final_cosines"]["cosine"][()] if "final_cosines" in group else None,
+                                           surface_1d=read_curve(group["surface_1d"]) if "surface_1d" in group else None))
+    if not groups:
+        raise MissingData("ExpandNets runs (/runs/<mode>_seed<k>)", EXPANDNETS)
+
+    def order(label: str) -> tuple[int, str]:
+        mode = label.split()[0]
+        return (EXPANSION_ORDER.index(mode) if mode in EXPANSION_ORDER else len(EXPANSION_ORDER), label)
+
+    return {label: groups[label] for label in sorted(groups, key=order)}
+
+
+def seed_mean(seeds: list[ExpandRun], column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(epoch, mean, std) of a history column over seeds, cut to the shortest history."""
+    length = min(len(run.history["epoch"]) for run in seeds)
+    values = np.stack([run.history[column][:length] for run in seeds])
+    return seeds[0].history["epoch"][:length], np.nanmean(values, 0), np.nanstd(values, 0)
