@@ -7,8 +7,6 @@ import torch
 
 from embeddings import ARCHITECTURES, build_model, to_efcn
 
-torch.set_num_threads(1)
-
 
 @pytest.mark.parametrize(
     "arch, kwargs, shape",

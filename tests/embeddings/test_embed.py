@@ -11,8 +11,6 @@ from torch.func import jacrev
 
 from embeddings import embed_parameters, model_space, to_cnn, to_efcn, to_elcn
 
-torch.set_num_threads(1)
-
 
 @st.composite
 def conv_configs(draw, dims: int):

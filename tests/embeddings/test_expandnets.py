@@ -20,8 +20,6 @@ from embeddings import (
     product_l2,
 )
 
-torch.set_num_threads(2)
-
 
 def _net(dim: int, kernel: int, *, bias: bool, padding, stride: int = 1, padding_mode: str = "zeros") -> nn.Module:
     conv = nn.Conv1d if dim == 1 else nn.Conv2d

@@ -10,8 +10,6 @@ import torch.nn.functional as F
 
 from embeddings import EmbeddedDense, LocallyConnected1d, LocallyConnected2d, to_efcn
 
-torch.set_num_threads(1)
-
 
 def _brute_force(layer, x):
     """Each output position applied as its own conv to the padded input: no unfold, no einsum."""

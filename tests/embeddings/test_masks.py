@@ -8,8 +8,6 @@ from torch import nn
 
 from embeddings import build_model, fcn_of_same_size, local_masks, mask_blocks, offlocal_ratio, to_efcn, to_elcn
 
-torch.set_num_threads(1)
-
 
 def test_poster_example_mask_has_the_figure_1_structure():
     # 4x4 input, 3x3 filter, no padding: a (4, 16) matrix with 9 local entries per row.

@@ -9,8 +9,6 @@ from torch.utils._pytree import tree_leaves
 
 from embeddings import MemoryBudgetError, build_model, estimate_memory, to_efcn, to_elcn
 
-torch.set_num_threads(1)
-
 
 def _parameter_bytes(model):
     return sum(p.numel() * p.element_size() for p in model.parameters())

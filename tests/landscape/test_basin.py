@@ -17,8 +17,6 @@ from landscape import (
     parameter_subspace,
 )
 
-torch.set_num_threads(1)
-
 
 def bowl(seed: int = 0):
     """Least squares at its exact minimum (zero residual): L(theta + y) = y^T H y / 2 with H = 2 X^T X / n."""

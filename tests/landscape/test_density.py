@@ -9,8 +9,6 @@ from torch import nn
 
 from landscape import hessian_density, slq
 
-torch.set_num_threads(1)
-
 
 def test_quadrature_moments_are_exact_for_diagonal_operators():
     # With Rademacher probes v^T D^p v / n = tr(D^p) / n exactly, and m Lanczos steps are exact up to p < 2m.

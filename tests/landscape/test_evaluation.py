@@ -18,8 +18,6 @@ from landscape.evaluation import (
     unstack_params,
 )
 
-torch.set_num_threads(1)
-
 
 def _data(count: int = 50, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)

@@ -8,8 +8,6 @@ from torch import nn
 
 from landscape import gradient_cosines, pairwise_cosines
 
-torch.set_num_threads(2)
-
 
 def test_known_answer_linear_regression_float64():
     """For ``mean((w . x - y)^2)`` at ``w = 0`` one sample's gradient is ``-2 y x``, so

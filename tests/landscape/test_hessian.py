@@ -11,8 +11,6 @@ from torch.func import functional_call
 
 from landscape import HessianOperator, hessian_eigenvalues, parameter_subspace
 
-torch.set_num_threads(1)
-
 
 def least_squares(n: int = 40, d: int = 5, seed: int = 0):
     """Linear regression with bias: L = mean (Xw + b - y)^2 has H = 2 [X 1]^T [X 1] / n."""

@@ -8,8 +8,6 @@ from torch import nn
 from embeddings import embed_parameters, local_masks, to_cnn, to_efcn
 from landscape import HessianOperator, lanczos, parameter_subspace
 
-torch.set_num_threads(1)
-
 
 def small_cnn() -> nn.Module:
     torch.manual_seed(0)

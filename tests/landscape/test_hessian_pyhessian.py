@@ -18,7 +18,6 @@ from torch.func import functional_call
 
 from landscape import HessianOperator, hutch_plus_plus, hutchinson, lanczos, slq
 
-torch.set_num_threads(1)
 # PyHessian's own HVPs use backward(create_graph=True), which torch warns about; ours do not.
 pytestmark = pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True:UserWarning")
 

@@ -14,7 +14,6 @@ from embeddings import build_model, to_efcn, to_elcn
 from landscape import PathMetrics, StringConfig, evaluate, interpolate, param_dict
 from landscape.paths import barrier_height
 
-torch.set_num_threads(1)
 ALPHAS = [0.0, 0.25, 0.5, 0.75, 1.0]
 
 

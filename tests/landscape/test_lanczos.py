@@ -10,8 +10,6 @@ from hypothesis import strategies as st
 
 from landscape import MatrixOperator, lanczos
 
-torch.set_num_threads(1)
-
 
 def random_symmetric(n: int, seed: int) -> torch.Tensor:
     a = torch.randn(n, n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)

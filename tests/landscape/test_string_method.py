@@ -10,7 +10,6 @@ from torch import nn
 from landscape.evaluation import evaluate, param_dict
 from landscape.string_method import StringConfig, elastic_string
 
-torch.set_num_threads(1)
 
 # L(w) = (w_1^2 + w_2^2) / 2 exactly: a linear map of the identity inputs, MSE against zeros.
 BOWL_BATCHES = [(torch.eye(2, dtype=torch.float64), torch.zeros(2, 1, dtype=torch.float64))]

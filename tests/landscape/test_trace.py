@@ -8,8 +8,6 @@ from torch import nn
 
 from landscape import HessianOperator, hessian_trace, hutch_plus_plus, hutchinson
 
-torch.set_num_threads(1)
-
 
 def low_rank_plus_noise(n: int = 200, rank: int = 5, seed: int = 0) -> torch.Tensor:
     """A spectrum like a network Hessian's: a few large outliers over a small bulk."""

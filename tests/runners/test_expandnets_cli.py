@@ -16,7 +16,6 @@ from runners._expandnets_runs import penalised, squared_norms
 from runners.data import load_data
 from runners.training import HISTORY_COLUMNS, evaluate
 
-torch.set_num_threads(2)
 
 TINY = ["--data", "fake", "--n-train", "60", "--n-test", "30", "--batch-size", "20", "--epochs", "1",
         "--cosine-batches", "2", "--quiet"]

@@ -13,7 +13,6 @@ from results import CurveWriter, save_checkpoint
 from runners.data import load_data
 from runners.interpolate import main
 
-torch.set_num_threads(1)
 FAKE = ["--data", "fake", "--n-train", "64", "--n-test", "32", "--batch-size", "32", "--quiet"]
 
 

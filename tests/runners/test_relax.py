@@ -11,12 +11,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import torch
 
 from results import load_checkpoint, read_attrs, read_curve
 from runners import relax
 
-torch.set_num_threads(1)
 
 TINY = ["--data", "fake", "--n-train", "96", "--n-test", "32", "--channels", "2", "--batch-size", "32", "--lr", "0.01",
         "--epochs", "3", "--relax-epochs", "2", "--t-w", "0,3", "--tw1", "1", "--tw2", "1", "--quiet"]

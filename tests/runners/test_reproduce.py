@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import h5py
 import pytest
-import torch
 
 from runners import reproduce
 
-torch.set_num_threads(1)
 
 TINY = dict(
     relax=["--n-train", "96", "--n-test", "32", "--channels", "2", "--batch-size", "32", "--lr", "0.01", "--epochs", "3",

@@ -19,7 +19,6 @@ from runners import train as train_cli
 from runners._relax_cli import byte_size
 from runners.training import _training_precision
 
-torch.set_num_threads(1)
 
 TINY = ["--data", "fake", "--n-train", "64", "--n-test", "32", "--channels", "2", "--batch-size", "16", "--lr", "0.01",
         "--epochs", "1", "--quiet"]

@@ -5,12 +5,10 @@ import json
 import h5py
 import numpy as np
 import pytest
-import torch
 
 from results import load_checkpoint, read_attrs, read_curve
 from runners import merge, relax
 
-torch.set_num_threads(1)
 
 TINY = ["--data", "fake", "--n-train", "64", "--n-test", "32", "--channels", "2", "--batch-size", "32", "--lr", "0.01",
         "--epochs", "2", "--relax-epochs", "1", "--t-w", "0,2", "--tw1", "1", "--tw2", "1", "--jobs", "1", "--quiet"]

@@ -11,7 +11,6 @@ from embeddings import build_model, to_efcn
 from results import CurveWriter, open_store, save_checkpoint, write_attrs
 from runners.sharpness import main
 
-torch.set_num_threads(1)
 FAST = ["--data", "fake", "--n-train", "48", "--batch-size", "32", "--k", "2", "--trace-probes", "6",
         "--basin-directions", "1", "--basin-max", "0.5", "--quiet"]
 

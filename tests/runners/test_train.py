@@ -2,12 +2,10 @@
 
 import h5py
 import pytest
-import torch
 
 from results import load_checkpoint, read_attrs, read_curve
 from runners import train as train_cli
 
-torch.set_num_threads(1)
 
 TINY = ["--data", "fake", "--n-train", "64", "--n-test", "32", "--channels", "2", "--batch-size", "16", "--lr", "0.01",
         "--epochs", "2", "--quiet"]

@@ -10,8 +10,6 @@ from results import load_checkpoint
 from runners.data import load_data
 from runners.training import HISTORY_COLUMNS, TrainConfig, evaluate, train
 
-torch.set_num_threads(1)
-
 
 @pytest.fixture(scope="module")
 def data():
