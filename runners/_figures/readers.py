@@ -176,7 +176,12 @@ class ReferenceLine:
 
 @dataclass(frozen=True)
 class Peak:
-    """The best test accuracy along one path and method, and its gain over the better endpoint."""
+    """The best test accuracy along one path and method, and its gain over the better endpoint.
+
+    The numbers are the :class:`landscape.PathMetrics` that ``runners.interpolate`` stored with the curve
+    (the gain is over the endpoints' measured accuracies, not over the curve's first and last points,
+    which lie outside [0, 1] under ``--alpha-range``); NaN where the file lacks them.
+    """
 
     name: str
     t_w: int | None
@@ -210,16 +215,10 @@ def reference_lines(store: h5py.File, path: InterpolationPath) -> list[Reference
 
 
 def interpolation_peaks(store: h5py.File) -> list[Peak]:
-    """Per path and method: the α of the best test accuracy and its gain over the better endpoint."""
-    peaks = []
-    for path in interpolation_paths(store):
-        for method, curve in path.curves.items():
-            best = int(np.nanargmax(curve["test_acc"]))
-            endpoints = max(curve["test_acc"][0], curve["test_acc"][-1])
-            peaks.append(Peak(name=path.name, t_w=path.attrs.get("t_w"), method=method, alpha=float(curve["alpha"][best]),
-                              peak_acc=float(curve["test_acc"][best]), gain=float(curve["test_acc"][best] - endpoints),
-                              barrier=path.method_attrs[method].get("barrier")))
-    return peaks
+    """Per path and method: the α of the best test accuracy, its gain over the better endpoint, the barrier."""
+    return [Peak(name=path.name, t_w=path.attrs.get("t_w"), method=method, alpha=attrs.get("peak_test_alpha", math.nan),
+                 peak_acc=attrs.get("peak_test_acc", math.nan), gain=attrs.get("test_acc_gain", math.nan), barrier=attrs.get("barrier"))
+            for path in interpolation_paths(store) for method, attrs in path.method_attrs.items()]
 
 
 # --- sharpness probes ---------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 
 from results import CurveWriter, open_store, write_attrs
 from runners import figures
-from runners._figures import FIGURES, make_figures, plot_sharpness, relax_gains, save_figure
+from runners._figures import FIGURES, make_figures, plot_sharpness, relax_gains, save_figure, write_report
 from runners._figures import sharpness_plot
 from runners._figures.landscape import RELAX_GAIN_LABEL, sharpness_vs_gain
 from runners.weights import filter_index_matrix
@@ -53,7 +53,7 @@ def relax_file(tmp_path):
                 for alpha in np.linspace(0, 1, 5):
                     curve.append(alpha=alpha, train_loss=1 + alpha * (1 - alpha), train_acc=0.9, test_loss=1.0,
                                  test_acc=0.9 + 0.05 * alpha * (1 - alpha))
-                write_attrs(curve.group, {"barrier": 0.25})
+                write_attrs(curve.group, {"barrier": 0.25, "peak_test_acc": 0.9125, "peak_test_alpha": 0.5, "test_acc_gain": 0.0125})
     return path
 
 
@@ -150,3 +150,15 @@ def test_save_figure_writes_png_and_pdf_and_closes_the_figure(tmp_path):
     assert paths == [tmp_path / "line.png", tmp_path / "line.pdf"]
     assert paths[0].read_bytes().startswith(b"\x89PNG") and paths[1].read_bytes().startswith(b"%PDF")
     assert not plt.fignum_exists(figure.number)
+
+
+def test_report_takes_the_path_metrics_stored_with_the_curve(tmp_path):
+    # --alpha-range -0.5 1.5: the curve's ends (0.5) are not the endpoints (0.9 and 0.88 measured at α = 0 and 1)
+    path = tmp_path / "interpolation.h5"
+    with open_store(path) as store:
+        curve = CurveWriter(store, "interpolation/p/linear", columns=("alpha", "train_loss", "test_acc"), index="alpha")
+        for alpha, acc in zip((-0.5, 0.0, 0.5, 1.0, 1.5), (0.5, 0.9, 0.93, 0.88, 0.5)):
+            curve.append(alpha=alpha, train_loss=1.0, test_acc=acc)
+        write_attrs(curve.group, {"barrier": 0.1, "peak_test_acc": 0.93, "peak_test_alpha": 0.5, "test_acc_gain": 0.03})
+    report = write_report(path, tmp_path / "report.md", {}, {}, seconds=0).read_text()
+    assert "| p | linear | 0.50 | 93.0 | +3.0 | 0.1 |" in report
