@@ -118,9 +118,15 @@ def hierarchical_runs(all_runs: Mapping[str, dict]) -> list[dict[str, Any]]:
 
 
 def provenance(store: h5py.File) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The file's root attributes (command, versions, commit, time) and its decoded ``config``."""
+    """Who made the file and with what: its root attributes, and the relax result's decoded ``config``.
+
+    The root holds the provenance of the file's creator (command, versions, commit, time; for a merged
+    reproduction, the ``runners.reproduce`` command). The configuration (data set, architecture) is the
+    relax result's, stored on ``/runs`` by the result writer; files written before it kept it at the root.
+    """
     attrs = read_attrs(store)
-    return attrs, json.loads(attrs.get("config", "{}"))
+    relax = read_attrs(store["runs"]) if "runs" in store else {}
+    return attrs, json.loads(relax.get("config", attrs.get("config", "{}")))
 
 
 # --- weights copied by runners.weights ----------------------------------------------------------------

@@ -162,3 +162,14 @@ def test_report_takes_the_path_metrics_stored_with_the_curve(tmp_path):
         write_attrs(curve.group, {"barrier": 0.1, "peak_test_acc": 0.93, "peak_test_alpha": 0.5, "test_acc_gain": 0.03})
     report = write_report(path, tmp_path / "report.md", {}, {}, seconds=0).read_text()
     assert "| p | linear | 0.50 | 93.0 | +3.0 | 0.1 |" in report
+
+
+def test_report_header_names_the_relax_result_configuration(tmp_path):
+    # A merged reproduction: the root holds the merge's provenance, the relax result /runs its own config.
+    path = tmp_path / "results.h5"
+    with open_store(path) as store:
+        write_attrs(store, {"command": "python -m runners.reproduce --out R", "created_by": "results.merge_stores"})
+        write_attrs(store.require_group("runs"), {"config": {"data": "digits", "arch": "vanilla2d"}})
+    report = write_report(path, tmp_path / "report.md", {}, {}, seconds=0).read_text()
+    assert "- command: `python -m runners.reproduce --out R`" in report
+    assert "- data: digits, architecture vanilla2d," in report
