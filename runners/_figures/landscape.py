@@ -1,4 +1,4 @@
-"""Landscape figures: the paper's Fig. 6 (interpolation paths) and the poster's curvature panels."""
+"""Landscape figures: the paper's Fig. 6 (interpolation paths, also ``runners.interpolate --plot``) and the poster's curvature panels."""
 
 from __future__ import annotations
 

@@ -84,6 +84,10 @@ def relax_gain(run: Mapping[str, Any], cnn: Mapping[str, Any]) -> float:
     end of its budget, not the CNN at the switch time t_w: the paper's Fig. 3 asks whether an eFCN
     stemmed at t_w ends up better than the CNN would have (the red curve's end), which is what makes
     relaxing worth it. NaN when the CNN's accuracy is not recorded.
+
+    Example:
+        >>> round(relax_gain({"final_test_acc": 0.90}, {"final_test_acc": 0.85}), 6)
+        0.05
     """
     return run["final_test_acc"] - cnn.get("final_test_acc", math.nan)
 
