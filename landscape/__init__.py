@@ -1,3 +1,44 @@
+"""Loss-landscape probes of a PyTorch model: evaluation, paths, curvature, basins, gradient statistics.
+
+API convention (every public function follows it; a new one must too)
+
+* **Order**: ``f(model, loss_fn, batches, *, ...)``. A function of two endpoints takes them in place of
+  ``model`` (``interpolate(model_a, model_b, loss_fn, batches, *, alphas, ...)``); one that computes
+  no loss (:func:`predict`, :func:`recalibrate_batchnorm`) or needs no data
+  (:func:`filter_normalized_direction`) drops those arguments and keeps the order of the rest.
+  Everything after ``batches`` is keyword-only. The free algorithms take an operator instead:
+  ``f(operator, *, ...)``.
+* **loss_fn** is always the second positional argument, with no default: a batch-mean loss
+  ``loss_fn(outputs, targets)`` (``reduction="mean"``, so batch means weighted by batch sizes give the
+  exact full-data mean), or ``None``, which everywhere means ``nn.CrossEntropyLoss()``.
+* **batches** (:data:`Batches`) are ``(x, y)`` tensor pairs that may be iterated more than once; every
+  result is an exact full-data average. Under ``torch.distributed`` each probe shards them exactly once
+  (:func:`shard`) and all-reduces sums, so every rank returns the single-process result.
+* **Parameters** by name (:data:`Params`, ``{name: tensor}`` as ``named_parameters`` names them) are
+  passed explicitly (``params=``, ``params_a=``...); no function writes into the model.
+* **Randomness**: an ``int`` ``seed`` keyword (default 0) wherever something is drawn; the elastic
+  string's is the ``seed`` field of its :class:`StringConfig`, which :func:`interpolate` passes on.
+  No ``torch.Generator`` arguments, no global RNG (except dropout masks in :func:`gradient_cosines`'
+  ``mode="train"``, which imitate training).
+* **Budgets**: ``num_matvecs`` counts operator products and is spent exactly (Hutchinson, Hutch++);
+  ``max_iter`` caps the iterations of a method that may stop earlier, each iteration one product
+  (Lanczos on its tolerance, SLQ's Lanczos per probe on an exhausted Krylov space); ``steps`` is an
+  exact number of iterations of a fixed loop (ε-sharpness ascent, string optimiser steps,
+  ``bisection_steps``). ``num_probes`` counts random start vectors (SLQ), ``num_directions``
+  random directions, ``num_batches`` mini-batches.
+* **One meaning per name**: ``grid_points`` is the number of evaluation points per grid axis (loss
+  surfaces, basin-width rays, the SLQ eigenvalue axis); ``num_points`` is only the number of points of
+  an elastic string (:class:`StringConfig`, endpoints included); ``alphas`` are the positions where a
+  path is evaluated.
+* **Operators** satisfy :class:`LinearOperator` (``matvec``, ``matmat``, ``size``/``shape``, ``dtype``,
+  ``device``, ``to_scipy()``); :class:`HessianOperator` and :class:`MatrixOperator` do, and the free
+  algorithms (:func:`lanczos`, :func:`hutchinson`, :func:`hutch_plus_plus`, :func:`slq`) also accept a
+  square tensor or array. Algorithms return frozen dataclasses with their diagnostics; the
+  ``hessian_*`` conveniences return the bare estimate.
+* **Types** shared by the signatures are defined once, in ``landscape._types``, and re-exported here:
+  :data:`Batches`, :data:`Params`, :data:`LossFn`, :class:`LinearOperator`.
+"""
+
 from landscape.evaluation import (
     Evaluation,
     buffer_dict,
@@ -16,6 +57,9 @@ from landscape._endpoints import align_endpoints
 from landscape.interpolation import PathResult, interpolate
 from landscape.paths import PathMetrics, barrier_height, path_metrics, polyline_length, polyline_point
 from landscape.string_method import StringConfig, StringResult, elastic_string
+
+# --- shared types of every signature (the convention above) ---
+from landscape._types import Batches, LinearOperator, LossFn, Params
 
 # --- curvature (issue 6): Hessian operators on parameter subspaces, Lanczos, traces, densities, basins ---
 from landscape.hessian import HessianOperator, MatrixOperator, as_operator
@@ -54,6 +98,10 @@ __all__ = [
     "StringConfig",
     "StringResult",
     "elastic_string",
+    "Batches",
+    "LinearOperator",
+    "LossFn",
+    "Params",
     "HessianOperator",
     "MatrixOperator",
     "as_operator",

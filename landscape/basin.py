@@ -20,7 +20,6 @@ layer, the local or off-local blocks of an eFCN, or its CNN subspace. Loss surfa
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,26 +28,34 @@ from torch import nn
 
 from landscape._checks import check_positive_float, check_positive_int
 from landscape._objective import Objective
+from landscape._types import Batches, LossFn
 from landscape.subspace import ParameterSubspace, parameter_subspace
 
 __all__ = ["filter_normalized_direction", "BasinWidth", "basin_width", "EpsilonSharpness", "epsilon_sharpness"]
 
 
-def filter_normalized_direction(subspace: ParameterSubspace, *, generator: torch.Generator, ignore_biases: bool = True) -> torch.Tensor:
+def filter_normalized_direction(subspace: ParameterSubspace, *, seed: int = 0, ignore_biases: bool = True) -> torch.Tensor:
     """A random filter-normalised direction in the coordinates of ``subspace`` (Li et al. 2018).
 
     Each structured coordinate of ``subspace.reference`` with at least 2 dimensions is a stack of filters
     along dim 0; the Gaussian direction restricted to the subspace's mask is rescaled filter by filter to
     the norm of the reference filter (the whole filter's, so that a masked block moves on the scale of
     its layer). One-dimensional coordinates (biases, norm scales) stay zero unless ``ignore_biases``
-    is False, when each is normalised as one filter.
+    is False, when each is normalised as one filter. The Gaussian draw comes from a generator seeded
+    with ``seed``; :func:`basin_width` and :func:`~landscape.loss_surface` take their directions as the
+    successive draws of one such generator, the first of which is this function's.
 
     Example:
         >>> sub = parameter_subspace(nn.Linear(3, 2))
-        >>> d = sub.unflatten(filter_normalized_direction(sub, generator=torch.Generator().manual_seed(0)))
+        >>> d = sub.unflatten(filter_normalized_direction(sub, seed=0))
         >>> torch.allclose(d["weight"].norm(dim=1), sub.reference["weight"].norm(dim=1)), d["bias"].tolist()
         (True, [0.0, 0.0])
     """
+    return _filter_normalized_direction(subspace, torch.Generator().manual_seed(seed), ignore_biases=ignore_biases)
+
+
+def _filter_normalized_direction(subspace: ParameterSubspace, generator: torch.Generator, *, ignore_biases: bool = True) -> torch.Tensor:
+    """:func:`filter_normalized_direction` drawn from ``generator`` (the next of a sequence of directions)."""
     structured = {}
     for name, ref in subspace.reference.items():
         mask = None if subspace.masks is None else subspace.masks.get(name)
@@ -95,14 +102,14 @@ class BasinWidth:
 
 def basin_width(
     model: nn.Module,
-    loss_fn: Callable,
-    batches,
+    loss_fn: LossFn,
+    batches: Batches,
     *,
     threshold: float = 0.1,
     mode: Literal["absolute", "relative"] = "absolute",
     num_directions: int = 10,
     max_distance: float = 1.0,
-    num_points: int = 21,
+    grid_points: int = 21,
     bisection_steps: int = 12,
     subspace: ParameterSubspace | None = None,
     seed: int = 0,
@@ -116,8 +123,8 @@ def basin_width(
         num_directions: directions :math:`d_j`, the j-th draws of :func:`filter_normalized_direction` from
             a generator seeded with ``seed``; both :math:`\\pm d_j` are measured.
         max_distance: the longest distance probed (in units of the filter norms).
-        num_points: grid points on :math:`[0, \\mathrm{max\\_distance}]` to bracket the first crossing.
-        bisection_steps: bisections of the bracket (precision ``max_distance / (num_points - 1) / 2**steps``).
+        grid_points: grid points on :math:`[0, \\mathrm{max\\_distance}]` to bracket the first crossing.
+        bisection_steps: bisections of the bracket (precision ``max_distance / (grid_points - 1) / 2**steps``).
         subspace: directions to restrict to (default: all parameters).
 
     Example:
@@ -136,8 +143,8 @@ def basin_width(
     check_positive_float("max_distance", max_distance)
     check_positive_int("num_directions", num_directions)
     check_positive_int("bisection_steps", bisection_steps)
-    if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 2:
-        raise ValueError(f"num_points must be an int >= 2 (the grid includes 0 and max_distance), got {num_points!r}")
+    if isinstance(grid_points, bool) or not isinstance(grid_points, int) or grid_points < 2:
+        raise ValueError(f"grid_points must be an int >= 2 (the grid includes 0 and max_distance), got {grid_points!r}")
     if mode not in ("absolute", "relative"):
         raise ValueError(f"mode must be 'absolute' or 'relative', got {mode!r}")
     subspace = parameter_subspace(model) if subspace is None else subspace
@@ -149,11 +156,11 @@ def basin_width(
     base = objective.loss()
     rise = threshold if mode == "absolute" else threshold * base
     generator = torch.Generator().manual_seed(seed)
-    grid = torch.linspace(0.0, max_distance, num_points).tolist()
+    grid = torch.linspace(0.0, max_distance, grid_points).tolist()
     widths = torch.full((num_directions, 2), max_distance, dtype=torch.float64)
     censored = torch.ones((num_directions, 2), dtype=torch.bool)
     for j in range(num_directions):
-        direction = filter_normalized_direction(subspace, generator=generator)
+        direction = _filter_normalized_direction(subspace, generator)
         for side, sign in enumerate((1.0, -1.0)):
             ray = sign * direction
             inside = 0.0
@@ -190,8 +197,8 @@ class EpsilonSharpness:
 
 def epsilon_sharpness(
     model: nn.Module,
-    loss_fn: Callable,
-    batches,
+    loss_fn: LossFn,
+    batches: Batches,
     *,
     epsilon: float = 1e-3,
     steps: int = 20,

@@ -14,7 +14,6 @@ entries of its eigenvectors), exact for polynomials of degree :math:`< 2m`. So t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from landscape._checks import check_positive_float, check_positive_int
+from landscape._types import Batches, LossFn, OperatorLike
 from landscape.hessian import HessianOperator, as_operator
 from landscape.lanczos import tridiagonalize
 from landscape.subspace import ParameterSubspace
@@ -35,8 +35,8 @@ class SpectralDensity:
     """A smoothed spectral density on a grid, with the quadrature it comes from.
 
     Attributes:
-        grid: ``(num_points,)`` eigenvalue axis.
-        density: ``(num_points,)`` :math:`\\phi_\\sigma` on ``grid``; it integrates to 1 (up to the
+        grid: ``(grid_points,)`` eigenvalue axis.
+        density: ``(grid_points,)`` :math:`\\phi_\\sigma` on ``grid``; it integrates to 1 (up to the
             Gaussian tails beyond the grid).
         nodes: ``(num_probes, m)`` Ritz values of each probe (NaN-padded when a probe's Krylov space
             was exhausted before ``m`` steps).
@@ -57,21 +57,23 @@ class SpectralDensity:
 
 
 def slq(
-    operator,
+    operator: OperatorLike,
     *,
     num_probes: int = 1,
-    num_steps: int = 100,
-    num_points: int = 1000,
+    max_iter: int = 100,
+    grid_points: int = 1000,
     sigma: float | None = None,
     seed: int = 0,
 ) -> SpectralDensity:
     """Stochastic Lanczos quadrature of a symmetric operator (or matrix).
 
     Args:
-        operator: anything with ``matvec/size/device/dtype`` or a symmetric square tensor/array.
-        num_probes: Rademacher probes averaged over (Ghorbani et al. find one enough for large nets).
-        num_steps: Lanczos steps per probe (capped at the dimension).
-        num_points: grid points.
+        operator: a symmetric :class:`~landscape.LinearOperator` or square tensor/array.
+        num_probes: Rademacher probes averaged over (Ghorbani et al. find one enough for large nets);
+            each costs up to ``max_iter`` products.
+        max_iter: Lanczos iterations per probe (capped at the dimension; fewer when the probe's
+            Krylov space is exhausted).
+        grid_points: points of the eigenvalue grid.
         sigma: kernel width; default 1% of the node range, a resolution that separates outliers from
             the bulk (Ghorbani et al. smooth at a comparable scale).
         seed: seed of the probes.
@@ -79,7 +81,7 @@ def slq(
     Example:
         Two equal halves of the spectrum at 1 and 3, as quadrature with m = n steps sees them:
 
-        >>> result = slq(torch.diag(torch.tensor([1.0, 1.0, 3.0, 3.0], dtype=torch.float64)), num_steps=4)
+        >>> result = slq(torch.diag(torch.tensor([1.0, 1.0, 3.0, 3.0], dtype=torch.float64)), max_iter=4)
         >>> found = ~result.nodes[0].isnan()  # the probe's Krylov space is exhausted after 2 steps
         >>> result.nodes[0][found].round(decimals=6).tolist(), result.weights[0][found].round(decimals=6).tolist()
         ([1.0, 3.0], [0.5, 0.5])
@@ -88,11 +90,11 @@ def slq(
     """
     operator = as_operator(operator)
     check_positive_int("num_probes", num_probes)
-    check_positive_int("num_steps", num_steps)
-    check_positive_int("num_points", num_points)
+    check_positive_int("max_iter", max_iter)
+    check_positive_int("grid_points", grid_points)
     if sigma is not None:
         check_positive_float("sigma", sigma)
-    steps = min(num_steps, operator.size)
+    steps = min(max_iter, operator.size)
     generator = torch.Generator().manual_seed(seed)
     nodes = np.full((num_probes, steps), np.nan)
     weights = np.zeros((num_probes, steps))
@@ -105,7 +107,7 @@ def slq(
     lower, upper = np.nanmin(nodes), np.nanmax(nodes)
     span = max(upper - lower, 1e-12 * max(abs(lower), abs(upper), 1.0))
     sigma = 0.01 * span if sigma is None else sigma
-    grid = np.linspace(lower - 5 * sigma, upper + 5 * sigma, num_points)
+    grid = np.linspace(lower - 5 * sigma, upper + 5 * sigma, grid_points)
     found = ~np.isnan(nodes)
     kernel = np.exp(-0.5 * ((grid[:, None] - nodes[found][None, :]) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
     density = kernel @ weights[found] / num_probes
@@ -120,12 +122,12 @@ def slq(
 
 def hessian_density(
     model: nn.Module,
-    loss_fn: Callable,
-    batches,
+    loss_fn: LossFn,
+    batches: Batches,
     *,
     num_probes: int = 1,
-    num_steps: int = 100,
-    num_points: int = 1000,
+    max_iter: int = 100,
+    grid_points: int = 1000,
     sigma: float | None = None,
     subspace: ParameterSubspace | None = None,
     seed: int = 0,
@@ -135,9 +137,9 @@ def hessian_density(
     Example:
         >>> X = torch.tensor([[1.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
         >>> model = nn.Linear(2, 1, bias=False).double()
-        >>> result = hessian_density(model, nn.MSELoss(), [(X, torch.zeros(2, 1, dtype=torch.float64))], num_steps=2)
+        >>> result = hessian_density(model, nn.MSELoss(), [(X, torch.zeros(2, 1, dtype=torch.float64))], max_iter=2)
         >>> sorted(round(x, 6) for x in result.nodes[0].tolist())
         [1.0, 4.0]
     """
     operator = HessianOperator(model, loss_fn, batches, subspace=subspace)
-    return slq(operator, num_probes=num_probes, num_steps=num_steps, num_points=num_points, sigma=sigma, seed=seed)
+    return slq(operator, num_probes=num_probes, max_iter=max_iter, grid_points=grid_points, sigma=sigma, seed=seed)

@@ -30,6 +30,8 @@ from typing import Literal, TypeVar
 import torch
 import torch.distributed as dist
 
+from landscape._types import Params
+
 __all__ = [
     "shard", "all_reduce_sum", "reduce_floats", "is_main_process", "world_size", "rank", "process_group", "is_distributed",
 ]
@@ -67,7 +69,7 @@ def shard(batches: Iterable[T]) -> list[T]:
     return items[rank():: world_size()] if is_distributed() else items
 
 
-def all_reduce_sum(value: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor | dict[str, torch.Tensor]:
+def all_reduce_sum(value: torch.Tensor | Params) -> torch.Tensor | dict[str, torch.Tensor]:
     """Sum ``value`` over ranks (a tensor, or a dict of tensors packed into one message).
 
     Returns a new tensor (dict) with the sum, identical on every rank; the input itself in one process.

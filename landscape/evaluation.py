@@ -25,7 +25,7 @@ Example:
     >>> from torch import nn
     >>> model = nn.Linear(2, 2, bias=False)
     >>> batches = [(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]))]
-    >>> result = evaluate(model, batches, params={"weight": torch.zeros(2, 2)})
+    >>> result = evaluate(model, None, batches, params={"weight": torch.zeros(2, 2)})
     >>> round(result.loss, 6) == round(math.log(2), 6), result.accuracy, result.count
     (True, 1.0, 2)
 """
@@ -33,8 +33,9 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -42,6 +43,7 @@ from torch import nn
 from torch.func import functional_call
 
 from landscape._checks import check_mean_loss
+from landscape._types import Batches, LossFn, Params
 from landscape.distributed import all_reduce_sum, is_distributed, reduce_floats, shard
 
 __all__ = [
@@ -56,10 +58,6 @@ __all__ = [
     "unstack_params",
     "flatten_params",
 ]
-
-Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
-Params = Mapping[str, torch.Tensor]
-
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -145,11 +143,11 @@ def _state(model: nn.Module, params: Params | None, buffers: Params | None, devi
 
 def evaluate(
     model: nn.Module,
+    loss_fn: LossFn,
     batches: Batches,
     *,
     params: Params | None = None,
     buffers: Params | None = None,
-    loss_fn: nn.Module | None = None,
     device: torch.device | str | None = None,
 ) -> Evaluation:
     """Loss and accuracy of ``model`` at ``params`` over every batch, in eval mode, without mutation.
@@ -157,10 +155,10 @@ def evaluate(
     Args:
         model: the architecture; its own parameters and buffers fill in whatever ``params`` /
             ``buffers`` leave out.
+        loss_fn: a loss with ``reduction="mean"``; ``None`` for ``nn.CrossEntropyLoss()``.
         batches: re-iterable ``(x, y)`` pairs; the average is over all of them.
         params: ``{name: tensor}`` to evaluate at (default: the model's own parameters).
         buffers: ``{name: tensor}`` of buffers, e.g. from :func:`recalibrate_batchnorm`.
-        loss_fn: a loss with ``reduction="mean"`` (default ``nn.CrossEntropyLoss()``).
         device: where to compute (default: the device of ``params`` or of the model).
 
     Returns:
@@ -170,14 +168,24 @@ def evaluate(
     loss_fn = check_mean_loss(loss_fn)
     device = _resolve_device(model, params, device)
     state = _state(model, params, buffers, device)
+    return _reduce_evaluation(*_local_sums(model, loss_fn, shard(batches), state, device), device=device)
+
+
+def _local_sums(model: nn.Module, loss_fn: LossFn, batches: Batches, state: Params, device: torch.device) -> tuple[float, int, int]:
+    """Summed loss, correct predictions and samples over ``batches`` as given: this rank's, already sharded."""
     total_loss, correct, count = 0.0, 0, 0
     with torch.no_grad(), _modes(model, training=False):
-        for x, y in shard(batches):
+        for x, y in batches:
             x, y = x.to(device), y.to(device)
             logits = functional_call(model, state, (x,))
             total_loss += float(loss_fn(logits, y)) * len(y)
             correct += int((logits.argmax(dim=-1) == y).sum())
             count += len(y)
+    return total_loss, correct, count
+
+
+def _reduce_evaluation(total_loss: float, correct: int, count: int, *, device: torch.device) -> Evaluation:
+    """The :class:`Evaluation` of the sums of :func:`_local_sums` added over ranks."""
     total_loss, correct, count = reduce_floats(total_loss, correct, count, device=device)
     count, correct = int(count), int(correct)
     if count == 0:
@@ -193,15 +201,28 @@ def predict(
     buffers: Params | None = None,
     device: torch.device | str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits of every sample (eval mode) and the targets, concatenated over batches, on ``device``."""
+    """Logits of every sample (eval mode) and the targets, concatenated over batches, on ``device``.
+
+    Under ``torch.distributed`` each rank runs the model on its :func:`~landscape.distributed.shard` of
+    the batches only; the logits are then assembled in batch order on every rank (each rank writes its
+    rows into zeros and one all-reduce adds them up, exactly), so every rank returns the full result.
+    """
+    pairs = list(batches)
     device = _resolve_device(model, params, device)
     state = _state(model, params, buffers, device)
-    logits, targets = [], []
+    targets = torch.cat([y.to(device) for _, y in pairs])
+    mine = shard(range(len(pairs)))
     with torch.no_grad(), _modes(model, training=False):
-        for x, y in batches:
-            logits.append(functional_call(model, state, (x.to(device),)))
-            targets.append(y.to(device))
-    return torch.cat(logits), torch.cat(targets)
+        outputs = {i: functional_call(model, state, (pairs[i][0].to(device),)) for i in mine}
+        if not is_distributed():
+            return torch.cat([outputs[i] for i in mine]), targets
+        # A rank without a batch still needs the logits' shape and dtype for the collective: one sample.
+        like = outputs[mine[0]] if mine else functional_call(model, state, (pairs[0][0][:1].to(device),))
+    starts = [0, *itertools.accumulate(len(y) for _, y in pairs)]
+    logits = torch.zeros((starts[-1], *like.shape[1:]), dtype=like.dtype, device=device)
+    for i, value in outputs.items():
+        logits[starts[i]:starts[i + 1]] = value
+    return all_reduce_sum(logits), targets
 
 
 def recalibrate_batchnorm(

@@ -24,14 +24,13 @@ Example (gradients of ``(w . x - y)^2 / 2`` at ``w = 0`` are ``-y x``):
     >>> _ = nn.init.zeros_(model.weight)
     >>> xs = [torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 0.0]])]
     >>> ys = [torch.tensor([[1.0]]), torch.tensor([[1.0]]), torch.tensor([[-1.0]])]
-    >>> result = gradient_cosines(model, list(zip(xs, ys)), loss_fn=nn.MSELoss())
+    >>> result = gradient_cosines(model, nn.MSELoss(), list(zip(xs, ys)))
     >>> result.cosines.tolist(), result.minimum
     ([0.0, -1.0, 0.0], -1.0)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -40,6 +39,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from landscape._checks import check_hessian_batches, check_mean_loss, check_positive_int
+from landscape._types import Batches, LossFn
 from landscape.evaluation import _modes
 
 __all__ = ["GradientCosines", "gradient_cosines", "pairwise_cosines"]
@@ -88,24 +88,22 @@ def pairwise_cosines(gradients: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return (unit @ unit.T)[pairs[0], pairs[1]], pairs.T
 
 
-def _sample(count: int, num_batches: int | None, generator: torch.Generator | None) -> list[int]:
+def _sample(count: int, num_batches: int | None, seed: int) -> list[int]:
     if num_batches is None or num_batches >= count:
         return list(range(count))
     check_positive_int("num_batches", num_batches)
     if num_batches < 2:
         raise ValueError(f"num_batches must be at least 2 to form a pair, got {num_batches}")
-    if generator is None:
-        raise ValueError("sampling num_batches of the batches needs an explicit generator=torch.Generator().manual_seed(...)")
-    return sorted(torch.randperm(count, generator=generator)[:num_batches].tolist())
+    return sorted(torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:num_batches].tolist())
 
 
 def gradient_cosines(
     model: nn.Module,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    loss_fn: LossFn,
+    batches: Batches,
     *,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     num_batches: int | None = None,
-    generator: torch.Generator | None = None,
+    seed: int = 0,
     mode: Literal["train", "eval"] = "train",
     vectorize: bool = True,
     chunk_size: int | None = None,
@@ -114,10 +112,10 @@ def gradient_cosines(
 
     Args:
         model: any module; its parameters, buffers and train/eval flags are left as they were.
+        loss_fn: mean loss of a batch; ``None`` for ``nn.CrossEntropyLoss()``.
         batches: ``(x, y)`` mini-batches (a list, or anything iterable twice); each one gives one gradient.
-        loss_fn: mean loss of a batch; default ``nn.CrossEntropyLoss()``.
-        num_batches: use a random subset of this many batches (needs ``generator``); default all.
-        generator: source of that subset.
+        num_batches: use a random subset of this many batches; default all.
+        seed: seed of that subset.
         mode: ``"train"`` (BatchNorm on batch statistics, the training gradient) or ``"eval"``.
         vectorize: ``vmap`` over batches of equal size (falls back to a loop when sizes differ). It
             pays for many small batches (2 CPU threads, SmallNet, 50 batches of 8: loop/vmap 6.2x)
@@ -139,7 +137,7 @@ def gradient_cosines(
         raise ValueError(f"gradient cosines need at least 2 batches to form a pair, got {len(pairs)}; pass more (x, y) batches")
     if chunk_size is not None:
         check_positive_int("chunk_size", chunk_size)
-    used = _sample(len(pairs), num_batches, generator)
+    used = _sample(len(pairs), num_batches, seed)
     params = {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
     if not params:
         raise ValueError(f"{type(model).__name__} has no trainable parameters, so no gradients to compare; unfreeze some")

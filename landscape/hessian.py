@@ -8,15 +8,14 @@ of an eFCN's local blocks, or the CNN subspace; see :mod:`landscape.subspace`) t
     v \\mapsto P^\\top \\Big( \\sum_b \\tfrac{n_b}{N} \\nabla^2 \\ell_b(\\theta) \\Big) P v,
 
 the exact average over every batch, each product computed forward-over-reverse with ``torch.func``
-(``jvp(grad(...))``, as curvlinops does) at about twice the cost of a gradient. Operators expose
-``matvec``, ``size``, ``device`` and ``dtype`` (the interface of hessian-eigenthings), so the free
-algorithms of :mod:`landscape.lanczos`, :mod:`landscape.trace` and :mod:`landscape.density` run on them
-as on a plain symmetric matrix, and :meth:`HessianOperator.to_scipy` hands them to SciPy.
+(``jvp(grad(...))``, as curvlinops does) at about twice the cost of a gradient. Both operators here
+satisfy the :class:`~landscape.LinearOperator` protocol (``matvec``, ``matmat``, ``size``/``shape``,
+``dtype``, ``device``, ``to_scipy``), so the free algorithms of :mod:`landscape.lanczos`,
+:mod:`landscape.trace` and :mod:`landscape.density` run on a Hessian as on a plain symmetric matrix,
+and ``to_scipy()`` hands either to ``scipy.sparse.linalg``.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse.linalg
@@ -24,18 +23,38 @@ import torch
 from torch import nn
 
 from landscape._objective import Objective
+from landscape._types import Batches, LinearOperator, LossFn, OperatorLike
 from landscape.subspace import ParameterSubspace, parameter_subspace
 
 __all__ = ["HessianOperator", "MatrixOperator", "as_operator"]
 
 
-class HessianOperator:
+class _Operator:
+    """What both operators share: the shape and the SciPy export (subclasses set ``size`` and define ``matvec``)."""
+
+    size: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(size, size)``, as ``scipy.sparse.linalg`` and numpy expect."""
+        return (self.size, self.size)
+
+    def to_scipy(self) -> scipy.sparse.linalg.LinearOperator:
+        """The operator as a ``scipy.sparse.linalg.LinearOperator`` on float64 numpy vectors."""
+
+        def matvec(v: np.ndarray) -> np.ndarray:
+            return self.matvec(torch.as_tensor(np.ravel(v))).detach().cpu().double().numpy()
+
+        return scipy.sparse.linalg.LinearOperator(self.shape, matvec=matvec, rmatvec=matvec, dtype=np.float64)
+
+
+class HessianOperator(_Operator):
     """:math:`P^\\top H P` for the average loss of ``model`` over ``batches``.
 
     Args:
         model: the network; dropout and batch-norm layers must be in eval mode (a Hessian is of a
             deterministic function). It is never modified.
-        loss_fn: a loss averaging (or summing) over a batch, such as ``nn.CrossEntropyLoss()``.
+        loss_fn: a batch-mean loss such as ``nn.CrossEntropyLoss()`` (``None`` means that one).
         batches: re-iterable ``(x, y)`` tensor pairs; the operator averages over all of them.
         subspace: the directions to restrict to (:func:`landscape.parameter_subspace`); default all
             trainable parameters.
@@ -50,7 +69,7 @@ class HessianOperator:
         (2, [1.0, 4.0])
     """
 
-    def __init__(self, model: nn.Module, loss_fn: Callable, batches, *, subspace: ParameterSubspace | None = None) -> None:
+    def __init__(self, model: nn.Module, loss_fn: LossFn, batches: Batches, *, subspace: ParameterSubspace | None = None) -> None:
         self.subspace = parameter_subspace(model) if subspace is None else subspace
         self.objective = Objective(model, loss_fn, batches, moving=self.subspace.moving)
         first = next(iter(self.objective.point.values()))
@@ -83,16 +102,8 @@ class HessianOperator:
         """:math:`P^\\top \\nabla L(\\theta)`, the restricted gradient, as a flat vector."""
         return self.subspace.restrict(self.objective.gradient())
 
-    def to_scipy(self) -> scipy.sparse.linalg.LinearOperator:
-        """The operator as a ``scipy.sparse.linalg.LinearOperator`` on float64 numpy vectors."""
 
-        def matvec(v: np.ndarray) -> np.ndarray:
-            return self.matvec(torch.as_tensor(np.ravel(v))).detach().cpu().double().numpy()
-
-        return scipy.sparse.linalg.LinearOperator((self.size, self.size), matvec=matvec, rmatvec=matvec, dtype=np.float64)
-
-
-class MatrixOperator:
+class MatrixOperator(_Operator):
     """A dense symmetric matrix behind the operator interface (tests, small problems).
 
     Example:
@@ -109,19 +120,22 @@ class MatrixOperator:
         self.dtype = matrix.dtype
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        """:math:`A v` for a flat vector ``v``."""
         return self.matrix @ v.to(self.matrix)
 
     def matmat(self, rows: torch.Tensor) -> torch.Tensor:
+        """:math:`A` applied to each row of ``rows`` (``(b, size)``)."""
         return rows.to(self.matrix) @ self.matrix.T
 
 
-def as_operator(operator) -> HessianOperator | MatrixOperator:
-    """``operator`` if it has ``matvec/size/device/dtype``; a square tensor or array is wrapped."""
-    if all(hasattr(operator, attr) for attr in ("matvec", "size", "device", "dtype")) and isinstance(operator.size, int):
+def as_operator(operator: OperatorLike) -> LinearOperator:
+    """``operator`` if it satisfies :class:`~landscape.LinearOperator`; a square tensor or array is wrapped."""
+    if isinstance(operator, LinearOperator) and isinstance(operator.size, int):
         return operator
     if isinstance(operator, np.ndarray) or torch.is_tensor(operator):
         return MatrixOperator(torch.as_tensor(operator))
     raise ValueError(
-        f"expected a linear operator (matvec, size, device, dtype) or a square matrix, got {type(operator).__name__}; "
+        f"expected a landscape.LinearOperator (matvec, matmat, size, shape, dtype, device, to_scipy) or a square matrix, "
+        f"got {type(operator).__name__}; "
         "build one with landscape.HessianOperator(model, loss_fn, batches)"
     )

@@ -19,7 +19,7 @@ when the model has BatchNorm), endpoints included, so the path and its endpoints
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -30,13 +30,13 @@ from tqdm.auto import tqdm
 
 from landscape._checks import check_alphas, check_mean_loss, check_training_batches
 from landscape._endpoints import align_endpoints
+from landscape._types import Batches, LossFn
 from landscape.evaluation import Evaluation, buffer_dict, evaluate, has_batchnorm, param_dict, predict, recalibrate_batchnorm, stack_params
 from landscape.paths import PathMetrics, path_metrics, polyline_length, polyline_point
 from landscape.string_method import StringConfig, StringResult, elastic_string
 
 __all__ = ["PathResult", "interpolate", "CURVE_COLUMNS"]
 
-Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 CURVE_COLUMNS = ("alpha", "train_loss", "train_acc", "test_loss", "test_acc")
 OUTPUT_COLUMNS = ("disagree_a", "disagree_b", "kl_a", "kl_b")
 
@@ -83,8 +83,8 @@ class PathResult:
 
 
 def _measure(model: nn.Module, params, buffers, batches, test_batches, loss_fn, device) -> tuple[Evaluation, Evaluation | None]:
-    train = evaluate(model, batches, params=params, buffers=buffers, loss_fn=loss_fn, device=device)
-    test = evaluate(model, test_batches, params=params, buffers=buffers, loss_fn=loss_fn, device=device) if test_batches else None
+    train = evaluate(model, loss_fn, batches, params=params, buffers=buffers, device=device)
+    test = evaluate(model, loss_fn, test_batches, params=params, buffers=buffers, device=device) if test_batches else None
     return train, test
 
 
@@ -135,12 +135,12 @@ def _output_rows(model_a, model_b, alphas, batches, test_batches, mode, device, 
 def interpolate(
     model_a: nn.Module,
     model_b: nn.Module,
+    loss_fn: LossFn,
     batches: Batches,
+    *,
     alphas: Sequence[float],
     method: Literal["linear", "output", "string"] = "linear",
-    *,
     test_batches: Batches | None = None,
-    loss_fn: nn.Module | None = None,
     device: torch.device | str | None = None,
     bn_recalibrate: bool | None = None,
     output_mode: Literal["probabilities", "logits"] = "probabilities",
@@ -151,19 +151,20 @@ def interpolate(
     """Evaluate a path from ``model_a`` (alpha = 0) to ``model_b`` (alpha = 1) on train and test data.
 
     Args:
-        model_a, model_b: the endpoints; models of different spaces (CNN, eLCN, eFCN) are brought to
-            the larger space first. Neither is modified.
+        model_a, model_b: the endpoints (the two models in place of the convention's one); models of
+            different spaces (CNN, eLCN, eFCN) are brought to the larger space first. Neither is modified.
+        loss_fn: a mean-reduced loss; ``None`` for ``nn.CrossEntropyLoss()``. Output averaging always
+            scores the mixture by its cross entropy.
         batches: re-iterable training ``(x, y)`` batches (string forces, BatchNorm statistics, train curves).
         alphas: where to evaluate; outside ``[0, 1]`` only for ``"linear"``.
         method: ``"linear"``, ``"string"`` or ``"output"``.
         test_batches: test ``(x, y)`` batches for the test curves (NaN without).
-        loss_fn: a mean-reduced loss (default ``nn.CrossEntropyLoss()``); output averaging always
-            scores the mixture by its cross entropy.
         device: where to compute (default: where model A lives).
         bn_recalibrate: recompute BatchNorm statistics at every weight-space point (default: when the
             model has BatchNorm); off, the endpoints' buffers are interpolated like the weights.
         output_mode: ``"probabilities"`` (ensemble of softmaxes) or ``"logits"``.
-        string: :class:`StringConfig` of the elastic string (default: the paper's settings).
+        string: :class:`StringConfig` of the elastic string (default: the paper's settings); its
+            ``seed`` is the path's only randomness.
         on_point: called with each point's row (``alpha``, ``train_loss``, ... and the extras) as soon
             as it is evaluated, e.g. to append it to a result file.
         progress: show tqdm bars.
@@ -174,7 +175,7 @@ def interpolate(
     Example:
         >>> model = nn.Linear(3, 2)
         >>> batches = [(torch.randn(8, 3), torch.randint(0, 2, (8,)))]
-        >>> flat = interpolate(model, model, batches, [0.0, 0.5, 1.0, 1.5], "linear")
+        >>> flat = interpolate(model, model, None, batches, alphas=[0.0, 0.5, 1.0, 1.5], method="linear")
         >>> float(np.ptp(flat.train_loss)) < 1e-6, flat.metrics.length
         (True, 0.0)
     """
@@ -195,8 +196,8 @@ def interpolate(
         ends_buffers = [buffer_dict(model_a, device=device), buffer_dict(model_b, device=device)]
         string_result = None
         if method == "string":
-            string_result = elastic_string(model_a, *ends_params, batches, config=string or StringConfig(), loss_fn=loss_fn,
-                                           device=device, progress=progress)
+            string_result = elastic_string(model_a, loss_fn, batches, params_a=ends_params[0], params_b=ends_params[1],
+                                           config=string or StringConfig(), device=device, progress=progress)
             knots = string_result.points
         else:
             knots = stack_params(ends_params)

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from landscape._checks import check_num_eigenvalues, check_positive_float, check_positive_int
+from landscape._types import Batches, LinearOperator, LossFn, OperatorLike
 from landscape.hessian import HessianOperator, as_operator
 from landscape.subspace import ParameterSubspace
 
@@ -46,7 +47,7 @@ class EigenResult:
         error_bounds: ``(k,)`` float64 :math:`\\min(r_i, r_i^2 / \\gamma_i)` with :math:`\\gamma_i` the gap to
             the nearest other Ritz value (the quadratic bound of Parlett 1998, Thm 11.7.1, with the
             unknown gap to the rest of the spectrum estimated by the Ritz values).
-        iterations: Lanczos steps taken (= operator products).
+        iterations: Lanczos iterations taken (one operator product each).
         converged: every error bound is below ``tol`` times its eigenvalue's magnitude.
     """
 
@@ -64,9 +65,9 @@ def _random_unit(size: int, generator: torch.Generator, like: torch.Tensor) -> t
 
 
 def tridiagonalize(
-    operator,
+    operator: LinearOperator,
     start: torch.Tensor,
-    max_steps: int,
+    max_iter: int,
     *,
     generator: torch.Generator | None = None,
     stop: Callable[[np.ndarray, np.ndarray, float], bool] | None = None,
@@ -74,9 +75,9 @@ def tridiagonalize(
     """Lanczos recurrence with full reorthogonalisation from ``start``.
 
     Args:
-        operator: symmetric operator with ``matvec`` and ``size``.
+        operator: a symmetric :class:`~landscape.LinearOperator`.
         start: starting vector (normalised here).
-        max_steps: at most this many products.
+        max_iter: at most this many iterations (one product each).
         generator: when given, an exhausted Krylov space (an invariant subspace, :math:`\\beta = 0`) is
             continued from a fresh random vector orthogonal to it, so repeated eigenvalues are found;
             without it the recurrence stops there (what quadrature wants: the probe's measure is exact).
@@ -87,12 +88,12 @@ def tridiagonalize(
         beta is :math:`\\beta_{m+1}`, zero after a breakdown), and the basis :math:`Q_m` as ``(m, n)``.
     """
     n = operator.size
-    basis = torch.empty(max_steps, n, dtype=start.dtype, device=start.device)
-    alphas, betas = np.zeros(max_steps), np.zeros(max_steps)
+    basis = torch.empty(max_iter, n, dtype=start.dtype, device=start.device)
+    alphas, betas = np.zeros(max_iter), np.zeros(max_iter)
     q = start / start.norm()
     breakdown = 1e-10
     steps = 0
-    for j in range(max_steps):
+    for j in range(max_iter):
         basis[j] = q
         w = operator.matvec(q).to(q)
         alphas[j] = float(w @ q)
@@ -110,7 +111,7 @@ def tridiagonalize(
         restart = exhausted and generator is not None
         if stop is not None and not restart and stop(alphas[:steps], betas[:steps], betas[j]):
             break
-        if steps == max_steps or steps == n:
+        if steps == max_iter or steps == n:
             break
         if exhausted:
             if generator is None:
@@ -131,7 +132,7 @@ def _select(theta: np.ndarray, k: int, which: Which) -> np.ndarray:
 
 
 def lanczos(
-    operator,
+    operator: OperatorLike,
     *,
     k: int = 1,
     tol: float = 1e-3,
@@ -143,13 +144,13 @@ def lanczos(
     """The k extreme eigenvalues of a symmetric operator (or matrix) by Lanczos.
 
     Args:
-        operator: anything with ``matvec/size/device/dtype`` (:class:`landscape.HessianOperator`) or a
+        operator: a :class:`~landscape.LinearOperator` (e.g. :class:`landscape.HessianOperator`) or a
             symmetric square tensor/array.
         k: number of eigenvalues.
         tol: stop when every error bound (``EigenResult.error_bounds``) is below ``tol`` times its Ritz
             value's magnitude, i.e. at about ``tol`` relative accuracy.
-        max_iter: at most this many products; default ``min(n, max(100, 4 k))``, enough for the
-            well-separated top of a network's spectrum.
+        max_iter: at most this many iterations (one product each); default ``min(n, max(100, 4 k))``,
+            enough for the well-separated top of a network's spectrum.
         which: ``"largest"`` (algebraic, the sharp directions), ``"smallest"``, or ``"magnitude"``.
         eigenvectors: also return the unit Ritz vectors.
         seed: seed of the random starting vector.
@@ -167,7 +168,7 @@ def lanczos(
         raise ValueError(f"which must be 'largest', 'smallest' or 'magnitude', got {which!r}")
     max_iter = min(n, max(100, 4 * k)) if max_iter is None else check_positive_int("max_iter", max_iter)
     if max_iter < k:
-        raise ValueError(f"max_iter={max_iter} is below k={k}: Lanczos needs at least k products; raise max_iter")
+        raise ValueError(f"max_iter={max_iter} is below k={k}: Lanczos needs at least k iterations; raise max_iter")
     generator = torch.Generator().manual_seed(seed)
     like = torch.empty(0, dtype=operator.dtype, device=operator.device)
 
@@ -207,11 +208,11 @@ def lanczos(
 
 def hessian_eigenvalues(
     model: nn.Module,
-    loss_fn: Callable,
-    batches,
+    loss_fn: LossFn,
+    batches: Batches,
+    *,
     k: int = 1,
     tol: float = 1e-3,
-    *,
     subspace: ParameterSubspace | None = None,
     max_iter: int | None = None,
     seed: int = 0,

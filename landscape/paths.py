@@ -16,11 +16,13 @@ barriers, d'Ascoli et al. 2019 the accuracy gain inside the path):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from landscape._types import Params
 
 __all__ = ["PathMetrics", "path_metrics", "barrier_height", "polyline_point", "polyline_length"]
 
@@ -89,11 +91,11 @@ def path_metrics(
     return PathMetrics(barrier, barrier_alpha, peak, peak_alpha, gain, float(length))
 
 
-def _num_knots(knots: Mapping[str, torch.Tensor]) -> int:
+def _num_knots(knots: Params) -> int:
     return int(next(iter(knots.values())).shape[0])
 
 
-def polyline_point(knots: Mapping[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
+def polyline_point(knots: Params, alpha: float) -> dict[str, torch.Tensor]:
     """The point at ``alpha`` of the polyline through stacked ``knots`` (``{name: (M, *shape)}``).
 
     Example:
@@ -108,7 +110,7 @@ def polyline_point(knots: Mapping[str, torch.Tensor], alpha: float) -> dict[str,
     return {name: torch.lerp(t[index], t[index + 1], local) for name, t in knots.items()}
 
 
-def polyline_length(knots: Mapping[str, torch.Tensor], lo: float, hi: float) -> float:
+def polyline_length(knots: Params, lo: float, hi: float) -> float:
     """Euclidean length of the polyline between ``alpha = lo`` and ``alpha = hi`` (extended segments included).
 
     Example:

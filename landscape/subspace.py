@@ -15,13 +15,14 @@ cover the questions of d'Ascoli et al. (2019):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from landscape._checks import check_masks, check_parameter_names
+from landscape._types import Params
 
 __all__ = ["ParameterSubspace", "parameter_subspace"]
 
@@ -49,7 +50,7 @@ class ParameterSubspace:
     moving: tuple[str, ...]
     size: int
 
-    def flatten(self, structured: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def flatten(self, structured: Params) -> torch.Tensor:
         """Structured coordinates (free entries only) as one flat vector of length ``size``."""
         if self.masks is None:
             return torch.cat([structured[name].reshape(-1) for name in self.reference])
@@ -76,7 +77,7 @@ class ParameterSubspace:
         structured = self.unflatten(flat)
         return structured if self.linear_map is None else self.linear_map(structured)
 
-    def restrict(self, cotangent: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def restrict(self, cotangent: Params) -> torch.Tensor:
         """The adjoint :math:`P^\\top g` of a parameter-space cotangent (e.g. a gradient), as a flat vector."""
         if self.linear_map is None:
             return self.flatten(cotangent)
@@ -100,9 +101,9 @@ def parameter_subspace(
     model: nn.Module,
     *,
     params: Sequence[str] | None = None,
-    masks: Mapping[str, torch.Tensor] | None = None,
+    masks: Params | None = None,
     linear_map: LinearMap | None = None,
-    coordinates: Mapping[str, torch.Tensor] | None = None,
+    coordinates: Params | None = None,
 ) -> ParameterSubspace:
     """The directions a probe of ``model`` may move along; at most one of the three restrictions.
 

@@ -13,7 +13,6 @@ spectra of network Hessians its error falls as :math:`1/m` instead of :math:`1/\
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 
 from landscape._checks import check_positive_int
+from landscape._types import Batches, LinearOperator, LossFn, OperatorLike
 from landscape.hessian import HessianOperator, as_operator
 from landscape.subspace import ParameterSubspace
 
@@ -51,40 +51,43 @@ def _rademacher(count: int, size: int, generator: torch.Generator, like: torch.T
     return (2.0 * torch.randint(0, 2, (count, size), generator=generator) - 1.0).to(like)
 
 
-def _apply(operator, rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """The operator on each row: in blocks through ``matmat`` where the operator has one."""
-    if hasattr(operator, "matmat"):
-        return operator.matmat(rows).to(like)
-    return torch.stack([operator.matvec(row).to(like) for row in rows])
+def _apply(operator: LinearOperator, rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The operator on each row, through ``matmat`` (a Hessian shares passes over a block of rows)."""
+    return operator.matmat(rows).to(like)
 
 
 def _stderr(samples: torch.Tensor) -> float:
     return float(samples.std(unbiased=True) / math.sqrt(len(samples))) if len(samples) > 1 else float("nan")
 
 
-def hutchinson(operator, *, num_probes: int = 100, seed: int = 0) -> TraceResult:
+def hutchinson(operator: OperatorLike, *, num_matvecs: int = 100, seed: int = 0) -> TraceResult:
     """Hutchinson's trace estimate with Rademacher probes and its standard error.
+
+    Args:
+        operator: a symmetric :class:`~landscape.LinearOperator` or square matrix.
+        num_matvecs: operator products, one per Rademacher probe.
+        seed: seed of the probes.
 
     Example:
         Rademacher probes are exact on diagonal matrices (:math:`v_i^2 = 1`):
 
-        >>> result = hutchinson(torch.diag(torch.tensor([1.0, 2.0, 3.0])), num_probes=4)
+        >>> result = hutchinson(torch.diag(torch.tensor([1.0, 2.0, 3.0])), num_matvecs=4)
         >>> result.estimate, result.stderr
         (6.0, 0.0)
     """
     operator = as_operator(operator)
-    check_positive_int("num_probes", num_probes)
+    check_positive_int("num_matvecs", num_matvecs)
     like = torch.empty(0, dtype=operator.dtype, device=operator.device)
-    probes = _rademacher(num_probes, operator.size, torch.Generator().manual_seed(seed), like)
+    probes = _rademacher(num_matvecs, operator.size, torch.Generator().manual_seed(seed), like)
     samples = torch.einsum("ij,ij->i", probes, _apply(operator, probes, like)).double().cpu()
-    return TraceResult(float(samples.mean()), _stderr(samples), samples, num_probes, "hutchinson")
+    return TraceResult(float(samples.mean()), _stderr(samples), samples, num_matvecs, "hutchinson")
 
 
-def hutch_plus_plus(operator, *, num_matvecs: int = 99, seed: int = 0) -> TraceResult:
+def hutch_plus_plus(operator: OperatorLike, *, num_matvecs: int = 99, seed: int = 0) -> TraceResult:
     """Hutch++: exact trace on a sketched dominant subspace plus Hutchinson on the rest.
 
     Args:
-        operator: symmetric operator or matrix.
+        operator: a symmetric :class:`~landscape.LinearOperator` or square matrix.
         num_matvecs: total products :math:`m` (a multiple of 3 is used: :math:`m/3` for the sketch,
             :math:`m/3` for its trace, :math:`m/3` for the remainder).
         seed: seed of the Rademacher sketch and probes.
@@ -116,8 +119,8 @@ def hutch_plus_plus(operator, *, num_matvecs: int = 99, seed: int = 0) -> TraceR
 
 def hessian_trace(
     model: nn.Module,
-    loss_fn: Callable,
-    batches,
+    loss_fn: LossFn,
+    batches: Batches,
     *,
     method: Literal["hutchinson", "hutch++"] = "hutchinson",
     num_matvecs: int = 100,
@@ -137,7 +140,7 @@ def hessian_trace(
     """
     operator = HessianOperator(model, loss_fn, batches, subspace=subspace)
     if method == "hutchinson":
-        return hutchinson(operator, num_probes=num_matvecs, seed=seed).estimate
+        return hutchinson(operator, num_matvecs=num_matvecs, seed=seed).estimate
     if method == "hutch++":
         return hutch_plus_plus(operator, num_matvecs=num_matvecs, seed=seed).estimate
     raise ValueError(f"method must be 'hutchinson' or 'hutch++', got {method!r}")

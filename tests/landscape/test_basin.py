@@ -16,6 +16,7 @@ from landscape import (
     loss_surface,
     parameter_subspace,
 )
+from landscape.basin import _filter_normalized_direction
 
 
 def bowl(seed: int = 0):
@@ -42,7 +43,7 @@ def test_basin_width_of_a_quadratic_bowl_is_analytic():
     generator = torch.Generator().manual_seed(7)
     sub = parameter_subspace(model)
     for j in range(3):
-        d = filter_normalized_direction(sub, generator=generator)
+        d = _filter_normalized_direction(sub, generator)  # the j-th draw, as basin_width takes them
         analytic = math.sqrt(2 * 0.05 / curvature_along(model, X, d))
         assert result.widths[j].tolist() == pytest.approx([analytic, analytic], rel=1e-7)
     assert not result.censored.any()
@@ -64,13 +65,13 @@ def test_filter_normalised_directions_respect_filters_and_masks():
     mask = torch.zeros(3, 4, dtype=torch.bool)
     mask[:, :2] = True
     sub = parameter_subspace(model, masks={"0.weight": mask})
-    d = sub.unflatten(filter_normalized_direction(sub, generator=torch.Generator().manual_seed(0)))["0.weight"]
+    d = sub.unflatten(filter_normalized_direction(sub, seed=0))["0.weight"]
     assert (d[:, 2:] == 0).all()
     assert torch.allclose(d.norm(dim=1), model[0].weight.detach().norm(dim=1))
     with pytest.raises(ValueError, match="every filter-normalised direction in this subspace is zero"):
-        filter_normalized_direction(parameter_subspace(model, params=["0.bias"]), generator=torch.Generator())
+        filter_normalized_direction(parameter_subspace(model, params=["0.bias"]))
     biases = parameter_subspace(model, params=["0.bias"])
-    d = filter_normalized_direction(biases, generator=torch.Generator(), ignore_biases=False)
+    d = filter_normalized_direction(biases, ignore_biases=False)
     assert float(d.norm()) == pytest.approx(float(model[0].bias.detach().norm()), rel=1e-6)
 
 
@@ -101,8 +102,8 @@ def test_epsilon_sharpness_in_a_subspace_only_moves_it():
 def test_one_dimensional_surface_of_a_bowl_is_a_parabola_through_the_model():
     X = torch.randn(12, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     model = nn.Linear(3, 1).double()
-    surface = loss_surface(model, nn.MSELoss(), [(X, model(X).detach())], dims=1, span=0.5, num_points=5, seed=3)
-    d = filter_normalized_direction(parameter_subspace(model), generator=torch.Generator().manual_seed(3))
+    surface = loss_surface(model, nn.MSELoss(), [(X, model(X).detach())], dims=1, span=0.5, grid_points=5, seed=3)
+    d = filter_normalized_direction(parameter_subspace(model), seed=3)
     expected = 0.5 * surface.axes[0] ** 2 * float(2 * (X @ d[:3] + d[3]).square().mean())
     assert torch.allclose(surface.loss, expected, atol=1e-12)
 
@@ -111,8 +112,8 @@ def test_two_dimensional_surface_has_the_model_at_its_centre():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
     batches = [(torch.randn(16, 4), torch.randint(0, 3, (16,)))]
-    surface = loss_surface(model, nn.CrossEntropyLoss(), batches, dims=2, num_points=3)
-    centre = evaluate(model, batches)
+    surface = loss_surface(model, nn.CrossEntropyLoss(), batches, dims=2, grid_points=3)
+    centre = evaluate(model, None, batches)
     assert surface.loss.shape == surface.accuracy.shape == (3, 3)
     assert float(surface.loss[1, 1]) == pytest.approx(centre.loss, rel=1e-6)
     assert float(surface.accuracy[1, 1]) == centre.accuracy
@@ -123,7 +124,7 @@ def test_two_dimensional_surface_has_the_model_at_its_centre():
     [
         (lambda m, b: basin_width(m, nn.MSELoss(), b, threshold=0), "threshold must be a positive number, got 0"),
         (lambda m, b: basin_width(m, nn.MSELoss(), b, mode="percent"), "mode must be 'absolute' or 'relative', got 'percent'"),
-        (lambda m, b: basin_width(m, nn.MSELoss(), b, num_points=1), "num_points must be an int >= 2"),
+        (lambda m, b: basin_width(m, nn.MSELoss(), b, grid_points=1), "grid_points must be an int >= 2"),
         (lambda m, b: basin_width(m, nn.MSELoss(), []), "batches is empty"),
         (lambda m, b: epsilon_sharpness(m, nn.MSELoss(), b, epsilon=-1.0), "epsilon must be a positive number, got -1.0"),
         (lambda m, b: loss_surface(m, nn.MSELoss(), b, dims=3), "dims must be 1 \\(a line\\) or 2 \\(a square grid\\), got 3"),

@@ -43,7 +43,7 @@ def test_exact_full_data_average_with_unequal_batches():
     expected_loss = float(nn.functional.cross_entropy(logits, y))
     expected_acc = float((logits.argmax(1) == y).double().mean())
     model.train()
-    result = evaluate(model, _split(x, y, [7, 30, 13]))
+    result = evaluate(model, None, _split(x, y, [7, 30, 13]))
     assert result == Evaluation(loss=pytest.approx(expected_loss, abs=1e-12), accuracy=expected_acc, count=50)
 
 
@@ -53,8 +53,8 @@ def test_params_override_without_mutating_the_model():
     batches = _split(x.double(), y, [25, 25])
     before = {name: p.clone() for name, p in model.named_parameters()}
     model.train()
-    at_other = evaluate(model, batches, params=param_dict(other))
-    assert at_other.loss == pytest.approx(evaluate(other, batches).loss, abs=1e-12)
+    at_other = evaluate(model, None, batches, params=param_dict(other))
+    assert at_other.loss == pytest.approx(evaluate(other, None, batches).loss, abs=1e-12)
     assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())
     assert all(module.training for module in model.modules()), "train/eval flags must be restored"
 
@@ -79,7 +79,7 @@ def test_stack_unstack_flatten_round_trip():
 
 def test_loss_with_sum_reduction_is_refused():
     with pytest.raises(ValueError, match=r"reduction='mean'\), got reduction='sum'"):
-        evaluate(_cnn(), _split(*_data(), [50]), loss_fn=nn.CrossEntropyLoss(reduction="sum"))
+        evaluate(_cnn(), nn.CrossEntropyLoss(reduction="sum"), _split(*_data(), [50]))
 
 
 def _bn_model() -> nn.Module:
@@ -111,7 +111,7 @@ def test_recalibrated_statistics_change_the_evaluation():
     x = (5.0 + 3.0 * torch.randn(40, 5, generator=generator)).double()
     y = torch.randint(0, 3, (40,), generator=generator)
     batches = _split(x, y, [20, 20])
-    stale = evaluate(model, batches)
-    fresh = evaluate(model, batches, buffers=recalibrate_batchnorm(model, batches))
+    stale = evaluate(model, None, batches)
+    fresh = evaluate(model, None, batches, buffers=recalibrate_batchnorm(model, batches))
     assert abs(stale.loss - fresh.loss) > 1e-3
     assert set(buffer_dict(model)) == set(recalibrate_batchnorm(model, batches))

@@ -17,7 +17,7 @@ def test_known_answer_linear_regression_float64():
     ys = torch.randn(7, 1, generator=g, dtype=torch.float64)
     model = nn.Linear(5, 1, bias=False).double()
     nn.init.zeros_(model.weight)
-    result = gradient_cosines(model, [(xs[i:i + 1], ys[i:i + 1]) for i in range(7)], loss_fn=nn.MSELoss())
+    result = gradient_cosines(model, nn.MSELoss(), [(xs[i:i + 1], ys[i:i + 1]) for i in range(7)])
     unit = xs / xs.norm(dim=1, keepdim=True)
     expected = torch.sign(ys @ ys.T) * (unit @ unit.T)
     i, j = result.pairs.T
@@ -55,8 +55,8 @@ def test_vmap_and_loop_agree_with_autograd_and_leave_the_model_alone(chunk_size)
     model = _bn_net().eval()
     state = {k: v.clone() for k, v in model.state_dict().items()}
     batches = _batches(5)
-    vectorized = gradient_cosines(model, batches, chunk_size=chunk_size)
-    looped = gradient_cosines(model, batches, vectorize=False)
+    vectorized = gradient_cosines(model, None, batches, chunk_size=chunk_size)
+    looped = gradient_cosines(model, None, batches, vectorize=False)
     assert vectorized.vectorized and not looped.vectorized
     reference = _reference(model, batches)
     torch.testing.assert_close(vectorized.cosines, reference, atol=1e-10, rtol=0)
@@ -69,18 +69,19 @@ def test_vmap_and_loop_agree_with_autograd_and_leave_the_model_alone(chunk_size)
 def test_unequal_batches_fall_back_to_the_loop_and_eval_mode_differs():
     model = _bn_net()
     batches = _batches(3) + _batches(1, size=4)
-    train = gradient_cosines(model, batches)
+    train = gradient_cosines(model, None, batches)
     assert not train.vectorized and train.num_batches == 4
-    assert not torch.allclose(train.cosines, gradient_cosines(model, batches, mode="eval").cosines)
+    assert not torch.allclose(train.cosines, gradient_cosines(model, None, batches, mode="eval").cosines)
 
 
-def test_sampling_uses_the_generator():
+def test_sampling_is_seeded():
     model, batches = _bn_net(), _batches(6)
-    a = gradient_cosines(model, batches, num_batches=3, generator=torch.Generator().manual_seed(5))
-    b = gradient_cosines(model, batches, num_batches=3, generator=torch.Generator().manual_seed(5))
+    a = gradient_cosines(model, None, batches, num_batches=3, seed=5)
+    b = gradient_cosines(model, None, batches, num_batches=3, seed=5)
     assert a.batch_indices == b.batch_indices and len(a.batch_indices) == 3 and len(a.cosines) == 3
     torch.testing.assert_close(a.cosines, b.cosines)
-    full = gradient_cosines(model, batches)
+    assert any(gradient_cosines(model, None, batches, num_batches=3, seed=s).batch_indices != a.batch_indices for s in range(6))
+    full = gradient_cosines(model, None, batches)
     lookup = {tuple(p): c for p, c in zip(full.pairs.tolist(), full.cosines.tolist())}
     for (i, j), c in zip(a.pairs.tolist(), a.cosines.tolist()):
         assert c == pytest.approx(lookup[(a.batch_indices[i], a.batch_indices[j])], abs=1e-12)
@@ -94,14 +95,12 @@ def test_zero_gradient_counts_as_orthogonal():
 def test_bad_input():
     model, batches = _bn_net(), _batches(3)
     with pytest.raises(ValueError, match=r"need at least 2 batches to form a pair, got 1; pass more"):
-        gradient_cosines(model, batches[:1])
+        gradient_cosines(model, None, batches[:1])
     with pytest.raises(ValueError, match=r"num_batches must be at least 2 to form a pair, got 1"):
-        gradient_cosines(model, batches, num_batches=1, generator=torch.Generator())
-    with pytest.raises(ValueError, match=r"needs an explicit generator=torch.Generator\(\).manual_seed"):
-        gradient_cosines(model, batches, num_batches=2)
+        gradient_cosines(model, None, batches, num_batches=1)
     with pytest.raises(ValueError, match=r"mode must be 'train' or 'eval', got 'test'"):
-        gradient_cosines(model, batches, mode="test")
+        gradient_cosines(model, None, batches, mode="test")
     with pytest.raises(ValueError, match=r"Sequential has no trainable parameters, so no gradients to compare"):
-        gradient_cosines(_bn_net().requires_grad_(False), batches)
+        gradient_cosines(_bn_net().requires_grad_(False), None, batches)
     with pytest.raises(ValueError, match=r"reduction='mean'\), got reduction='sum'"):
-        gradient_cosines(model, batches, loss_fn=nn.CrossEntropyLoss(reduction="sum"))
+        gradient_cosines(model, nn.CrossEntropyLoss(reduction="sum"), batches)

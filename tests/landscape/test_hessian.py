@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from landscape import HessianOperator, hessian_eigenvalues, parameter_subspace
+from landscape import HessianOperator, LinearOperator, MatrixOperator, hessian_eigenvalues, parameter_subspace
 
 
 def least_squares(n: int = 40, d: int = 5, seed: int = 0):
@@ -132,6 +132,18 @@ def test_scipy_export_finds_the_top_eigenvalue():
     op = HessianOperator(model, nn.MSELoss(), [(X, y)]).to_scipy()
     top = scipy.sparse.linalg.eigsh(op, k=1, which="LA", return_eigenvectors=False)[0]
     assert top == pytest.approx(np.linalg.eigvalsh(H.numpy())[-1], rel=1e-10)
+
+
+def test_both_operators_satisfy_the_linear_operator_protocol():
+    model, X, y, H = least_squares()
+    for op in (HessianOperator(model, nn.MSELoss(), [(X, y)]), MatrixOperator(H)):
+        assert isinstance(op, LinearOperator) and op.shape == (op.size, op.size) == tuple(H.shape)
+        scipy_op = op.to_scipy()
+        assert isinstance(scipy_op, scipy.sparse.linalg.LinearOperator) and scipy_op.shape == op.shape
+        np.testing.assert_allclose(scipy_op @ np.ones(op.size), (H @ torch.ones(op.size, dtype=H.dtype)).numpy(), rtol=1e-10)
+        rows = torch.eye(op.size, dtype=H.dtype)[:2]
+        assert torch.allclose(op.matmat(rows), rows @ H, atol=1e-10)
+    assert not isinstance(H, LinearOperator)
 
 
 def test_hessian_eigenvalues_of_least_squares_match_numpy():

@@ -71,7 +71,7 @@ def test_trace_agrees_with_pyhessian_within_standard_errors(problem):
     torch.manual_seed(0)
     theirs = _pyhessian(model, batches).trace(maxIter=60, tol=1e-9)
     operator = HessianOperator(model, nn.CrossEntropyLoss(), batches)
-    ours = hutchinson(operator, num_probes=60)
+    ours = hutchinson(operator, num_matvecs=60)
     truth = float(np.trace(exact))
     assert abs(np.mean(theirs) - truth) < 5 * spread / math.sqrt(len(theirs))
     assert abs(ours.estimate - truth) < 5 * ours.stderr
@@ -90,7 +90,7 @@ def test_density_agrees_with_pyhessian(problem, monkeypatch):
     monkeypatch.setattr(torch, "eig", eig, raising=False)
     torch.manual_seed(0)
     their_nodes, their_weights = _pyhessian(model, batches).density(iter=40, n_v=1)
-    ours = slq(HessianOperator(model, nn.CrossEntropyLoss(), batches), num_probes=1, num_steps=40)
+    ours = slq(HessianOperator(model, nn.CrossEntropyLoss(), batches), num_probes=1, max_iter=40)
     n = exact.shape[0]
     spread = math.sqrt(2 * (np.square(exact).sum() - np.square(np.diag(exact)).sum())) / n
     for nodes, weights in ((np.array(their_nodes[0]), np.array(their_weights[0])), (ours.nodes[0].numpy(), ours.weights[0].numpy())):

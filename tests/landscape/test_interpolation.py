@@ -49,30 +49,30 @@ def pair():
 @pytest.mark.parametrize("method", ["linear", "output", "string"])
 def test_endpoints_of_every_method_are_the_endpoint_models(pair, method):
     model_a, model_b, train, test = pair
-    result = interpolate(model_a, model_b, train, ALPHAS, method, test_batches=test, string=StringConfig(steps=3))
+    result = interpolate(model_a, model_b, None, train, alphas=ALPHAS, method=method, test_batches=test, string=StringConfig(steps=3))
     for index, model in ((0, model_a), (-1, model_b)):
-        own_train, own_test = evaluate(model, train), evaluate(model, test)
+        own_train, own_test = evaluate(model, None, train), evaluate(model, None, test)
         assert result.train_loss[index] == pytest.approx(own_train.loss, abs=1e-5)
         assert result.test_loss[index] == pytest.approx(own_test.loss, abs=1e-5)
         assert result.train_acc[index] == own_train.accuracy and result.test_acc[index] == own_test.accuracy
-    assert result.endpoints["train_a"].loss == pytest.approx(evaluate(model_a, train).loss, abs=1e-5)
+    assert result.endpoints["train_a"].loss == pytest.approx(evaluate(model_a, None, train).loss, abs=1e-5)
     assert list(result.curves())[:5] == ["alpha", "train_loss", "train_acc", "test_loss", "test_acc"]
 
 
 @pytest.mark.parametrize("method", ["linear", "output"])
 def test_path_between_identical_models_is_flat(pair, method):
     model, _, train, test = pair
-    result = interpolate(model, model, train, ALPHAS, method, test_batches=test)
+    result = interpolate(model, model, None, train, alphas=ALPHAS, method=method, test_batches=test)
     assert np.ptp(result.train_loss) < 1e-6 and np.ptp(result.test_acc) == 0
     assert result.metrics.barrier == pytest.approx(0.0, abs=1e-6)
 
 
 def test_linear_point_is_the_weight_average_and_may_extrapolate(pair):
     model_a, model_b, train, _ = pair
-    result = interpolate(model_a, model_b, train, [-0.5, 0.3, 1.5], "linear")
+    result = interpolate(model_a, model_b, None, train, alphas=[-0.5, 0.3, 1.5], method="linear")
     a, b = param_dict(model_a), param_dict(model_b)
     for alpha, loss in zip([-0.5, 0.3, 1.5], result.train_loss):
-        expected = evaluate(model_a, train, params={n: (1 - alpha) * a[n] + alpha * b[n] for n in a}).loss
+        expected = evaluate(model_a, None, train, params={n: (1 - alpha) * a[n] + alpha * b[n] for n in a}).loss
         assert loss == pytest.approx(expected, abs=1e-5)
     distance = math.sqrt(sum(float((a[n] - b[n]).pow(2).sum()) for n in a))
     assert result.metrics.length == pytest.approx(2.0 * distance, rel=1e-6)
@@ -82,7 +82,7 @@ def test_linear_point_is_the_weight_average_and_may_extrapolate(pair):
 def test_output_averaging_is_the_mixture(pair, mode):
     model_a, model_b, train, test = pair
     alpha = 0.3
-    result = interpolate(model_a, model_b, train, [alpha], "output", test_batches=test, output_mode=mode)
+    result = interpolate(model_a, model_b, None, train, alphas=[alpha], method="output", test_batches=test, output_mode=mode)
     x, y = torch.cat([b[0] for b in test]), torch.cat([b[1] for b in test])
     with torch.no_grad():
         fa, fb = model_a(x).double(), model_b(x).double()
@@ -101,8 +101,8 @@ def test_output_averaging_is_the_mixture(pair, mode):
 def test_string_lowers_the_barrier_of_a_trained_pair(pair):
     model_a, model_b, train, test = pair
     alphas = np.linspace(0, 1, 11)
-    linear = interpolate(model_a, model_b, train, alphas, "linear", test_batches=test)
-    string = interpolate(model_a, model_b, train, alphas, "string", test_batches=test, string=StringConfig(stiffness=0.1))
+    linear = interpolate(model_a, model_b, None, train, alphas=alphas, method="linear", test_batches=test)
+    string = interpolate(model_a, model_b, None, train, alphas=alphas, method="string", test_batches=test, string=StringConfig(stiffness=0.1))
     assert linear.metrics.barrier > 0.05
     assert string.train_loss.max() <= linear.train_loss.max()
     assert string.metrics.barrier < linear.metrics.barrier
@@ -112,7 +112,7 @@ def test_string_lowers_the_barrier_of_a_trained_pair(pair):
 
 def test_metrics_follow_their_definitions(pair):
     model_a, model_b, train, test = pair
-    result = interpolate(model_a, model_b, train, np.linspace(0, 1, 6), "linear", test_batches=test)
+    result = interpolate(model_a, model_b, None, train, alphas=np.linspace(0, 1, 6), method="linear", test_batches=test)
     chord = (1 - result.alpha) * result.train_loss[0] + result.alpha * result.train_loss[-1]
     assert result.metrics.barrier == pytest.approx(float((result.train_loss - chord).max()))
     top = int(np.argmax(result.test_acc))
@@ -125,7 +125,7 @@ def test_metrics_follow_their_definitions(pair):
 def test_cnn_and_its_own_embeddings_are_one_point(pair):
     model, _, train, _ = pair
     for embedded in (to_efcn(model), to_elcn(model)):
-        result = interpolate(model, embedded, train, ALPHAS, "linear")
+        result = interpolate(model, embedded, None, train, alphas=ALPHAS, method="linear")
         assert result.spaces == {"a": "cnn", "b": embedded.space, "common": embedded.space}
         assert result.metrics.length == pytest.approx(0.0, abs=1e-6)
         assert np.ptp(result.train_loss) < 1e-5
@@ -137,32 +137,32 @@ def test_cnn_to_a_perturbed_efcn_uses_the_efcn_space(pair):
     with torch.no_grad():
         for p in efcn.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(0)))
-    result = interpolate(efcn, model, train, ALPHAS, "linear")
+    result = interpolate(efcn, model, None, train, alphas=ALPHAS, method="linear")
     assert result.spaces["common"] == "efcn" and result.metrics.length > 0
-    assert result.train_loss[-1] == pytest.approx(evaluate(model, train).loss, abs=1e-5)
+    assert result.train_loss[-1] == pytest.approx(evaluate(model, None, train).loss, abs=1e-5)
 
 
 def test_unrelated_architectures_are_refused(pair):
     model, _, train, _ = pair
     other = build_model("vanilla1d", channels=8, num_classes=3)
     with pytest.raises(ValueError, match=r"cannot interpolate between unrelated architectures: model A is vanilla1d\(.*channels\": 4"):
-        interpolate(model, other, train, ALPHAS)
+        interpolate(model, other, None, train, alphas=ALPHAS)
     plain_a, plain_b = nn.Linear(40, 3), nn.Sequential(nn.Flatten(), nn.Linear(40, 3))
     with pytest.raises(ValueError, match=r"parameters only in A: \['bias', 'weight'\]"):
-        interpolate(plain_a, plain_b, [(torch.zeros(2, 40), torch.zeros(2, dtype=torch.long))], ALPHAS)
+        interpolate(plain_a, plain_b, None, [(torch.zeros(2, 40), torch.zeros(2, dtype=torch.long))], alphas=ALPHAS)
 
 
 @pytest.mark.parametrize("method", ["output", "string"])
 def test_alphas_outside_the_unit_interval_only_for_linear(pair, method):
     model_a, model_b, train, _ = pair
     with pytest.raises(ValueError, match=rf"alphas for method '{method}' must lie in \[0, 1\] .* min -0.5, max 1"):
-        interpolate(model_a, model_b, train, [-0.5, 1.0], method)
+        interpolate(model_a, model_b, None, train, alphas=[-0.5, 1.0], method=method)
 
 
 def test_unknown_method_is_refused(pair):
     model_a, model_b, train, _ = pair
     with pytest.raises(ValueError, match=r"method must be one of 'linear', 'output', 'string', got 'cubic'"):
-        interpolate(model_a, model_b, train, ALPHAS, "cubic")
+        interpolate(model_a, model_b, None, train, alphas=ALPHAS, method="cubic")
 
 
 def _bn_pair():
@@ -184,16 +184,16 @@ def _bn_pair():
 
 def test_batchnorm_recalibration_is_on_by_default_and_changes_the_path():
     model_a, model_b, batches = _bn_pair()
-    fresh = interpolate(model_a, model_b, batches, ALPHAS, "linear")
-    stale = interpolate(model_a, model_b, batches, ALPHAS, "linear", bn_recalibrate=False)
+    fresh = interpolate(model_a, model_b, None, batches, alphas=ALPHAS, method="linear")
+    stale = interpolate(model_a, model_b, None, batches, alphas=ALPHAS, method="linear", bn_recalibrate=False)
     assert fresh.bn_recalibrated and not stale.bn_recalibrated
     assert abs(fresh.train_loss[3] - stale.train_loss[3]) > 1e-2
     # Off, the endpoints keep their own statistics; on, they are recalibrated like every point.
-    assert stale.train_loss[0] == pytest.approx(evaluate(model_a, batches).loss, abs=1e-6)
+    assert stale.train_loss[0] == pytest.approx(evaluate(model_a, None, batches).loss, abs=1e-6)
     assert fresh.endpoints["train_a"].loss == pytest.approx(fresh.train_loss[0], abs=1e-6)
 
 
 def test_string_runs_on_batchnorm_models():
     model_a, model_b, batches = _bn_pair()
-    result = interpolate(model_a, model_b, batches, ALPHAS, "string", string=StringConfig(steps=4, batching="vmap"))
+    result = interpolate(model_a, model_b, None, batches, alphas=ALPHAS, method="string", string=StringConfig(steps=4, batching="vmap"))
     assert np.isfinite(result.train_loss).all() and result.string.batching == "vmap"

@@ -80,5 +80,5 @@ def test_bad_input_gives_a_clear_error(kwargs, message):
 
 
 def test_not_an_operator_is_refused():
-    with pytest.raises(ValueError, match="expected a linear operator .* got list"):
+    with pytest.raises(ValueError, match="expected a landscape.LinearOperator .* got list"):
         lanczos([[1.0]], k=1)

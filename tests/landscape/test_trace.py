@@ -18,13 +18,13 @@ def low_rank_plus_noise(n: int = 200, rank: int = 5, seed: int = 0) -> torch.Ten
 
 
 def test_hutchinson_is_exact_on_diagonal_matrices():
-    result = hutchinson(torch.diag(torch.arange(1.0, 6.0, dtype=torch.float64)), num_probes=3)
+    result = hutchinson(torch.diag(torch.arange(1.0, 6.0, dtype=torch.float64)), num_matvecs=3)
     assert result.estimate == 15.0 and result.stderr == 0.0 and result.num_matvecs == 3
 
 
 def test_hutchinson_is_unbiased_within_its_standard_error():
     A = low_rank_plus_noise()
-    result = hutchinson(A, num_probes=200, seed=1)
+    result = hutchinson(A, num_matvecs=200, seed=1)
     assert abs(result.estimate - float(A.trace())) < 4 * result.stderr
     assert result.samples.shape == (200,) and result.method == "hutchinson"
 
@@ -34,7 +34,7 @@ def test_hutch_plus_plus_is_exact_with_a_full_sketch_and_beats_hutchinson_on_low
     assert hutch_plus_plus(A[:20, :20], num_matvecs=60).estimate == pytest.approx(float(A[:20, :20].trace()), rel=1e-12)
     exact = float(A.trace())
     errors_pp = [abs(hutch_plus_plus(A, num_matvecs=30, seed=s).estimate - exact) for s in range(5)]
-    errors_h = [abs(hutchinson(A, num_probes=30, seed=s).estimate - exact) for s in range(5)]
+    errors_h = [abs(hutchinson(A, num_matvecs=30, seed=s).estimate - exact) for s in range(5)]
     assert sum(errors_pp) < sum(errors_h) / 5
 
 
@@ -45,14 +45,14 @@ def test_hessian_trace_of_least_squares_is_the_closed_form():
     exact = 2 * (float(X.square().sum()) + 30) / 30  # tr(2 [X 1]^T [X 1] / n)
     batches = [(X[:10], y[:10]), (X[10:], y[10:])]
     assert hessian_trace(model, nn.MSELoss(), batches, method="hutch++", num_matvecs=15) == pytest.approx(exact, rel=1e-12)
-    estimate = hutchinson(HessianOperator(model, nn.MSELoss(), batches), num_probes=400)
+    estimate = hutchinson(HessianOperator(model, nn.MSELoss(), batches), num_matvecs=400)
     assert abs(estimate.estimate - exact) < 4 * estimate.stderr
 
 
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: hutchinson(torch.eye(3), num_probes=0), "num_probes must be a positive integer, got 0"),
+        (lambda: hutchinson(torch.eye(3), num_matvecs=0), "num_matvecs must be a positive integer, got 0"),
         (lambda: hutch_plus_plus(torch.eye(3), num_matvecs=2), "Hutch\\+\\+ needs num_matvecs >= 3"),
         (
             lambda: hessian_trace(nn.Linear(2, 1), nn.MSELoss(), [(torch.zeros(1, 2), torch.zeros(1, 1))], method="exact"),
