@@ -1,5 +1,10 @@
-"""Command-line entry points (``python -m runners.X``), the data sets and the one training loop."""
+"""Command-line entry points (``python -m runners.X``): thin CLIs over three private subpackages.
 
-from runners.data import Dataset, load_data
-# The loop itself is runners.training.train: the name runners.train is the CLI module.
-from runners.training import EpochRecord, TrainConfig, TrainResult, evaluate
+``runners._engine`` trains (data sets, the one training loop, runs, pool, file layout), ``runners._figures``
+draws, ``runners._bench`` times. The data sets and the training loop's types are re-exported here.
+"""
+
+# The loop itself is runners._engine.train: the name runners.train is the CLI module.
+from runners._engine import Dataset, EpochRecord, TrainConfig, TrainResult, load_data
+
+__all__ = ["Dataset", "load_data", "TrainConfig", "EpochRecord", "TrainResult"]

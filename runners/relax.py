@@ -26,91 +26,30 @@ shards' CNNs agree.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import os
 import time
-from collections.abc import Sequence
+
+import h5py
 
 from embeddings import MemoryBudgetError
 from results import read_attrs
-from runners._relax_cli import add_training_arguments, context_from_args, fail, int_list, open_experiment, preflight
-from runners._relax_jobs import RunSpec
-from runners._relax_pool import default_threads, run_all
-from runners.cli import add_common_arguments
-
-SPACES = ("efcn", "elcn")
-
-
-def default_switch_times(epochs: int) -> tuple[int, ...]:
-    """0, the powers of two below ``epochs``, and ``epochs`` itself (the paper's log-spaced t_w).
-
-    Example:
-        >>> default_switch_times(60)
-        (0, 1, 2, 4, 8, 16, 32, 60)
-    """
-    return tuple(sorted({0, epochs, *(2**k for k in range(max(epochs, 1).bit_length()) if 2**k < epochs)}))
-
-
-def protocol(
-    *, epochs: int, relax_epochs: int, t_w: Sequence[int], spaces: Sequence[str], tw1: Sequence[int], tw2: Sequence[int]
-) -> list[RunSpec]:
-    """The runs of the protocol and what each starts from.
-
-    Example:
-        >>> [s.name for s in protocol(epochs=4, relax_epochs=2, t_w=(0, 4), spaces=("efcn",), tw1=(1,), tw2=(2,))]
-        ['cnn', 'fcn', 'efcn_tw0', 'efcn_tw4', 'elcn_tw1', 'efcn_tw1_1_tw2_2']
-    """
-    elcn_starts = sorted(set(tw1) | (set(t_w) if "elcn" in spaces else set()))
-    runs = [
-        RunSpec("cnn", "cnn", epochs, snapshots=tuple(sorted(set(t_w) | set(tw1)))),
-        RunSpec("fcn", "fcn", epochs),
-    ]
-    if "efcn" in spaces:
-        runs += [RunSpec(f"efcn_tw{t}", "efcn", relax_epochs, "cnn", t, attrs={"t_w": t}) for t in t_w]
-    runs += [
-        RunSpec(f"elcn_tw{t}", "elcn", relax_epochs, "cnn", t, snapshots=tuple(tw2) if t in tw1 else (), attrs={"t_w": t})
-        for t in elcn_starts
-    ]
-    runs += [
-        RunSpec(f"efcn_tw1_{a}_tw2_{b}", "efcn", relax_epochs, f"elcn_tw{a}", b, attrs={"tw1": a, "tw2": b})
-        for a in tw1 for b in tw2
-    ]
-    return runs
-
-
-def shard_runs(specs: Sequence[RunSpec], index: int, count: int) -> list[RunSpec]:
-    """The runs shard ``index`` of ``count`` trains: the CNN, and every ``count``-th branch that starts from it.
-
-    A branch is a run started from the CNN or from scratch (FCN, eFCN and eLCN at each t_w) together with
-    the runs started from it (the hierarchical eFCNs of an eLCN), so no shard waits for another.
-
-    Example:
-        >>> specs = protocol(epochs=4, relax_epochs=2, t_w=(0, 4), spaces=("efcn",), tw1=(1,), tw2=(2,))
-        >>> [[s.name for s in shard_runs(specs, i, 2)] for i in (0, 1)]
-        [['cnn', 'fcn', 'efcn_tw4'], ['cnn', 'efcn_tw0', 'elcn_tw1', 'efcn_tw1_1_tw2_2']]
-    """
-    roots = [s.name for s in specs if s.name != "cnn" and s.parent in ("", "cnn")]
-    mine = {name for k, name in enumerate(roots) if k % count == index} | {"cnn"}
-    by_name = {s.name: s for s in specs}
-
-    def branch(spec: RunSpec) -> str:
-        while spec.parent not in ("", "cnn"):
-            spec = by_name[spec.parent]
-        return spec.name
-
-    return [s for s in specs if s.name == "cnn" or branch(s) in mine]
-
-
-def shard_arg(text: str) -> tuple[int, int]:
-    """Parse ``"i/n"`` (0 <= i < n) for argparse."""
-    try:
-        index, count = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected i/n with integers, e.g. 0/4, got {text!r}") from None
-    if not 0 <= index < count:
-        raise argparse.ArgumentTypeError(f"expected i/n with 0 <= i < n, e.g. 0/4, got {text!r}")
-    return index, count
+from runners._engine import (
+    SPACES,
+    add_training_arguments,
+    context_from_args,
+    default_switch_times,
+    default_threads,
+    int_list,
+    open_experiment,
+    preflight,
+    protocol,
+    run_all,
+    shard_arg,
+    shard_folder,
+    shard_runs,
+)
+from runners.cli import add_common_arguments, fail
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,12 +91,12 @@ def _validate(args: argparse.Namespace) -> None:
         raise fail(f"--jobs and --relax-epochs must be at least 1, got {args.jobs} and {args.relax_epochs}")
 
 
-def _summary(store) -> str:
+def _summary(runs: h5py.Group) -> str:
     """One line per run: final and best test accuracy, delta, masked accuracies, seconds, peak memory."""
     columns = ("final_test_acc", "best_test_acc", "final_delta", "local_only_acc", "offlocal_only_acc")
     lines = [f"{'run':<20}{'space':<6}{'final':>7}{'best':>7}{'delta':>7}{'local':>7}{'offloc':>7}{'sec':>7}{'cpu s':>7}{'MiB':>7}"]
-    for name in sorted(store["runs"], key=lambda n: (n not in ("cnn", "fcn"), n.count("_"), len(n), n)):
-        attrs = read_attrs(store["runs"][name])
+    for name in sorted(runs, key=lambda n: (n not in ("cnn", "fcn"), n.count("_"), len(n), n)):
+        attrs = read_attrs(runs[name])
         cells = "".join(f"{attrs.get(key, math.nan):>7.3f}" for key in columns)
         cells += "".join(f"{attrs.get(key, math.nan):>7.0f}" for key in ("seconds", "cpu_seconds"))
         cells += f"{attrs.get('peak_memory_bytes', math.nan) / 2**20:>7.0f}"  # GPU: peak allocated; CPU: process peak RSS
@@ -168,23 +107,22 @@ def _summary(store) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _validate(args)
-    context = context_from_args(args)
     specs = protocol(epochs=args.epochs, relax_epochs=args.relax_epochs, t_w=args.t_w, spaces=args.space,
                      tw1=args.tw1, tw2=args.tw2)
     if args.shard is not None:
         specs = shard_runs(specs, *args.shard)
-        args.out = os.path.join(args.out, "shard-{}-of-{}".format(*args.shard))
-        context = dataclasses.replace(context, out=args.out)
+        args.out = os.path.join(args.out, shard_folder(*args.shard))
+    context = context_from_args(args)
     preflight(context, embeds="efcn")  # the FCN baseline is eFCN-sized whatever --space says
+    path = os.path.join(args.out, "results.h5")
     started = time.perf_counter()
-    with open_experiment(args, "runners.relax", argv) as store:
+    with open_experiment(args, tool="runners.relax", path=path, name="runs", runs=[s.name for s in specs], argv=argv) as result:
         try:
-            run_all(specs, context, store, jobs=args.jobs, threads=args.threads or default_threads(args.jobs))
+            run_all(specs, context, result.group, jobs=args.jobs, threads=args.threads or default_threads(args.jobs))
         except (ValueError, FileNotFoundError, MemoryBudgetError) as err:
             raise fail(str(err).splitlines()[0]) from None
-        store.attrs["total_seconds"] = store.attrs.get("total_seconds", 0.0) + time.perf_counter() - started
-        print(_summary(store))
-    print(f"results: {os.path.join(args.out, 'results.h5')} ({time.perf_counter() - started:.0f} s)")
+        print(_summary(result.group))
+    print(f"results: {path} ({time.perf_counter() - started:.0f} s)")
     return 0
 
 

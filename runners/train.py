@@ -6,8 +6,9 @@
 The model starts from a fresh initialisation of ``--arch`` (``--space elcn/efcn``: the CNN's init
 embedded; ``fcn``: the eFCN architecture with a standard random init) or from the checkpoint
 ``--init``, embedded into ``--space``. Outputs in ``--out``: ``results.h5`` (the run's group
-``/runs/<name>``, schema in results/README.md), ``checkpoints/<name>/epoch_<k>.pt`` for every
-``--save-at`` epoch and ``checkpoints/<name>/final.pt``.
+``/runs/<name>``, a result of its own: other ``--name`` runs may share the file; schema in
+results/README.md), ``checkpoints/<name>/epoch_<k>.pt`` for every ``--save-at`` epoch and
+``checkpoints/<name>/final.pt``.
 """
 
 from __future__ import annotations
@@ -18,10 +19,16 @@ import os
 
 from embeddings import MemoryBudgetError
 from results import CheckpointError, read_attrs
-from runners._relax_cli import add_training_arguments, context_from_args, fail, int_list, open_experiment, preflight
-from runners._relax_jobs import RunSpec
-from runners._relax_pool import run_all
-from runners.cli import add_common_arguments
+from runners._engine import (
+    RunSpec,
+    add_training_arguments,
+    context_from_args,
+    int_list,
+    open_experiment,
+    preflight,
+    run_all,
+)
+from runners.cli import add_common_arguments, fail
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--space", choices=("cnn", "elcn", "efcn", "fcn"), default="cnn", help="space the model trains in (default: cnn)")
     parser.add_argument("--init", default=None, help="checkpoint to start from (embedded into --space); default: a fresh init")
     parser.add_argument("--save-at", type=int_list, default=(), help="epochs at which to save checkpoints, e.g. 0,4,16 (default: none; final.pt is always saved)")
-    parser.add_argument("--name", default=None, help="run name in the HDF5 file and checkpoint folder (default: --space)")
+    parser.add_argument("--name", default=None,
+                        help="run name in the HDF5 file and checkpoint folder (default: --space); "
+                             "several names share one --out without flags")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     return parser
 
@@ -50,17 +59,19 @@ def main(argv: list[str] | None = None) -> int:
         raise fail("--space fcn is a fresh random FCN; it cannot start from --init (use --space efcn to embed a checkpoint)")
     context = context_from_args(args)
     preflight(context, args.init, embeds={"fcn": "efcn", "cnn": None}.get(args.space, args.space))
-    spec = RunSpec(name, args.space, args.epochs, init=args.init or "", snapshots=args.save_at,
-                   attrs={"init": os.path.abspath(args.init)} if args.init else {})
-    with open_experiment(args, "runners.train", argv) as store:
+    path = os.path.join(args.out, "results.h5")
+    # Stored relative to the result file's folder (--out), like every path in the file.
+    init = {"init": os.path.relpath(os.path.abspath(args.init), os.path.abspath(args.out))} if args.init else {}
+    spec = RunSpec(name, args.space, args.epochs, init=args.init or "", snapshots=args.save_at, attrs=init)
+    with open_experiment(args, tool="runners.train", path=path, name=f"runs/{name}", runs=[name], argv=argv) as result:
         try:
-            run_all([spec], context, store)
+            run_all([spec], context, result.group.parent)
         except (ValueError, FileNotFoundError, CheckpointError, MemoryBudgetError) as err:
             raise fail(str(err).splitlines()[0]) from None
-        attrs = read_attrs(store[f"runs/{name}"])
+        attrs = read_attrs(result.group)
     delta = "" if math.isnan(attrs["final_delta"]) else f", delta {attrs['final_delta']:.3f}"
     print(f"{name} ({args.space}): test accuracy {attrs['final_test_acc']:.4f}, train loss {attrs['final_train_loss']:.4g}"
-          f"{delta}; {attrs['seconds']:.1f} s; results in {os.path.join(args.out, 'results.h5')}")
+          f"{delta}; {attrs['seconds']:.1f} s; results in {path}")
     return 0
 
 

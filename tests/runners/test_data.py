@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from runners.data import load_data, random_crop_flip
+from runners._engine.data import load_data, random_crop_flip
 
 
 def test_mnist1d_is_generated_once_and_cached(tmp_path):

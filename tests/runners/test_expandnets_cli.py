@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 
 import h5py
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from embeddings import build_model, expand, product_l2
-from results import load_checkpoint
+from landscape import evaluate
+from results import load_checkpoint, read_curve
 from runners import expandnets
-from runners._expandnets_runs import penalised, squared_norms
-from runners.data import load_data
-from runners.training import HISTORY_COLUMNS, evaluate
+from runners._engine import HISTORY_COLUMNS, load_data, penalised, squared_norms, state_path
+from runners._engine import expandnets as engine_expandnets
 
 
 TINY = ["--data", "fake", "--n-train", "60", "--n-test", "30", "--batch-size", "20", "--epochs", "1",
@@ -55,7 +56,7 @@ def test_end_to_end_writes_histories_cosines_and_compressed_checkpoints(tmp_path
     assert summary["ck"]["compression_error"]["mean"] < 1e-5
     data = load_data("fake", n_train=60, n_test=30, seed=1)  # --seed also seeds the fake data
     with h5py.File(out / "expandnets.h5", "r") as f:
-        assert f.attrs["tool"] == "runners.expandnets"
+        assert f["runs"].attrs["tool"] == "runners.expandnets" and f["runs"].attrs["data"] == "fake"
         assert sorted(f["runs"]) == sorted(f"{name}_seed1" for name in summary)
         run = f["runs/ck_productl2_seed1"]
         assert set(run["history"]) == {*HISTORY_COLUMNS, "min_cosine", "mean_cosine", "l2_trained", "l2_compressed"}
@@ -67,7 +68,7 @@ def test_end_to_end_writes_histories_cosines_and_compressed_checkpoints(tmp_path
         assert compact_norms["l2_trained"][()].tolist() == compact_norms["l2_compressed"][()].tolist()
         model, meta = load_checkpoint(out / run.attrs["checkpoint"])
         assert meta["mode"] == "ck" and meta["l2"] == "product"
-        assert evaluate(model, data.batches("test", 100))[1] == pytest.approx(run.attrs["compressed_test_acc"])
+        assert evaluate(model, None, data.batches("test", 100)).accuracy == pytest.approx(run.attrs["compressed_test_acc"])
         assert run.attrs["compressed_test_acc"] == pytest.approx(run.attrs["final_test_acc"])
         # the two kinds of weight decay train differently
         assert run["history/l2_compressed"][1] != f["runs/ck_seed1/history/l2_compressed"][1]
@@ -83,7 +84,7 @@ def test_landscape_probes_of_the_compressed_net(tmp_path, capsys):
         assert run["surface_1d/alpha"][()].tolist() == [-1.0, 0.0, 1.0]
         model, _ = load_checkpoint(out / run.attrs["checkpoint"])
         x, y = load_data("fake", n_train=60, n_test=30).x_train[:40], load_data("fake", n_train=60, n_test=30).y_train[:40]
-        assert run["surface_1d/train_loss"][1] == pytest.approx(evaluate(model, [(x, y)])[0], rel=1e-5)
+        assert run["surface_1d/train_loss"][1] == pytest.approx(evaluate(model, None, [(x, y)]).loss, rel=1e-5)
 
 
 def test_resume_skips_finished_runs_and_refuses_to_overwrite(tmp_path, capsys):
@@ -97,10 +98,65 @@ def test_resume_skips_finished_runs_and_refuses_to_overwrite(tmp_path, capsys):
         f["runs/fc_seed1"].attrs["status"] = "running"  # as if killed during this run
         del f["runs/fc_seed1/history"]
     assert _run(capsys, "--out", str(out), "--modes", "compact,fc", "--repeats", "2", "--resume") == first
-    with pytest.raises(SystemExit, match=r"already exists; pass overwrite=True \(--overwrite\)"):
+    with pytest.raises(SystemExit, match=r"result 'runs' already exists in .*expandnets.h5; pass --resume"):
         expandnets.main([*TINY, "--out", str(out), "--modes", "compact,fc", "--repeats", "2"])
-    with pytest.raises(SystemExit, match=r"was written by another configuration"):
+    with pytest.raises(SystemExit, match=r"--resume with other options than result 'runs' .*\(changed: modes, repeats\)"):
         expandnets.main([*TINY, "--out", str(out), "--modes", "compact", "--resume"])
+
+
+class _Kill(Exception):
+    pass
+
+
+def test_resume_after_an_interruption_continues_the_unfinished_run(tmp_path, capsys, monkeypatch):
+    argv = ["--modes", "compact,fc", "--epochs", "3"]
+    real_train = engine_expandnets.train
+    resumed_from: dict[str, int] = {}
+
+    def killed_in_fc_at_epoch_2(model, data, *, on_epoch, desc, **kwargs):
+        def on_epoch_or_kill(record):
+            if desc == "fc_seed0" and record.epoch == 2:  # the state of epoch 1 is saved, epoch 2's is not
+                raise _Kill
+            on_epoch(record)
+
+        return real_train(model, data, on_epoch=on_epoch_or_kill, desc=desc, **kwargs)
+
+    def recorded(model, data, *, desc, **kwargs):
+        result = real_train(model, data, desc=desc, **kwargs)
+        resumed_from[desc] = result.resumed_from
+        return result
+
+    out = tmp_path / "killed"
+    monkeypatch.setattr(engine_expandnets, "train", killed_in_fc_at_epoch_2)
+    with pytest.raises(_Kill):
+        expandnets.main([*TINY, *argv, "--out", str(out)])
+    assert state_path(out, "fc_seed0").is_file() and state_path(out, "fc_seed0") == out / "state" / "fc_seed0.pt"
+    with h5py.File(out / "expandnets.h5", "r") as f:
+        assert f["runs/compact_seed0"].attrs["status"] == "done" and f["runs/fc_seed0"].attrs["status"] == "running"
+    monkeypatch.setattr(engine_expandnets, "train", recorded)
+    resumed = _run(capsys, *argv, "--out", str(out), "--resume")
+    assert resumed_from == {"fc_seed0": 1}  # the done run is not retrained; the other continues after epoch 1
+    assert not state_path(out, "fc_seed0").exists()
+    whole = _run(capsys, *argv, "--out", str(tmp_path / "whole"))
+    assert resumed == whole
+    with h5py.File(out / "expandnets.h5", "r") as f, h5py.File(tmp_path / "whole/expandnets.h5", "r") as g:
+        for run in ("compact_seed0", "fc_seed0"):
+            ours, theirs = read_curve(f[f"runs/{run}/history"]), read_curve(g[f"runs/{run}/history"])
+            assert ours["epoch"].tolist() == [0, 1, 2, 3]
+            for column, values in theirs.items():
+                np.testing.assert_array_equal(ours[column], values, err_msg=f"{run}/{column}")
+
+
+def test_overwrite_replaces_the_runs_and_only_their_files(tmp_path, capsys):
+    out = tmp_path / "xn"
+    _run(capsys, "--out", str(out), "--modes", "compact")
+    (out / "checkpoints/other").mkdir()
+    with h5py.File(out / "expandnets.h5", "a") as f:
+        f.create_group("kept").attrs["tool"] = "someone.else"
+    _run(capsys, "--out", str(out), "--modes", "fc", "--overwrite")
+    with h5py.File(out / "expandnets.h5", "r") as f:
+        assert sorted(f["runs"]) == ["fc_seed0"] and "kept" in f
+    assert not (out / "checkpoints/compact_seed0").exists() and (out / "checkpoints/other").is_dir()
 
 
 @pytest.mark.parametrize(

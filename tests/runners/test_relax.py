@@ -14,6 +14,7 @@ import pytest
 
 from results import load_checkpoint, read_attrs, read_curve
 from runners import relax
+from runners._engine import default_switch_times
 
 
 TINY = ["--data", "fake", "--n-train", "96", "--n-test", "32", "--channels", "2", "--batch-size", "32", "--lr", "0.01",
@@ -31,8 +32,8 @@ def test_protocol_end_to_end(tmp_path, capsys):
     assert relax.main([*TINY, "--space", "efcn,elcn", "--jobs", "1", "--out", str(out)]) == 0
     assert "efcn_tw1_1_tw2_1" in capsys.readouterr().out
     with h5py.File(out / "results.h5", "r") as store:
-        root = read_attrs(store)
-        assert root["tool"] == "runners.relax" and root["seed"] == 0 and "git_commit" in root
+        result = read_attrs(store["runs"])  # provenance of the result, on its group
+        assert result["tool"] == "runners.relax" and result["seed"] == 0 and "git_commit" in result and result["total_seconds"] > 0
         assert set(store["runs"]) == RUNS
         runs = {name: read_attrs(store["runs"][name]) for name in store["runs"]}
         curves = {name: read_curve(store["runs"][name]["history"]) for name in store["runs"]}
@@ -101,9 +102,9 @@ def test_existing_results_need_resume_or_overwrite(tmp_path, capsys):
     out = str(tmp_path / "r")
     args = [*TINY, "--tw1", "", "--t-w", "0", "--jobs", "1", "--out", out]
     relax.main(args)
-    with pytest.raises(SystemExit, match=r"results.h5 already exists; pass --resume to continue it or --overwrite to replace it"):
+    with pytest.raises(SystemExit, match=r"result 'runs' already exists in .*results.h5; pass --resume to continue it or --overwrite"):
         relax.main(args)
-    with pytest.raises(SystemExit, match=r"--resume with other options than the run in .* \(changed: lr\)"):
+    with pytest.raises(SystemExit, match=r"--resume with other options than result 'runs' in .* \(changed: lr\)"):
         relax.main([*args, "--resume", "--lr", "0.5"])
     assert relax.main([*args, "--resume"]) == 0  # everything done: nothing retrained
     assert relax.main([*args, "--overwrite"]) == 0
@@ -133,8 +134,8 @@ def test_unknown_data_set_is_refused_by_the_parser(capsys):
 
 
 def test_default_switch_times_are_log_spaced():
-    assert relax.default_switch_times(60) == (0, 1, 2, 4, 8, 16, 32, 60)
-    assert relax.default_switch_times(1) == (0, 1)
+    assert default_switch_times(60) == (0, 1, 2, 4, 8, 16, 32, 60)
+    assert default_switch_times(1) == (0, 1)
 
 
 @pytest.mark.slow  # spawns a protocol with two worker processes

@@ -17,7 +17,7 @@ TINY = ["--data", "fake", "--n-train", "64", "--n-test", "32", "--channels", "2"
 def _runs(path):
     with h5py.File(path, "r") as store:
         return ({name: read_curve(store["runs"][name]["history"]) for name in store["runs"]},
-                {name: read_attrs(store["runs"][name]) for name in store["runs"]}, read_attrs(store))
+                {name: read_attrs(store["runs"][name]) for name in store["runs"]}, read_attrs(store["runs"]))
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +39,15 @@ def test_merged_shards_equal_the_unsharded_sweep(sweep, capsys):
     shards = [str(sweep / f"array/shard-{i}-of-2/results.h5") for i in range(2)]
     assert merge.main([*shards, "--out", str(sweep / "array/results.h5")]) == 0
     assert "merged 6 runs from 2 shards" in capsys.readouterr().out
-    whole, whole_attrs, whole_root = _runs(sweep / "whole/results.h5")
-    merged, merged_attrs, merged_root = _runs(sweep / "array/results.h5")
+    whole, whole_attrs, whole_result = _runs(sweep / "whole/results.h5")
+    merged, merged_attrs, merged_result = _runs(sweep / "array/results.h5")
     assert set(merged) == set(whole)
     for name, curve in whole.items():
         for column, values in curve.items():
             np.testing.assert_allclose(merged[name][column], values, rtol=1e-6, atol=1e-7, err_msg=f"{name}/{column}")
         assert merged_attrs[name]["final_test_acc"] == pytest.approx(whole_attrs[name]["final_test_acc"])
-    assert json.loads(merged_root["config"]) == json.loads(whole_root["config"])
+    assert json.loads(merged_result["config"]) == json.loads(whole_result["config"])  # the config lives on the result
+    assert merged_result["tool"] == "runners.relax"
     model, meta = load_checkpoint(sweep / "array" / merged_attrs["efcn_tw1_1_tw2_1"]["checkpoint"])
     assert model.space == "efcn" and meta["tw2"] == 1
 
@@ -65,9 +66,8 @@ def test_merge_refuses_other_sweeps_and_existing_output(sweep, capsys):
 def _other_sweep(sweep):
     other = sweep / "other.h5"
     with h5py.File(sweep / "array/shard-1-of-2/results.h5", "r") as src, h5py.File(other, "w") as dst:
-        for key, value in src.attrs.items():
-            dst.attrs[key] = value
-        dst.attrs["config"] = json.dumps({"lr": 1.0})
+        src.copy(src["runs"], dst, name="runs")
+        dst["runs"].attrs["config"] = json.dumps({"lr": 1.0})
     return str(other)
 
 

@@ -1,6 +1,11 @@
-"""runners.train: one model, its snapshots, starting from a checkpoint, one-line errors."""
+"""runners.train: one model, its snapshots, starting from a checkpoint, several names in one file, one-line errors."""
+
+import json
+import re
+from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 
 from results import load_checkpoint, read_attrs, read_curve
@@ -24,8 +29,8 @@ def test_train_cnn_then_an_efcn_from_its_snapshot(tmp_path, capsys):
     with h5py.File(efcn_out / "results.h5", "r") as store:
         attrs = read_attrs(store["runs/relaxed"])
         curve = read_curve(store["runs/relaxed/history"])
-        assert read_attrs(store)["tool"] == "runners.train"
-    assert attrs["space"] == "efcn" and attrs["init"] == str(snapshot.resolve()) and attrs["status"] == "done"
+    assert attrs["tool"] == "runners.train" and attrs["space"] == "efcn" and attrs["status"] == "done"
+    assert not Path(attrs["init"]).is_absolute() and (efcn_out / attrs["init"]).resolve() == snapshot.resolve()
     assert curve["test_loss"][0] == pytest.approx(cnn_curve["test_loss"][1], abs=1e-5) and curve["delta"][0] == 0
     assert load_checkpoint(efcn_out / attrs["checkpoint"])[0].space == "efcn"
 
@@ -57,3 +62,36 @@ def test_corrupt_init_checkpoint(tmp_path):
     bad.write_bytes(b"\x00" * 10)
     with pytest.raises(SystemExit, match=r"error: checkpoint .*bad.pt is corrupt or not a torch file \(\w+\); re-create it"):
         train_cli.main([*TINY, "--space", "efcn", "--init", str(bad), "--out", str(tmp_path / "r")])
+
+
+def test_names_share_a_file_and_overwrite_replaces_only_its_own(tmp_path):
+    out = tmp_path / "r"
+    assert train_cli.main([*TINY, "--epochs", "1", "--save-at", "1", "--name", "a", "--out", str(out)]) == 0
+    with h5py.File(out / "results.h5", "r") as store:
+        before = read_curve(store["runs/a/history"])
+    assert train_cli.main([*TINY, "--epochs", "1", "--save-at", "1", "--name", "b", "--out", str(out)]) == 0  # no flag needed
+    with pytest.raises(SystemExit, match=r"^error: result 'runs/b' already exists in .*; pass --resume .* or --overwrite"):
+        train_cli.main([*TINY, "--epochs", "1", "--name", "b", "--out", str(out)])
+    (out / "checkpoints/b/stale.pt").write_bytes(b"x")
+    assert train_cli.main([*TINY, "--epochs", "1", "--lr", "0.05", "--name", "b", "--overwrite", "--out", str(out)]) == 0
+    with h5py.File(out / "results.h5", "r") as store:
+        assert set(store["runs"]) == {"a", "b"}
+        assert read_attrs(store["runs/a"])["status"] == "done" and read_attrs(store["runs/b"])["status"] == "done"
+        after = read_curve(store["runs/a/history"])
+        assert json.loads(read_attrs(store["runs/b"])["config"])["lr"] == 0.05
+    for column, values in before.items():
+        np.testing.assert_array_equal(after[column], values, err_msg=column)
+    assert (out / "checkpoints/a/final.pt").is_file() and (out / "checkpoints/a/epoch_1.pt").is_file()
+    assert (out / "checkpoints/b/final.pt").is_file() and not (out / "checkpoints/b/stale.pt").exists()
+
+
+def test_resume_with_a_changed_option_is_refused_in_one_line(tmp_path):
+    out = tmp_path / "r"
+    assert train_cli.main([*TINY, "--epochs", "1", "--out", str(out)]) == 0
+    with pytest.raises(SystemExit) as refused:
+        train_cli.main([*TINY, "--epochs", "1", "--lr", "0.5", "--resume", "--out", str(out)])
+    message = str(refused.value.code)
+    assert "\n" not in message and re.fullmatch(r"error: --resume with other options than result 'runs/cnn' in .*results\.h5 "
+                                                r"\(changed: lr\); use the same options or --overwrite", message)
+    # Execution-only options may change on a resume: nothing is retrained, the run stays done.
+    assert train_cli.main([*TINY, "--epochs", "1", "--resume", "--threads", "1", "--device", "cpu", "--out", str(out)]) == 0

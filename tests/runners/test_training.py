@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import embeddings
+from landscape import evaluate
 from results import load_checkpoint
-from runners.data import load_data
-from runners.training import HISTORY_COLUMNS, TrainConfig, evaluate, train
+from runners._engine import HISTORY_COLUMNS, TrainConfig, load_data, train
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def test_history_rows_and_learning(data):
     assert math.isnan(result.history[0].lr) and result.history[1].lr == 0.02
     assert all(math.isnan(r.delta) for r in result.history)
     assert result.final.train_loss < result.history[0].train_loss
-    assert result.final.test_acc == evaluate(result.model, data.batches("test", 7))[1]
+    assert result.final.test_acc == evaluate(result.model, None, data.batches("test", 7)).accuracy
     assert tuple(result.final.row()) == HISTORY_COLUMNS
 
 
@@ -56,7 +56,7 @@ def test_snapshots_and_global_rng_untouched(data, tmp_path):
     start, meta0 = load_checkpoint(tmp_path / "e0.pt")
     _, meta3 = load_checkpoint(tmp_path / "e3.pt")
     assert meta0 == {"epoch": 0, "run": "x"} and meta3["epoch"] == 3
-    assert evaluate(start, data.batches("test", 60))[1] == result.history[0].test_acc
+    assert evaluate(start, None, data.batches("test", 60)).accuracy == result.history[0].test_acc
     with pytest.raises(ValueError, match=r"snapshot epochs \[9\] lie outside 0..4"):
         train(_cnn(), data, config=CONFIG, seed=0, snapshots={9: tmp_path / "e9.pt"})
 

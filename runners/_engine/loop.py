@@ -1,7 +1,7 @@
 """The one training loop, shared by every runner: CNNs, eLCNs, eFCNs and FCNs alike.
 
-Per epoch it records exact full-data train/test loss and accuracy (eval mode, after the epoch's
-steps), the learning rate, and for relaxed models the paper's distance from the CNN subspace
+Per epoch it records exact full-data train/test loss and accuracy (``landscape.evaluate``: mean
+cross-entropy and accuracy fraction, eval mode, after the epoch's steps), the learning rate, and for relaxed models the paper's distance from the CNN subspace
 :math:`\\delta = \\lVert\\theta_{\\text{off-local}}\\rVert_2 / \\lVert\\theta\\rVert_2`
 (``embeddings.offlocal_ratio``). Row 0 of a history is the model as given, before any step.
 
@@ -30,11 +30,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import embeddings
+from landscape import evaluate
 from results import save_checkpoint
-from runners.data import Dataset
+from runners._engine.data import Dataset
 
 __all__ = [
-    "TrainConfig", "EpochRecord", "TrainResult", "train", "evaluate", "on_device", "peak_memory_bytes", "HISTORY_COLUMNS", "STATE_FORMAT",
+    "TrainConfig", "EpochRecord", "TrainResult", "train", "on_device", "peak_memory_bytes", "HISTORY_COLUMNS", "STATE_FORMAT",
 ]
 
 STATE_FORMAT = "needle-train-state/1"
@@ -145,30 +146,14 @@ class TrainResult:
         return self.history[-1]
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, batches, *, device: torch.device | str = "cpu") -> tuple[float, float]:
-    """Exact mean cross-entropy and accuracy of ``model`` over all examples of ``batches``."""
-    was_training = model.training
-    model.eval()
-    loss_sum, correct, count = 0.0, 0, 0
-    for x, y in batches:
-        x, y = x.to(device), y.to(device)
-        logits = model(x)
-        loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
-        correct += int((logits.argmax(1) == y).sum())
-        count += len(y)
-    model.train(was_training)
-    return loss_sum / count, correct / count
-
-
 def _delta(model: nn.Module) -> float:
     return float("nan") if getattr(model, "space", "cnn") == "cnn" else embeddings.offlocal_ratio(model)
 
 
 def _record(model: nn.Module, data: Dataset, config: TrainConfig, epoch: int, lr: float, device) -> EpochRecord:
-    train_loss, train_acc = evaluate(model, data.batches("train", config.eval_batch_size), device=device)
-    test_loss, test_acc = evaluate(model, data.batches("test", config.eval_batch_size), device=device)
-    return EpochRecord(epoch, train_loss, train_acc, test_loss, test_acc, _delta(model), lr)
+    seen = evaluate(model, None, data.batches("train", config.eval_batch_size), device=device)  # None: cross-entropy
+    held_out = evaluate(model, None, data.batches("test", config.eval_batch_size), device=device)
+    return EpochRecord(epoch, seen.loss, seen.accuracy, held_out.loss, held_out.accuracy, _delta(model), lr)
 
 
 @contextlib.contextmanager
@@ -242,6 +227,7 @@ def train(
     snapshots: Mapping[int, str | os.PathLike] | None = None,
     snapshot_meta: Mapping | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    replay: bool = True,
     progress: bool = False,
     desc: str = "train",
 ) -> TrainResult:
@@ -262,6 +248,8 @@ def train(
         on_epoch: called with each record as soon as it exists; after a resume the restored
             records are replayed first, so a writer using ``CurveWriter.append_at(record.epoch, ...)``
             ends with exactly one row per epoch.
+        replay: replay the restored records to ``on_epoch`` (``False`` when ``on_epoch`` adds values
+            that only the live model gives, and the restored rows are already written).
         progress: show a tqdm bar over epochs.
         desc: the bar's label.
     """
@@ -298,7 +286,7 @@ def train(
                 torch.cuda.set_rng_state(state["cuda_rng"], devices[0])
             history = [EpochRecord(**row) for row in state["history"]]
         resumed_from = len(history) - 1 if history else 0
-        for record in history:
+        for record in history if replay else ():
             emit(record)
         if not history:
             history.append(_record(model, data, config, 0, float("nan"), device))

@@ -1,12 +1,14 @@
 """Run a set of dependent trainings, in parallel processes, with one process writing the HDF5 file.
 
-HDF5 files take one writer, so workers never touch ``results.h5``: they send each epoch's record
-through a queue and the parent appends it (``CurveWriter.append_at``, so records replayed after a
+HDF5 files take one writer, so workers never touch the result file: they send each epoch's row
+through a queue and the parent appends it (``CurveWriter.append_at``, so rows replayed after a
 resume land once). A run starts when the runs it needs (its parent) are done. With ``jobs=1``
-everything runs in this process, in dependency order.
+everything runs in this process, in dependency order. Every tool's runs go through here, each
+with its executor (:mod:`runners._engine.specs`): ``execute`` for train and relax, the ExpandNets
+executor for ``runners.expandnets``.
 
-Resuming: a run whose group says ``status == "done"`` is skipped; any other run restarts from its
-per-epoch state file, its curve cut back to the replayed records.
+The resume rule: a run whose group says ``status == "done"`` is skipped; any other run restarts from
+its per-epoch state file (:mod:`runners._engine.layout`), its curve cut back to the replayed rows.
 """
 
 from __future__ import annotations
@@ -18,40 +20,52 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import Any
 
 import h5py
+import numpy as np
 import torch
 
 from results import CurveWriter, write_attrs
-from runners._relax_jobs import RunContext, RunSpec, execute
-from runners.training import HISTORY_COLUMNS
+from runners._engine.execute import execute
+from runners._engine.loop import HISTORY_COLUMNS
+from runners._engine.specs import Executor, Outcome, RunContext, RunSpec
+
+__all__ = ["run_all", "default_threads"]
 
 
 class _Recorder:
-    """The parent's view of ``/runs``: opens a run's group and curve, appends records, closes it."""
+    """The parent's view of the runs' parent group: opens a run's group and curve, appends rows, closes it."""
 
-    def __init__(self, store: h5py.File) -> None:
-        self.store = store
+    def __init__(self, runs: h5py.Group, columns: Sequence[str]) -> None:
+        self.runs = runs
+        self.columns = tuple(columns)
         self.curves: dict[str, CurveWriter] = {}
 
     def done(self, name: str) -> bool:
-        group = self.store.get(f"runs/{name}")
+        group = self.runs.get(name)
         return group is not None and group.attrs.get("status") == "done"
 
     def start(self, spec: RunSpec) -> None:
-        group = self.store.require_group(f"runs/{spec.name}")
+        group = self.runs.require_group(spec.name)
         write_attrs(group, {
             "space": spec.space, "parent": spec.parent, "parent_epoch": spec.parent_epoch,
             "epochs": spec.epochs, "status": "running", **spec.attrs,
         })
-        self.curves[spec.name] = CurveWriter(group, "history", columns=HISTORY_COLUMNS, index="epoch")
+        self.curves[spec.name] = CurveWriter(group, "history", columns=self.columns, index="epoch")
 
     def epoch(self, name: str, row: dict[str, float]) -> None:
         self.curves[name].append_at(int(row["epoch"]), **row)
 
-    def finish(self, name: str, summary: dict[str, Any]) -> None:
-        write_attrs(self.store[f"runs/{name}"], {**summary, "status": "done"})
+    def finish(self, name: str, outcome: Outcome) -> None:
+        group = self.runs[name]
+        for curve_name, columns in outcome.curves.items():
+            if curve_name in group:  # a run retrained after a kill rewrites its curves whole
+                del group[curve_name]
+            curve = group.create_group(curve_name)
+            for column, values in columns.items():
+                curve.create_dataset(column, data=np.asarray(values, dtype="f8"))
+            curve.attrs["index"] = next(iter(columns))
+        write_attrs(group, {**outcome.attrs, "status": "done"})
 
 
 _channel = None  # this worker process's end of the parent's queue, set by _init_worker
@@ -73,33 +87,42 @@ def _exit_with(parent_pid: int) -> None:
     os._exit(1)
 
 
-def _execute_remote(spec: RunSpec, context: RunContext) -> dict[str, Any]:
-    summary = execute(spec, context, lambda name, record: _channel.put((name, record.row())))
+def _execute_remote(executor: Executor, spec: RunSpec, context: RunContext) -> Outcome:
+    outcome = executor(spec, context, lambda name, row: _channel.put((name, row)))
     # Queue puts are flushed by a background thread, possibly after the result comes back: the
     # parent waits for this marker, which follows every row of the run.
     _channel.put((spec.name, None))
-    return summary
+    return outcome
 
 
 def run_all(
-    specs: Sequence[RunSpec], context: RunContext, store: h5py.File, *, jobs: int = 1, threads: int = 1
+    specs: Sequence[RunSpec],
+    context: RunContext,
+    runs: h5py.Group,
+    *,
+    executor: Executor = execute,
+    columns: Sequence[str] = HISTORY_COLUMNS,
+    jobs: int = 1,
+    threads: int = 1,
 ) -> list[str]:
     """Train every run not yet done, respecting ``parent`` dependencies; returns the names trained.
 
     Args:
-        specs: the runs; a run's ``parent`` must be among them (or already done in ``store``).
+        specs: the runs; a run's ``parent`` must be among them (or already done in ``runs``).
         context: what the runs share.
-        store: the open HDF5 file, written by this process only.
+        runs: the open HDF5 group that holds one group per run, written by this process only.
+        executor: trains one run (a module-level function or a picklable object when ``jobs > 1``).
+        columns: the history columns of the rows the executor emits.
         jobs: parallel worker processes (1: train here, in order).
         threads: torch threads per worker process when ``jobs > 1``.
     """
-    recorder = _Recorder(store)
+    recorder = _Recorder(runs, columns)
     pending = {spec.name: spec for spec in specs if not recorder.done(spec.name)}
     trained: list[str] = []
     if jobs == 1:
         for spec in _dependency_order(pending, recorder):
             recorder.start(spec)
-            recorder.finish(spec.name, execute(spec, context, lambda name, record: recorder.epoch(name, record.row())))
+            recorder.finish(spec.name, executor(spec, context, recorder.epoch))
             trained.append(spec.name)
         return trained
     spawn = multiprocessing.get_context("spawn")
@@ -116,7 +139,7 @@ def run_all(
                         break
                     spec = pending.pop(name)
                     recorder.start(spec)
-                    running[pool.submit(_execute_remote, spec, context)] = name
+                    running[pool.submit(_execute_remote, executor, spec, context)] = name
                 if not running:
                     missing = sorted({s.parent for s in pending.values()})
                     raise ValueError(f"runs {sorted(pending)} wait for parents {missing} that are not in the protocol")
@@ -125,14 +148,14 @@ def run_all(
                 for future in finished:
                     name = running.pop(future)
                     try:
-                        summary = future.result()
+                        outcome = future.result()
                     except BaseException:
                         for other in running:
                             other.cancel()
                         raise
                     while name not in ended:
                         _drain(channel, recorder, ended, block=True)
-                    recorder.finish(name, summary)
+                    recorder.finish(name, outcome)
                     trained.append(name)
     finally:
         channel.close()

@@ -1,0 +1,63 @@
+"""The experiment engine: everything that trains, for ``runners.train``, ``runners.relax`` and ``runners.expandnets``.
+
+It owns the data sets held in memory (:mod:`.data`), the one training loop with its per-epoch resume
+state (:mod:`.loop`), the one run specification :class:`RunSpec` and the context runs share
+(:mod:`.specs`), what one run does (:mod:`.execute`; ExpandNets' runs: :mod:`.expandnets`), the
+paper's relax protocol and its split over a job array (:mod:`.protocol`), the process pool that
+trains dependent runs with one process writing HDF5, and its resume rule (:mod:`.pool`), where runs
+keep checkpoints and states (:mod:`.layout`), opening an experiment's named result through
+``results.open_result`` (:mod:`.experiment`, with the shared training flags in :mod:`.flags`), and
+running probing CLIs under ``torchrun`` (:mod:`.launch`). CLIs import what this ``__init__``
+re-exports, never its modules.
+"""
+
+from runners._engine.data import Dataset, default_cache, load_data
+from runners._engine.execute import execute, fresh_cnn
+from runners._engine.expandnets import (
+    COLUMNS as EXPANDNETS_COLUMNS,
+    MODES as EXPANDNETS_MODES,
+    ExpandNetsRun,
+    expandnets_specs,
+    landscape_probes,
+    penalised,
+    run_name,
+    squared_norms,
+)
+from runners._engine.experiment import EXECUTION_ONLY, context_from_args, experiment_config, open_experiment, preflight
+from runners._engine.flags import add_training_arguments, byte_size, int_list, json_dict, shard_arg
+from runners._engine.launch import launched
+from runners._engine.layout import checkpoint_path, final_path, remove_run_files, snapshot_path, state_path
+from runners._engine.loop import (
+    HISTORY_COLUMNS,
+    EpochRecord,
+    TrainConfig,
+    TrainResult,
+    on_device,
+    peak_memory_bytes,
+    train,
+)
+from runners._engine.pool import default_threads, run_all
+from runners._engine.protocol import SPACES, default_switch_times, protocol, shard_folder, shard_runs
+from runners._engine.specs import Outcome, RunContext, RunSpec
+
+__all__ = [
+    # data sets
+    "Dataset", "load_data", "default_cache",
+    # the training loop
+    "TrainConfig", "EpochRecord", "TrainResult", "HISTORY_COLUMNS", "train", "on_device", "peak_memory_bytes",
+    # runs: specification, execution, file layout
+    "RunSpec", "RunContext", "Outcome", "execute", "fresh_cnn",
+    "checkpoint_path", "snapshot_path", "final_path", "state_path", "remove_run_files",
+    # the relax protocol and job arrays
+    "SPACES", "protocol", "default_switch_times", "shard_runs", "shard_folder",
+    # the pool
+    "run_all", "default_threads",
+    # ExpandNets runs
+    "EXPANDNETS_MODES", "EXPANDNETS_COLUMNS", "ExpandNetsRun", "expandnets_specs", "run_name", "penalised",
+    "squared_norms", "landscape_probes",
+    # experiments: flags, checks, the result file
+    "add_training_arguments", "int_list", "json_dict", "byte_size", "shard_arg",
+    "EXECUTION_ONLY", "experiment_config", "context_from_args", "preflight", "open_experiment",
+    # torchrun
+    "launched",
+]
