@@ -25,10 +25,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-import h5py
-import numpy as np
-
-from results import read_attrs, write_attrs
+from results import write_attrs
 from runners._engine import (
     EXPANDNETS_COLUMNS,
     EXPANDNETS_MODES,
@@ -40,6 +37,7 @@ from runners._engine import (
     load_data,
     open_experiment,
     run_all,
+    seed_summary,
 )
 from runners.cli import add_common_arguments, progress_disabled, resolve_device
 
@@ -100,26 +98,6 @@ def _validate(args: argparse.Namespace) -> tuple[tuple[str, ...], tuple[str, ...
     return modes, kinds
 
 
-def _summary(runs: h5py.Group) -> dict:
-    """Mean and standard deviation over seeds of the final numbers of every net."""
-    table: dict[str, dict[str, list[float]]] = {}
-    for name in runs:
-        attrs = read_attrs(runs[name])
-        if attrs.get("status") != "done":
-            continue
-        label = attrs["mode"] + ("" if attrs["l2"] == "normal" else "_productl2")
-        row = table.setdefault(label, {})
-        for key in ("compressed_test_acc", "final_train_acc", "final_min_cosine", "final_mean_cosine", "compression_error",
-                    "top_hessian_eigenvalue"):
-            if key in attrs:
-                row.setdefault(key, []).append(float(attrs[key]))
-    return {
-        label: {"seeds": len(row["compressed_test_acc"]),
-                **{key: {"mean": float(np.mean(v)), "std": float(np.std(v))} for key, v in row.items()}}
-        for label, row in table.items()
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     modes, kinds = _validate(args)
@@ -153,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             run_all(specs, context, result.group, executor=executor, columns=EXPANDNETS_COLUMNS)
         except (ValueError, FileNotFoundError) as err:
             raise SystemExit(f"error: {str(err).splitlines()[0]}") from None
-        summary = _summary(result.group)
+        summary = seed_summary(result.group)
         write_attrs(result.group, {"summary": summary})
     json.dump(summary, sys.stdout, indent=2)
     print()

@@ -21,6 +21,7 @@ from runners._engine.expandnets import (
     landscape_probes,
     penalised,
     run_name,
+    seed_summary,
     squared_norms,
 )
 from runners._engine.experiment import EXECUTION_ONLY, context_from_args, experiment_config, open_experiment, preflight
@@ -54,7 +55,7 @@ __all__ = [
     "run_all", "default_threads",
     # ExpandNets runs
     "EXPANDNETS_MODES", "EXPANDNETS_COLUMNS", "ExpandNetsRun", "expandnets_specs", "run_name", "penalised",
-    "squared_norms", "landscape_probes",
+    "squared_norms", "landscape_probes", "seed_summary",
     # experiments: flags, checks, the result file
     "add_training_arguments", "int_list", "json_dict", "byte_size", "shard_arg",
     "EXECUTION_ONLY", "experiment_config", "context_from_args", "preflight", "open_experiment",

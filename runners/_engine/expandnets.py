@@ -21,13 +21,14 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import h5py
 import numpy as np
 import torch
 from torch import nn
 
 from embeddings import compress, compressed_parameters, expand, expanded_layers, product_l2
 from landscape import LossSurface, evaluate, gradient_cosines, hessian_eigenvalues, loss_surface
-from results import save_checkpoint
+from results import read_attrs, save_checkpoint
 from runners._engine import layout
 from runners._engine.data import Dataset
 from runners._engine.execute import fresh_cnn
@@ -36,7 +37,7 @@ from runners._engine.specs import Emit, Outcome, RunContext, RunSpec
 
 __all__ = [
     "MODES", "COLUMNS", "run_name", "expandnets_specs", "ExpandNetsRun", "ProductL2", "penalised", "squared_norms",
-    "landscape_probes",
+    "landscape_probes", "seed_summary",
 ]
 
 MODES = ("compact", "fc", "cl", "ck", "cl+fc", "ck+fc")
@@ -210,3 +211,23 @@ class ExpandNetsRun:
             # The result file lies in context.out: relative to it is relative to the file's folder.
             "checkpoint": str(checkpoint.relative_to(context.out)), **probes,
         }, curves)
+
+
+def seed_summary(runs: h5py.Group) -> dict[str, dict]:
+    """Mean and standard deviation over seeds of the final numbers of every net (done runs of ``runs``), by mode and L2 kind."""
+    table: dict[str, dict[str, list[float]]] = {}
+    for name in runs:
+        attrs = read_attrs(runs[name])
+        if attrs.get("status") != "done":
+            continue
+        label = attrs["mode"] + ("" if attrs["l2"] == "normal" else "_productl2")
+        row = table.setdefault(label, {})
+        for key in ("compressed_test_acc", "final_train_acc", "final_min_cosine", "final_mean_cosine", "compression_error",
+                    "top_hessian_eigenvalue"):
+            if key in attrs:
+                row.setdefault(key, []).append(float(attrs[key]))
+    return {
+        label: {"seeds": len(row["compressed_test_acc"]),
+                **{key: {"mean": float(np.mean(v)), "std": float(np.std(v))} for key, v in row.items()}}
+        for label, row in table.items()
+    }

@@ -107,7 +107,18 @@ def test_existing_results_need_resume_or_overwrite(tmp_path, capsys):
     with pytest.raises(SystemExit, match=r"--resume with other options than result 'runs' in .* \(changed: lr\)"):
         relax.main([*args, "--resume", "--lr", "0.5"])
     assert relax.main([*args, "--resume"]) == 0  # everything done: nothing retrained
+    (tmp_path / "r/checkpoints/cnn/stale.pt").write_bytes(b"x")
+    (tmp_path / "r/checkpoints/not_a_run_of_this_result").mkdir()
     assert relax.main([*args, "--overwrite"]) == 0
+    assert not (tmp_path / "r/checkpoints/cnn/stale.pt").exists()  # the replaced runs' folders go ...
+    assert (tmp_path / "r/checkpoints/not_a_run_of_this_result").is_dir()  # ... and nothing else
+
+
+def test_checkpoints_the_file_does_not_list_are_not_overwritten_silently(tmp_path):
+    (tmp_path / "r/checkpoints/cnn").mkdir(parents=True)
+    with pytest.raises(SystemExit, match=r"^error: .* holds checkpoints or state of run cnn that .*results.h5 does not list; pass --overwrite"):
+        relax.main([*TINY, "--tw1", "", "--t-w", "0", "--jobs", "1", "--out", str(tmp_path / "r")])
+    assert not (tmp_path / "r/results.h5").exists()
 
 
 @pytest.mark.parametrize("extra,message", [
