@@ -2,7 +2,7 @@
 
 Every probe of the landscape asks the same question -- what are the loss and the accuracy of the
 network at parameters :math:`\\theta` -- at many :math:`\\theta` that are not the model's own. The
-answer here is a pure function of ``(model, params, batches)`` built on
+answer here is a pure function of ``(model, loss_fn, batches, params)`` built on
 :func:`torch.func.functional_call`: the model's parameters are never overwritten, and the result is
 the exact full-data average
 

@@ -97,7 +97,8 @@ def _suite() -> dict[str, torch.Tensor]:
 
 
 PROBES = (
-    "evaluate", "predict", "predict_fewer_batches_than_ranks", "batchnorm", "gradient", "output_interpolation", "linear_interpolation", "string", "lanczos",
+    "evaluate", "predict", "predict_fewer_batches_than_ranks", "batchnorm", "gradient", "output_interpolation",
+    "linear_interpolation", "string", "lanczos",
     "hutchinson", "hutch++", "slq", "basin_width", "epsilon_sharpness", "loss_surface_1d", "loss_surface_2d",
 )
 

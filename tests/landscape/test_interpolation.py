@@ -102,7 +102,8 @@ def test_string_lowers_the_barrier_of_a_trained_pair(pair):
     model_a, model_b, train, test = pair
     alphas = np.linspace(0, 1, 11)
     linear = interpolate(model_a, model_b, None, train, alphas=alphas, method="linear", test_batches=test)
-    string = interpolate(model_a, model_b, None, train, alphas=alphas, method="string", test_batches=test, string=StringConfig(stiffness=0.1))
+    string = interpolate(model_a, model_b, None, train, alphas=alphas, method="string", test_batches=test,
+                         string=StringConfig(stiffness=0.1))
     assert linear.metrics.barrier > 0.05
     assert string.train_loss.max() <= linear.train_loss.max()
     assert string.metrics.barrier < linear.metrics.barrier
