@@ -33,8 +33,8 @@ API convention (every public function follows it; a new one must too)
 * **Operators** satisfy :class:`LinearOperator` (``matvec``, ``matmat``, ``size``/``shape``, ``dtype``,
   ``device``, ``to_scipy()``); :class:`HessianOperator` and :class:`MatrixOperator` do, and the free
   algorithms (:func:`lanczos`, :func:`hutchinson`, :func:`hutch_plus_plus`, :func:`slq`) also accept a
-  square tensor or array. Algorithms return frozen dataclasses with their diagnostics; the
-  ``hessian_*`` conveniences return the bare estimate.
+  square tensor or array. Algorithms return frozen dataclasses with their diagnostics;
+  :func:`hessian_eigenvalues` and :func:`hessian_trace` are conveniences returning the bare estimate.
 * **Types** shared by the signatures are defined once, in ``landscape._types``, and re-exported here:
   :data:`Batches`, :data:`Params`, :data:`LossFn`, :class:`LinearOperator`.
 """
