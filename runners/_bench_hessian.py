@@ -22,8 +22,7 @@ from torch import nn
 from embeddings import build_model
 from landscape import HessianOperator, lanczos
 from runners.cli import resolve_device
-from runners.data import load_data
-from runners.training import TrainConfig, train
+from runners._engine import TrainConfig, load_data, train
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

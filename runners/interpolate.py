@@ -24,10 +24,8 @@ import torch
 
 from landscape import StringConfig, align_endpoints, interpolate, path_metrics, polyline_length
 from results import CheckpointError, CurveWriter, load_checkpoint, open_store, provenance, read_attrs, write_attrs
-from runners._launch import launched
+from runners._engine import launched, load_data, on_device, peak_memory_bytes
 from runners.cli import add_common_arguments, fail, progress_disabled, resolve_device
-from runners.data import load_data
-from runners.training import on_device, peak_memory_bytes
 
 METHODS = ("linear", "string", "output")
 COLUMNS = ("alpha", "train_loss", "train_acc", "test_loss", "test_acc")

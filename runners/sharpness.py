@@ -42,10 +42,8 @@ from landscape import (
     slq,
 )
 from results import CheckpointError, CurveWriter, load_checkpoint, open_store, provenance, read_attrs, write_attrs
-from runners._launch import launched
+from runners._engine import launched, load_data, on_device, peak_memory_bytes
 from runners.cli import add_common_arguments, fail, progress_disabled, resolve_device
-from runners.data import load_data
-from runners.training import on_device, peak_memory_bytes
 
 COLUMNS = (
     "row", "epoch", "t_w", "final", "train_loss", "trace", "trace_se", "basin_width", "basin_width_std", "basin_censored",

@@ -10,7 +10,7 @@ import torch
 from embeddings import build_model, to_efcn
 from landscape import evaluate
 from results import CurveWriter, save_checkpoint
-from runners.data import load_data
+from runners._engine import load_data
 from runners.interpolate import main
 
 FAKE = ["--data", "fake", "--n-train", "64", "--n-test", "32", "--batch-size", "32", "--quiet"]

@@ -16,8 +16,8 @@ from embeddings import EmbeddedDense, build_model, estimate_memory
 from results import read_attrs, read_curve
 from runners import relax
 from runners import train as train_cli
-from runners._relax_cli import byte_size
-from runners.training import _training_precision
+from runners._engine import byte_size
+from runners._engine.loop import _training_precision
 
 
 TINY = ["--data", "fake", "--n-train", "64", "--n-test", "32", "--channels", "2", "--batch-size", "16", "--lr", "0.01",
