@@ -29,15 +29,16 @@ neighbouring segments) and the spring acts only along it,
 Jónsson 2000), as AutoNEB (Draxler et al. 2018) does.
 
 All interior points take one step together: their gradients come from :func:`torch.func.vmap` over
-stacked parameters, or from a loop over points, whichever a timed trial step finds faster
-(``batching="auto"``; vmap pays on GPUs, hardly on CPUs).
+stacked parameters, or from a loop over points. ``batching="auto"`` picks one by a fixed rule on the
+device, the model's layers and the string's size (:func:`_choose_batching`), never by the clock, so
+two identical calls take the same code path; ``python -m runners.bench string`` measures both.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -47,13 +48,14 @@ from torch.func import functional_call, grad_and_value, replace_all_batch_norm_m
 from tqdm.auto import tqdm
 
 from landscape._checks import check_mean_loss, check_string_config, check_training_batches
-from landscape.distributed import all_reduce_sum, is_distributed, rank, reduce_floats, world_size
+from landscape.distributed import all_reduce_sum, is_distributed, rank, world_size
+from landscape._types import Batches, LossFn, Params
 from landscape.evaluation import has_batchnorm, stack_params, unstack_params
-from landscape._timing import best_time
 
 __all__ = ["StringConfig", "StringResult", "elastic_string"]
 
-Params = dict[str, torch.Tensor]
+Spring = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+"""The implicit spring's proximal operator :math:`S` and its two endpoint weights."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,10 @@ class StringConfig:
         spring: integration of the elastic term with ``forces="elastic"``: ``"implicit"`` or ``"explicit"``.
         climbing_image: with ``forces="neb"``, the highest interior point climbs along the tangent.
         record_every: the mini-batch loss of every point is recorded every so many steps.
-        batching: ``"vmap"``, ``"loop"`` or ``"auto"`` (time one step of each, keep the faster).
+        batching: ``"vmap"`` (one :func:`torch.func.vmap` call over the stacked points), ``"loop"``
+            (one gradient call per point) or ``"auto"``: vmap on any device but the CPU; on the CPU
+            vmap only while the stacked interior points hold at most 64 MiB of parameters and the
+            model has no convolution layer, else loop (measurements in :func:`_choose_batching`).
         seed: order of the mini-batches in every epoch.
     """
 
@@ -107,7 +112,6 @@ class StringResult:
         trajectory_loss: ``(len(trajectory_step), M)`` mini-batch training loss of every point.
         steps: steps taken.
         batching: ``"vmap"`` or ``"loop"``, the one used.
-        seconds_per_step: seconds of one gradient step of each batching, measured when ``batching="auto"``.
     """
 
     points: Params
@@ -115,7 +119,6 @@ class StringResult:
     trajectory_loss: np.ndarray
     steps: int
     batching: str
-    seconds_per_step: dict[str, float] = field(default_factory=dict)
 
     @property
     def alpha(self) -> np.ndarray:
@@ -170,8 +173,12 @@ def _neb_forces(grads: Params, full: Params, losses: torch.Tensor, stiffness: fl
     return out
 
 
-def _spring_proximal(count: int, step: float, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:math:`S = (I + c A)^{-1}` and the endpoint weights :math:`c S e_1`, :math:`c S e_P` (float64 solve)."""
+def _spring_proximal(config: StringConfig, count: int, dtype: torch.dtype, device: torch.device) -> Spring | None:
+    """The implicit spring's :math:`S = (I + c A)^{-1}` and endpoint weights :math:`c S e_1`, :math:`c S e_P`,
+    :math:`c = \\text{lr}\\, k` (float64 solve); ``None`` when the spring is explicit, NEB's or absent (k = 0)."""
+    if not (config.forces == "elastic" and config.spring == "implicit" and config.stiffness > 0):
+        return None
+    step = config.lr * config.stiffness
     lap = 2 * torch.eye(count, dtype=torch.float64) - torch.diag(torch.ones(count - 1, dtype=torch.float64), 1)
     lap = lap - torch.diag(torch.ones(count - 1, dtype=torch.float64), -1)
     solve = torch.linalg.inv(torch.eye(count, dtype=torch.float64) + step * lap)
@@ -203,14 +210,145 @@ def _data_parallel(step_fn: Callable) -> Callable:
     return step
 
 
+# Stacked interior parameters up to which vmap pays on the CPU (see _choose_batching's measurements).
+_VMAP_CPU_BUDGET_BYTES = 64 * 2**20
+
+
+def _choose_batching(model: nn.Module, params: Params, num_points: int, device: torch.device) -> Literal["vmap", "loop"]:
+    """The ``batching="auto"`` rule: a pure function of the device type, the model's layers and the string's size.
+
+    vmap on any device but the CPU, where one batched call fills the device that a loop of small
+    calls leaves idle. On the CPU, vmap while the ``num_points - 2`` stacked interior points hold at
+    most 64 MiB of parameters and the model has no convolution layer, else a loop over the points,
+    which also keeps one point's intermediate tensors alive at a time instead of all of them.
+    Measured with ``python -m runners.bench string --threads 1`` (1-D VanillaCNN, MNIST-1D shapes,
+    batch 100, 4 to 11 points; loop time over vmap time, > 1 when vmap pays): eLCN 1.4-2.9; eFCN
+    1.2-1.4 at 0.08M parameters, 1.1-1.4 at 1.1M (37 MiB stacked), about 1 (0.94-1.2) from 32 to
+    48 MiB, 0.91 at 145 MiB; CNN of 32-64 channels 0.69-0.95, because vmap runs the points'
+    convolutions as one grouped convolution, slow on the CPU (narrower CNNs gain from vmap, but
+    their steps take milliseconds). Every rank of a torch.distributed group runs on the same device
+    type, so all ranks choose alike.
+
+    Args:
+        model: the architecture.
+        params: one point's parameters (their sizes and dtypes count, not their values).
+        num_points: :math:`M`, endpoints included.
+        device: where the string is computed.
+
+    Returns:
+        ``"vmap"`` or ``"loop"``.
+    """
+    if device.type != "cpu":
+        return "vmap"
+    stacked = (num_points - 2) * sum(t.numel() * t.element_size() for t in params.values())
+    convolutional = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+    return "vmap" if stacked <= _VMAP_CPU_BUDGET_BYTES and not convolutional else "loop"
+
+
+def _initial_string(params_a: Params, params_b: Params, num_points: int, device: torch.device) -> tuple[Params, Params, Params]:
+    """The fixed endpoints on ``device`` and the interior points on the linear path between them.
+
+    Returns ``(a, b, interior)``; ``interior`` maps each name to a ``(M - 2, *shape)`` leaf tensor that
+    the optimiser moves, point ``i`` starting at :math:`\\theta_a + \\tfrac{i}{M-1} (\\theta_b - \\theta_a)`.
+    """
+    a = {n: t.detach().to(device) for n, t in params_a.items()}
+    b = {n: params_b[n].detach().to(device) for n in a}
+    positions = torch.linspace(0.0, 1.0, num_points)[1:-1].tolist()
+    interior = {n: torch.stack([torch.lerp(a[n], b[n], t) for t in positions]).requires_grad_() for n in a}
+    return a, b, interior
+
+
+def _functional_copy(model: nn.Module, device: torch.device) -> nn.Module:
+    """A private eval-mode copy of ``model`` for :func:`torch.func.functional_call`, its BatchNorm layers
+    without running statistics (so vmap can batch them): each mini-batch is normalised by its own, as in training."""
+    shell = copy.deepcopy(model).to(device).eval()
+    if has_batchnorm(shell):
+        replace_all_batch_norm_modules_(shell)
+    return shell
+
+
+def _point_gradients(point_loss: Callable, batching: str) -> Callable[[Params, torch.Tensor, torch.Tensor], tuple[Params, torch.Tensor]]:
+    """``(stacked points, x, y) -> (stacked loss gradients, losses)`` on one mini-batch.
+
+    ``"vmap"`` maps one gradient function over the stacked points, ``"loop"`` calls it point by point;
+    both give the same numbers. Under torch.distributed each rank computes on its slice of the batch.
+    """
+    gradient = grad_and_value(point_loss)
+    if batching == "vmap":
+        step_fn = vmap(gradient, in_dims=(0, None, None))
+    else:
+
+        def step_fn(stacked: Params, x: torch.Tensor, y: torch.Tensor) -> tuple[Params, torch.Tensor]:
+            outputs = [gradient(point, x, y) for point in unstack_params(stacked)]
+            return stack_params([g for g, _ in outputs]), torch.stack([v for _, v in outputs])
+
+    return _data_parallel(step_fn) if is_distributed() else step_fn
+
+
+def _optimiser(leaves: list[torch.Tensor], config: StringConfig) -> torch.optim.Optimizer:
+    """SGD (with ``config.momentum``) or Adam over the interior points, at ``config.lr``."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(leaves, lr=config.lr, momentum=config.momentum)
+    return torch.optim.Adam(leaves, lr=config.lr)
+
+
+def _batch_order(num_batches: int, seed: int) -> Iterator[int]:
+    """Index of every step's mini-batch: each epoch a fresh permutation (seeded once), taken from its end."""
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        order = torch.randperm(num_batches, generator=generator).tolist()
+        while order:
+            yield order.pop()
+
+
+def _descent_directions(grads: Params, full: Params, losses: torch.Tensor, config: StringConfig) -> Params:
+    """What the optimiser receives as the points' gradients: NEB forces, the explicit spring's
+    :math:`\\nabla E`, or (implicit spring, applied after the step) the loss gradients alone."""
+    if config.forces == "neb":
+        return _neb_forces(grads, full, losses, config.stiffness, config.climbing_image)
+    if config.spring == "explicit":
+        return _explicit_spring(grads, full, config.stiffness)
+    return grads
+
+
+def _apply_spring(interior: Params, a: Params, b: Params, spring: Spring) -> None:
+    """The implicit spring's proximal step in place: :math:`\\Theta \\leftarrow S \\Theta + c S e_1 \\theta_a + c S e_P \\theta_b`."""
+    solve, weight_a, weight_b = spring
+    with torch.no_grad():
+        for name, leaf in interior.items():
+            shape = (-1,) + (1,) * (leaf.dim() - 1)
+            proximal = torch.tensordot(solve, leaf, dims=1) + weight_a.view(shape) * a[name] + weight_b.view(shape) * b[name]
+            leaf.copy_(proximal)
+
+
+def _step(interior: Params, a: Params, b: Params, x: torch.Tensor, y: torch.Tensor, *, gradients: Callable,
+          optimiser: torch.optim.Optimizer, spring: Spring | None, config: StringConfig) -> torch.Tensor:
+    """One optimisation step of every interior point on the mini-batch ``(x, y)``, in place; their losses before it."""
+    current = {n: t.detach() for n, t in interior.items()}
+    grads, losses = gradients(current, x, y)
+    grads = _descent_directions(grads, _chain(a, current, b), losses, config)
+    for name, leaf in interior.items():
+        leaf.grad = grads[name].detach()
+    optimiser.step()
+    if spring is not None:
+        _apply_spring(interior, a, b, spring)
+    return losses
+
+
+def _loss_profile(point_loss: Callable, a: Params, b: Params, losses: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> list[float]:
+    """One row of the trajectory: the mini-batch loss of every point, the fixed endpoints included."""
+    with torch.no_grad():
+        return [float(point_loss(a, x, y)), *losses.detach().cpu().tolist(), float(point_loss(b, x, y))]
+
+
 def elastic_string(
     model: nn.Module,
-    params_a: Mapping[str, torch.Tensor],
-    params_b: Mapping[str, torch.Tensor],
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    loss_fn: LossFn,
+    batches: Batches,
     *,
+    params_a: Params,
+    params_b: Params,
     config: StringConfig = StringConfig(),
-    loss_fn: nn.Module | None = None,
     device: torch.device | str | None = None,
     progress: bool = False,
 ) -> StringResult:
@@ -221,10 +359,10 @@ def elastic_string(
 
     Args:
         model: the architecture (not modified; a private copy is used).
-        params_a, params_b: the fixed endpoints, ``{name: tensor}`` of the model's parameters.
+        loss_fn: a mean-reduced loss; ``None`` for ``nn.CrossEntropyLoss()``.
         batches: re-iterable ``(x, y)`` training batches.
-        config: the :class:`StringConfig`.
-        loss_fn: a mean-reduced loss (default ``nn.CrossEntropyLoss()``).
+        params_a, params_b: the fixed endpoints, ``{name: tensor}`` of the model's parameters.
+        config: the :class:`StringConfig` (its ``seed`` orders the mini-batches).
         device: where to compute (default: where ``params_a`` lives).
         progress: show a tqdm bar over the steps.
 
@@ -236,87 +374,36 @@ def elastic_string(
         >>> batches = [(torch.eye(2), torch.zeros(2, 1))]
         >>> a, b = {"weight": torch.tensor([[-1.0, 0.0]])}, {"weight": torch.tensor([[1.0, 0.0]])}
         >>> stiff = StringConfig(num_points=3, stiffness=1e9, steps=5, batching="loop")
-        >>> elastic_string(model, a, b, batches, config=stiff, loss_fn=nn.MSELoss()).points["weight"][1].abs().max() < 1e-6
+        >>> elastic_string(model, nn.MSELoss(), batches, params_a=a, params_b=b, config=stiff).points["weight"][1].abs().max() < 1e-6
         tensor(True)
     """
     loss_fn = check_mean_loss(loss_fn)
     batches = check_training_batches(batches)
     device = torch.device(device) if device is not None else next(iter(params_a.values())).device
-    shell = copy.deepcopy(model).to(device).eval()
-    if has_batchnorm(shell):
-        replace_all_batch_norm_modules_(shell)
-    a = {n: t.detach().to(device) for n, t in params_a.items()}
-    b = {n: params_b[n].detach().to(device) for n in a}
-    positions = torch.linspace(0.0, 1.0, config.num_points)[1:-1].tolist()
-    interior = {n: torch.stack([torch.lerp(a[n], b[n], t) for t in positions]).requires_grad_() for n in a}
+    a, b, interior = _initial_string(params_a, params_b, config.num_points, device)
+    shell = _functional_copy(model, device)
 
     def point_loss(params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return loss_fn(functional_call(shell, params, (x,)), y)
 
-    gradient = grad_and_value(point_loss)
-    batched = vmap(gradient, in_dims=(0, None, None))
-
-    def looped(stacked: Params, x: torch.Tensor, y: torch.Tensor) -> tuple[Params, torch.Tensor]:
-        outputs = [gradient(point, x, y) for point in unstack_params(stacked)]
-        return stack_params([g for g, _ in outputs]), torch.stack([v for _, v in outputs])
-
-    x0, y0 = (t.to(device) for t in batches[0])
-    current = {n: t.detach() for n, t in interior.items()}
-    candidates = {"vmap": batched, "loop": looped}
-    timings = {}
-    if config.batching == "auto":
-        timings = {name: best_time(lambda fn=fn: fn(current, x0, y0), 1, device) for name, fn in candidates.items()}
-        # Ranks must agree on the choice: pick on the timings summed over them.
-        timings = dict(zip(timings, reduce_floats(*timings.values(), device=device)))
-    batching = min(timings, key=timings.get) if timings else config.batching
-    step_fn = _data_parallel(candidates[batching]) if is_distributed() else candidates[batching]
-
-    leaves = list(interior.values())
-    optimiser = (
-        torch.optim.SGD(leaves, lr=config.lr, momentum=config.momentum)
-        if config.optimizer == "sgd"
-        else torch.optim.Adam(leaves, lr=config.lr)
-    )
-    implicit = config.forces == "elastic" and config.spring == "implicit" and config.stiffness > 0
-    if implicit:
-        dtype = leaves[0].dtype
-        solve, weight_a, weight_b = _spring_proximal(len(positions), config.lr * config.stiffness, dtype, device)
+    batching = _choose_batching(model, a, config.num_points, device) if config.batching == "auto" else config.batching
+    gradients = _point_gradients(point_loss, batching)
+    optimiser = _optimiser(list(interior.values()), config)
+    first = next(iter(interior.values()))
+    spring = _spring_proximal(config, len(first), first.dtype, device)
 
     total = config.steps if config.steps is not None else config.epochs * len(batches)
-    generator = torch.Generator().manual_seed(config.seed)
-    order: list[int] = []
     steps_seen, losses_seen = [], []
-    for step in tqdm(range(total), desc="string", disable=not progress):
-        if not order:
-            order = torch.randperm(len(batches), generator=generator).tolist()
-        x, y = (t.to(device) for t in batches[order.pop()])
-        current = {n: t.detach() for n, t in interior.items()}
-        grads, losses = step_fn(current, x, y)
-        full = _chain(a, current, b)
-        if config.forces == "neb":
-            grads = _neb_forces(grads, full, losses, config.stiffness, config.climbing_image)
-        elif config.spring == "explicit":
-            grads = _explicit_spring(grads, full, config.stiffness)
-        for name, leaf in interior.items():
-            leaf.grad = grads[name].detach()
-        optimiser.step()
-        if implicit:
-            with torch.no_grad():
-                for name, leaf in interior.items():
-                    shape = (-1,) + (1,) * (leaf.dim() - 1)
-                    proximal = torch.tensordot(solve, leaf, dims=1) + weight_a.view(shape) * a[name] + weight_b.view(shape) * b[name]
-                    leaf.copy_(proximal)
+    for step, index in zip(tqdm(range(total), desc="string", disable=not progress), _batch_order(len(batches), config.seed)):
+        x, y = (t.to(device) for t in batches[index])
+        losses = _step(interior, a, b, x, y, gradients=gradients, optimiser=optimiser, spring=spring, config=config)
         if step % config.record_every == 0 or step == total - 1:
-            with torch.no_grad():
-                ends = [float(point_loss(a, x, y)), float(point_loss(b, x, y))]
             steps_seen.append(step)
-            losses_seen.append([ends[0], *losses.detach().cpu().tolist(), ends[1]])
-    points = _chain(a, {n: t.detach() for n, t in interior.items()}, b)
+            losses_seen.append(_loss_profile(point_loss, a, b, losses, x, y))
     return StringResult(
-        points=points,
+        points=_chain(a, {n: t.detach() for n, t in interior.items()}, b),
         trajectory_step=np.asarray(steps_seen, dtype=np.int64),
         trajectory_loss=np.asarray(losses_seen, dtype=np.float64).reshape(len(steps_seen), config.num_points),
         steps=total,
         batching=batching,
-        seconds_per_step=timings,
     )

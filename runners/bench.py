@@ -1,26 +1,18 @@
 """Side-by-side performance ratios: ``python -m runners.bench {embed,hessian,...,all} [--json]``.
 
-Each benchmark lives in its own ``runners/_bench_<name>.py`` module exposing
-``add_arguments(parser)`` and ``run(args) -> dict``; the dict is printed as a table or as JSON.
+Each benchmark lives in its own module of ``runners/_bench/`` exposing ``add_arguments(parser)``
+and ``run(args) -> dict``; the dict is printed as a table or as JSON.
 Timings are measured in one process, side by side, and never asserted in tests.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 import time
 
-BENCHMARKS = {
-    "embed": "runners._bench_embed",
-    "hessian": "runners._bench_hessian",
-    "string": "runners._bench_string",
-    "interp": "runners._bench_interp",
-    "gradcos": "runners._bench_gradcos",
-    "distributed": "runners._bench_distributed",
-}
+from runners._bench import BENCHMARKS
 
 # Flags of `all`: sizes small enough for the whole suite to take a few minutes on 2 CPU cores.
 QUICK = {
@@ -44,8 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     sub = parser.add_subparsers(dest="benchmark", required=True)
     parsers = {}
-    for name, module_name in BENCHMARKS.items():
-        module = importlib.import_module(module_name)
+    for name, module in BENCHMARKS.items():
         parsers[name] = sub.add_parser(name, help=module.__doc__.splitlines()[0])
         module.add_arguments(parsers[name])
     parsers["all"] = sub.add_parser("all", help="every benchmark in turn, each at its small quick sizes (a few minutes on 2 CPU cores)")
@@ -55,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     names = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]
     results = {}
     for name in names:
-        module = importlib.import_module(BENCHMARKS[name])
+        module = BENCHMARKS[name]
         options = parsers[name].parse_args(QUICK.get(name, [])) if args.benchmark == "all" else args
         options.json = args.json
         started = time.perf_counter()

@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     string.add_argument("--spring", choices=("implicit", "explicit"), default="implicit",
                         help="elastic forces: exact proximal step of the spring (stable for any k) or plain gradient")
     string.add_argument("--climbing-image", action="store_true", help="with --forces neb: the highest point climbs")
-    string.add_argument("--batching", choices=("auto", "vmap", "loop"), default="auto", help="vmap over the points or a loop; auto times both")
+    string.add_argument("--batching", choices=("auto", "vmap", "loop"), default="auto", help="vmap over the points or a loop; auto: a fixed rule on the device and the model (see landscape.StringConfig)")
     string.add_argument("--record-every", type=int, default=10, help="record the string's loss profile every so many steps")
     parser.add_argument("--out", default="interpolation.h5", help="HDF5 result file")
     parser.add_argument("--name", default=None, help="group under /interpolation (default: <stem A>__<stem B>)")
@@ -156,8 +156,7 @@ def _write_trajectory(group, result) -> None:
     writer.truncate(0)
     for step, losses in zip(string.trajectory_step, string.trajectory_loss):
         writer.append(step=float(step), **{f"point_{i}": float(v) for i, v in enumerate(losses)})
-    write_attrs(writer.group, {"alpha": string.alpha.tolist(), "batching": string.batching, "steps": string.steps,
-                               "seconds_per_step": string.seconds_per_step})
+    write_attrs(writer.group, {"alpha": string.alpha.tolist(), "batching": string.batching, "steps": string.steps})
 
 
 def _run_method(args, method: str, group, model_a, model_b, data, config: StringConfig, device, alphas: np.ndarray) -> dict:

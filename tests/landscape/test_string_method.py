@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from landscape.evaluation import evaluate, param_dict
-from landscape.string_method import StringConfig, elastic_string
+from landscape.string_method import StringConfig, _choose_batching, elastic_string
 
 
 # L(w) = (w_1^2 + w_2^2) / 2 exactly: a linear map of the identity inputs, MSE against zeros.
@@ -24,7 +24,7 @@ def _w(*values: float) -> dict[str, torch.Tensor]:
 
 
 def _bowl_string(a, b, **config):
-    return elastic_string(_bowl(), a, b, BOWL_BATCHES, config=StringConfig(**config), loss_fn=nn.MSELoss())
+    return elastic_string(_bowl(), nn.MSELoss(), BOWL_BATCHES, params_a=a, params_b=b, config=StringConfig(**config))
 
 
 def _cnn(seed: int) -> nn.Module:
@@ -41,7 +41,7 @@ def _cnn_batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 def test_infinite_stiffness_keeps_the_linear_path():
     a, b = param_dict(_cnn(0)), param_dict(_cnn(1))
-    result = elastic_string(_cnn(0), a, b, _cnn_batches(), config=StringConfig(num_points=5, stiffness=1e12, steps=6))
+    result = elastic_string(_cnn(0), None, _cnn_batches(), params_a=a, params_b=b, config=StringConfig(num_points=5, stiffness=1e12, steps=6))
     for i, alpha in enumerate(torch.linspace(0, 1, 5).tolist()):
         for name in a:
             torch.testing.assert_close(result.points[name][i], torch.lerp(a[name], b[name], alpha), atol=1e-9, rtol=0)
@@ -50,10 +50,10 @@ def test_infinite_stiffness_keeps_the_linear_path():
 def test_zero_stiffness_lets_every_point_fall_below_the_linear_path():
     model, batches = _cnn(0), _cnn_batches()
     a, b = param_dict(_cnn(0)), param_dict(_cnn(1))
-    result = elastic_string(model, a, b, batches, config=StringConfig(num_points=5, stiffness=0.0, steps=30, lr=0.2))
+    result = elastic_string(model, None, batches, params_a=a, params_b=b, config=StringConfig(num_points=5, stiffness=0.0, steps=30, lr=0.2))
     for i, alpha in enumerate([0.25, 0.5, 0.75], start=1):
-        linear = evaluate(model, batches, params={n: torch.lerp(a[n], b[n], alpha) for n in a}).loss
-        fallen = evaluate(model, batches, params={n: t[i] for n, t in result.points.items()}).loss
+        linear = evaluate(model, None, batches, params={n: torch.lerp(a[n], b[n], alpha) for n in a}).loss
+        fallen = evaluate(model, None, batches, params={n: t[i] for n, t in result.points.items()}).loss
         assert fallen < linear - 0.01
 
 
@@ -67,7 +67,7 @@ def test_both_springs_reach_the_closed_form_fixed_point(spring):
 def test_vmap_and_loop_take_the_same_steps():
     a, b = param_dict(_cnn(0)), param_dict(_cnn(1))
     runs = {
-        batching: elastic_string(_cnn(0), a, b, _cnn_batches(), config=StringConfig(num_points=4, steps=5, batching=batching))
+        batching: elastic_string(_cnn(0), None, _cnn_batches(), params_a=a, params_b=b, config=StringConfig(num_points=4, steps=5, batching=batching))
         for batching in ("vmap", "loop")
     }
     assert runs["vmap"].batching == "vmap" and runs["loop"].batching == "loop"
@@ -75,10 +75,67 @@ def test_vmap_and_loop_take_the_same_steps():
         torch.testing.assert_close(runs["vmap"].points[name], runs["loop"].points[name], atol=1e-10, rtol=0)
 
 
-def test_auto_batching_times_both_and_keeps_the_faster():
-    result = _bowl_string(_w(-1.0, 0.0), _w(1.0, 0.0), num_points=3, steps=1)
-    assert set(result.seconds_per_step) == {"vmap", "loop"}
-    assert result.batching == min(result.seconds_per_step, key=result.seconds_per_step.get)
+def test_auto_batching_is_a_fixed_rule_of_device_layers_and_size():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")  # only the device type is read: no GPU needed
+    dense, conv = nn.Linear(4096, 4096, bias=False), _cnn(0)
+    # 4096 x 4096 float32 is 64 MiB per point; meta tensors carry the size without allocating it.
+    big = {"weight": torch.empty(4096, 4096, device="meta")}
+    assert _choose_batching(dense, big, 3, cpu) == _choose_batching(dense, big, 3, cpu) == "vmap"  # 64 MiB: at the budget
+    assert _choose_batching(dense, big, 4, cpu) == "loop"  # 128 MiB stacked: over it
+    assert _choose_batching(conv, param_dict(conv), 5, cpu) == "loop"  # convolutions: loop on the CPU
+    assert _choose_batching(dense, big, 11, cuda) == _choose_batching(conv, param_dict(conv), 5, cuda) == "vmap"
+    # elastic_string follows the rule, whatever the clock says.
+    assert _bowl_string(_w(-1.0, 0.0), _w(1.0, 0.0), num_points=3, steps=1).batching == "vmap"
+    a, b = param_dict(_cnn(0)), param_dict(_cnn(1))
+    runs = [elastic_string(conv, None, _cnn_batches(), params_a=a, params_b=b, config=StringConfig(num_points=4, steps=2))
+            for _ in range(2)]
+    assert [run.batching for run in runs] == ["loop", "loop"]
+
+
+def _reference_string(model, a, b, x, y, *, num_points, stiffness, lr, steps, spring):
+    """Plain gradient descent of the energy E over flat float64 vectors, written apart from the library:
+    explicit: Theta <- Theta - lr grad E (autograd of the whole energy); implicit: a step on the losses,
+    then the linear solve (I + lr k A) Theta = Theta' + lr k beta. Returns the interior points and the
+    loss of every point before each step."""
+    names, shapes = list(a), [a[n].shape for n in a]
+    flat_a, flat_b = (torch.cat([p[n].flatten() for n in names]) for p in (a, b))
+
+    def loss(theta):
+        params = {n: t.view(s) for n, t, s in zip(names, theta.split([s.numel() for s in shapes]), shapes)}
+        return nn.functional.cross_entropy(torch.func.functional_call(model, params, (x,)), y)
+
+    interior = torch.stack([flat_a + t * (flat_b - flat_a) for t in torch.linspace(0, 1, num_points)[1:-1].tolist()])
+    count, step = num_points - 2, lr * stiffness
+    off = torch.ones(count - 1, dtype=torch.float64)
+    laplacian = 2 * torch.eye(count, dtype=torch.float64) - torch.diag(off, 1) - torch.diag(off, -1)
+    profiles = []
+    for _ in range(steps):
+        inner = interior.clone().requires_grad_()
+        full = torch.cat([flat_a[None], inner, flat_b[None]])
+        losses = torch.stack([loss(p) for p in full])
+        profiles.append(losses.detach())
+        if spring == "explicit":
+            energy = losses[1:-1].sum() + stiffness / 2 * (full[1:] - full[:-1]).pow(2).sum()
+            interior = interior - lr * torch.autograd.grad(energy, inner)[0]
+        else:
+            moved = interior - lr * torch.autograd.grad(losses[1:-1].sum(), inner)[0]
+            beta = torch.zeros_like(moved)
+            beta[0], beta[-1] = flat_a, flat_b
+            interior = torch.linalg.solve(torch.eye(count, dtype=torch.float64) + step * laplacian, moved + step * beta)
+    return interior, torch.stack(profiles)
+
+
+@pytest.mark.parametrize("spring", ["implicit", "explicit"])
+@pytest.mark.parametrize("batching", ["vmap", "loop"])
+def test_string_steps_match_an_independent_reference(spring, batching):
+    model, (x, y) = _cnn(0), (torch.cat(t) for t in zip(*_cnn_batches()))  # one batch: the order plays no part
+    a, b = param_dict(_cnn(0)), param_dict(_cnn(1))
+    config = StringConfig(num_points=5, stiffness=2.0, lr=0.1, steps=6, spring=spring, record_every=1, batching=batching)
+    result = elastic_string(model, None, [(x, y)], params_a=a, params_b=b, config=config)
+    interior, profiles = _reference_string(model, a, b, x, y, num_points=5, stiffness=2.0, lr=0.1, steps=6, spring=spring)
+    ours = torch.cat([result.points[n][1:-1].flatten(1) for n in a], dim=1)
+    torch.testing.assert_close(ours, interior, atol=1e-10, rtol=0)
+    torch.testing.assert_close(torch.from_numpy(result.trajectory_loss), profiles, atol=1e-12, rtol=0)
 
 
 def test_nudged_band_keeps_an_equally_spaced_path_along_the_gradient():
@@ -112,7 +169,7 @@ def test_trajectory_records_every_point_at_the_chosen_steps():
 
 
 def test_default_steps_are_epochs_over_the_batches():
-    result = elastic_string(_cnn(0), param_dict(_cnn(0)), param_dict(_cnn(1)), _cnn_batches(), config=StringConfig(epochs=2))
+    result = elastic_string(_cnn(0), None, _cnn_batches(), params_a=param_dict(_cnn(0)), params_b=param_dict(_cnn(1)), config=StringConfig(epochs=2))
     assert result.steps == 2 * 3
 
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from runners import bench
-from runners._bench_distributed import PROBES
+from runners._bench import PROBES
 
 
 @pytest.mark.slow  # spawns two torch processes: ~20 s

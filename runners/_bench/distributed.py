@@ -58,15 +58,15 @@ def probe_suite(*, n_train: int, batch_size: int, channels: int) -> dict[str, tu
     operator = HessianOperator(model_a, nn.CrossEntropyLoss(), batches)
     string = StringConfig(num_points=4, steps=4, batching="loop", lr=0.05)
     tasks = {
-        "evaluation": lambda: [evaluate(model_a, batches).loss, evaluate(model_a, batches).accuracy],
+        "evaluation": lambda: [evaluate(model_a, None, batches).loss, evaluate(model_a, None, batches).accuracy],
         "batchnorm": lambda: torch.cat([t.double().flatten() for t in recalibrate_batchnorm(norm_net, batches).values()]),
         "gradient": lambda: operator.gradient(),
         "eigenvalues": lambda: lanczos(operator, k=3, tol=1e-4, seed=0).eigenvalues,
-        "trace": lambda: [hutchinson(operator, num_probes=8, seed=0).estimate],
-        "density": lambda: slq(operator, num_probes=2, num_steps=8, num_points=64, seed=0).density,
-        "interpolation": lambda: interpolate(model_a, model_b, batches, [0.0, 0.25, 0.5, 0.75, 1.0], "linear").train_loss,
+        "trace": lambda: [hutchinson(operator, num_matvecs=8, seed=0).estimate],
+        "density": lambda: slq(operator, num_probes=2, max_iter=8, grid_points=64, seed=0).density,
+        "interpolation": lambda: interpolate(model_a, model_b, None, batches, alphas=[0.0, 0.25, 0.5, 0.75, 1.0], method="linear").train_loss,
         "string": lambda: torch.cat([t.flatten() for t in elastic_string(
-            model_a, param_dict(model_a), param_dict(model_b), batches, config=string).points.values()]),
+            model_a, None, batches, params_a=param_dict(model_a), params_b=param_dict(model_b), config=string).points.values()]),
     }
     operator.matvec(torch.ones(operator.size))  # warm-up: torch.func's first dispatch is not the probe's cost
     operator.num_matvecs = 0

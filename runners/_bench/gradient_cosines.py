@@ -13,7 +13,7 @@ import torch
 
 from embeddings import build_model, expand
 from landscape import gradient_cosines
-from landscape._timing import best_time
+from runners._bench.timing import best_time
 from runners.cli import resolve_device
 
 
@@ -38,8 +38,8 @@ def run(args: argparse.Namespace) -> dict:
     ]
     rows: dict = {"device": str(device), "threads": torch.get_num_threads(), "pairs": args.batches * (args.batches - 1) // 2}
     for name, net in nets.items():
-        vmapped = best_time(lambda: gradient_cosines(net, batches, vectorize=True), args.repeats, device)
-        looped = best_time(lambda: gradient_cosines(net, batches, vectorize=False), args.repeats, device)
+        vmapped = best_time(lambda: gradient_cosines(net, None, batches, vectorize=True), args.repeats, device)
+        looped = best_time(lambda: gradient_cosines(net, None, batches, vectorize=False), args.repeats, device)
         rows[f"{name}.params"] = sum(p.numel() for p in net.parameters())
         rows[f"{name}.vmap_s"] = vmapped
         rows[f"{name}.loop_s"] = looped

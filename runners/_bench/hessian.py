@@ -21,8 +21,8 @@ from torch import nn
 
 from embeddings import build_model
 from landscape import HessianOperator, lanczos
-from runners.cli import resolve_device
 from runners._engine import TrainConfig, load_data, train
+from runners.cli import resolve_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,4 @@
-"""Wall-clock timing (the string method's vmap-or-loop choice, the benchmarks): best of several runs."""
+"""Wall-clock timing for the benchmarks: best of several runs (timing lives here and nowhere else)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import torch
 
 from embeddings import build_model, to_efcn
 from landscape import interpolate
-from landscape._timing import best_time
+from runners._bench.timing import best_time
 from runners.cli import resolve_device
 
 
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> dict:
                         torch.nn.functional.cross_entropy(model(inputs), targets)
 
         forward = best_time(forward_passes, args.repeats, device, warmup=False)
-        path = best_time(lambda: interpolate(models[0], models[1], train, alphas, "linear", test_batches=test), args.repeats, device, warmup=False)
+        path = best_time(lambda: interpolate(models[0], models[1], None, train, alphas=alphas, method="linear", test_batches=test), args.repeats, device, warmup=False)
         rows[f"{space}.forward_s"] = forward
         rows[f"{space}.interp_s"] = path
         rows[f"{space}.overhead"] = path / forward - 1

@@ -11,7 +11,7 @@ import argparse
 import torch
 
 from embeddings import EmbeddedDense, build_model, estimate_memory, to_efcn, to_elcn
-from landscape._timing import best_time
+from runners._bench.timing import best_time
 from runners.cli import resolve_device
 
 MODELS = {
