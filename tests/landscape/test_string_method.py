@@ -77,9 +77,9 @@ def test_vmap_and_loop_take_the_same_steps():
 
 def test_auto_batching_is_a_fixed_rule_of_device_layers_and_size():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")  # only the device type is read: no GPU needed
-    dense, conv = nn.Linear(4096, 4096, bias=False), _cnn(0)
-    # 4096 x 4096 float32 is 64 MiB per point; meta tensors carry the size without allocating it.
-    big = {"weight": torch.empty(4096, 4096, device="meta")}
+    # 4096 x 4096 float32 is 64 MiB per point; a meta-device layer has the size without allocating it.
+    dense, conv = nn.Linear(4096, 4096, bias=False, device="meta"), _cnn(0)
+    big = param_dict(dense)
     assert _choose_batching(dense, big, 3, cpu) == _choose_batching(dense, big, 3, cpu) == "vmap"  # 64 MiB: at the budget
     assert _choose_batching(dense, big, 4, cpu) == "loop"  # 128 MiB stacked: over it
     assert _choose_batching(conv, param_dict(conv), 5, cpu) == "loop"  # convolutions: loop on the CPU
