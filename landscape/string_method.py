@@ -356,6 +356,10 @@ def elastic_string(
 
     Forces come from the model in eval mode (dropout off, so the energy is a function of the
     parameters); BatchNorm layers normalise with the statistics of each mini-batch, as in training.
+    The string starts on the linear path (:func:`_initial_string`); each step (:func:`_step`) takes
+    every point's loss gradient on one mini-batch, turns it into the descent direction of the chosen
+    forces, lets the optimiser move the points and, with the implicit spring, applies its proximal step;
+    every ``record_every`` steps the points' losses join the trajectory (:func:`_loss_profile`).
 
     Args:
         model: the architecture (not modified; a private copy is used).
