@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from landscape import StringConfig, align_endpoints, interpolate, path_metrics, polyline_length
-from results import CheckpointError, CurveWriter, load_checkpoint, open_store, provenance, read_attrs, write_attrs
+from results import CheckpointError, CurveWriter, ResultError, check_result_name, load_checkpoint, open_result, read_attrs, write_attrs
 from runners._engine import launched, load_data, on_device, peak_memory_bytes
 from runners.cli import add_common_arguments, fail, progress_disabled, resolve_device
 
@@ -83,9 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     string.add_argument("--batching", choices=("auto", "vmap", "loop"), default="auto", help="vmap over the points or a loop; auto: a fixed rule on the device and the model (see landscape.StringConfig)")
     string.add_argument("--record-every", type=int, default=10, help="record the string's loss profile every so many steps")
     parser.add_argument("--out", default="interpolation.h5", help="HDF5 result file")
-    parser.add_argument("--name", default=None, help="group under /interpolation (default: <stem A>__<stem B>)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    parser.add_argument("--resume", action="store_true", help="continue the curves already in --out")
+    parser.add_argument("--name", default=None,
+                        help="result /interpolation/<name> in --out, which may hold several (default: <stem A>__<stem B>)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the result --name in --out (other results are kept)")
+    parser.add_argument("--resume", action="store_true", help="continue the result --name in --out (a new --method is added to it)")
     parser.add_argument("--plot", action="store_true", help="also write the Fig. 6 style figure next to --out (.png and .pdf)")
     return parser
 
@@ -124,8 +125,24 @@ def _check_args(args: argparse.Namespace) -> None:
             raise fail(f"checkpoint {path} does not exist")
     if args.overwrite and args.resume:
         raise fail("--overwrite and --resume contradict each other; choose one")
-    if os.path.exists(args.out) and not (args.overwrite or args.resume):
-        raise fail(f"{args.out} already exists; pass --overwrite to replace it or --resume to continue it")
+    try:
+        check_result_name(f"interpolation/{_result_name(args)}")
+    except ResultError as err:
+        raise fail(str(err)) from None
+
+
+def _result_name(args: argparse.Namespace) -> str:
+    return args.name or f"{Path(args.ckpt_a).stem}__{Path(args.ckpt_b).stem}"
+
+
+# Options a resumed result may change: how the command runs, and --methods, which may grow. The
+# checkpoints are stored as the group's ckpt_a/ckpt_b attributes (relative paths; under torchrun
+# the other ranks write a scratch copy elsewhere, so a path could not be compared).
+_NOT_CONFIG = ("quiet", "device", "resume", "overwrite", "plot", "out", "name", "methods", "ckpt_a", "ckpt_b")
+
+
+def _config(args: argparse.Namespace) -> dict:
+    return {key: value for key, value in sorted(vars(args).items()) if key not in _NOT_CONFIG}
 
 
 def _prepare(args: argparse.Namespace, device: torch.device):
@@ -133,20 +150,22 @@ def _prepare(args: argparse.Namespace, device: torch.device):
     _check_args(args)
     config = _string_config(args)
     model_a, model_b = _load(args.ckpt_a, device), _load(args.ckpt_b, device)
+    input_shape = tuple(model_a.input_shape)
     try:
-        align_endpoints(model_a, model_b)
+        # Embedded once here (the CNN endpoint into the other's space), not again for every method.
+        model_a, model_b, spaces = align_endpoints(model_a, model_b)
     except ValueError as err:
         raise fail(str(err)) from None
     num_classes = int(getattr(model_a, "arch_kwargs", {}).get("num_classes", 10))
     try:
         data = load_data(args.data, root=args.data_root, download=args.download, seed=args.seed, n_train=args.n_train,
-                         n_test=args.n_test, input_shape=tuple(model_a.input_shape), num_classes=num_classes)
+                         n_test=args.n_test, input_shape=input_shape, num_classes=num_classes)
     except (ValueError, FileNotFoundError) as err:
         raise fail(str(err).splitlines()[0]) from None
-    if tuple(data.input_shape) != tuple(model_a.input_shape):
+    if tuple(data.input_shape) != input_shape:
         raise fail(f"--data {args.data} has inputs of shape {tuple(data.input_shape)} but the checkpoints expect "
-                   f"{tuple(model_a.input_shape)}; pass the data set the models were trained on")
-    return model_a, model_b, data, config
+                   f"{input_shape}; pass the data set the models were trained on")
+    return model_a, model_b, spaces, data, config
 
 
 def _write_trajectory(group, result) -> None:
@@ -159,7 +178,8 @@ def _write_trajectory(group, result) -> None:
     write_attrs(writer.group, {"alpha": string.alpha.tolist(), "batching": string.batching, "steps": string.steps})
 
 
-def _run_method(args, method: str, group, model_a, model_b, data, config: StringConfig, device, alphas: np.ndarray) -> dict:
+def _run_method(args, method: str, group, model_a, model_b, spaces: dict[str, str], data, config: StringConfig, device,
+                alphas: np.ndarray) -> dict:
     columns = COLUMNS + (OUTPUT_COLUMNS if method == "output" else ())
     writer = CurveWriter(group, method, columns=columns, index="alpha")
     done = writer.read()["alpha"]
@@ -172,24 +192,25 @@ def _run_method(args, method: str, group, model_a, model_b, data, config: String
         return attrs
     rerun = remaining if len(remaining) else alphas[-1:]  # complete curve, missing metrics: one cheap point
     result = interpolate(
-        model_a, model_b, data.batches("train", args.batch_size), rerun.tolist(), method,
+        model_a, model_b, None, data.batches("train", args.batch_size), alphas=rerun.tolist(), method=method,
         test_batches=data.batches("test", args.batch_size), device=device, bn_recalibrate=args.bn_recalibrate,
         output_mode=args.output_mode, string=config, progress=not progress_disabled(args.quiet),
         on_point=(lambda row: writer.append(**{c: row[c] for c in columns})) if len(remaining) else None,
     )
-    curve = writer.read()
     ends = result.endpoints
-    lo, hi = float(alphas[0]), float(alphas[-1])
-    metrics = path_metrics(
-        curve["alpha"], curve["train_loss"], curve["test_acc"],
-        endpoint_train_loss=(ends["train_a"].loss, ends["train_b"].loss),
-        endpoint_test_acc=(ends["test_a"].accuracy, ends["test_b"].accuracy),
-        length=polyline_length(result.knots, lo, hi) if result.knots is not None else math.nan,
-    )
+    metrics = result.metrics
+    if len(remaining) != len(alphas):  # resumed: the metrics belong to the whole curve in the file, not to this call's part
+        curve = writer.read()
+        metrics = path_metrics(
+            curve["alpha"], curve["train_loss"], curve["test_acc"],
+            endpoint_train_loss=(ends["train_a"].loss, ends["train_b"].loss),
+            endpoint_test_acc=(ends["test_a"].accuracy, ends["test_b"].accuracy),
+            length=polyline_length(result.knots, float(alphas[0]), float(alphas[-1])) if result.knots is not None else math.nan,
+        )
     attrs = metrics.as_dict() | {
         f"{split}_{side}_{what}": getattr(ends[f"{split}_{side}"], "loss" if what == "loss" else "accuracy")
         for split in ("train", "test") for side in ("a", "b") for what in ("loss", "acc")
-    } | {"bn_recalibrated": result.bn_recalibrated} | {f"space_{k}": v for k, v in result.spaces.items()}
+    } | {"bn_recalibrated": result.bn_recalibrated} | {f"space_{k}": v for k, v in spaces.items()}
     if method == "string":
         start, end = result.string.trajectory_loss[0, 1:-1].mean(), result.string.trajectory_loss[-1, 1:-1].mean()
         attrs |= {"loss_rose": bool(end > 1.1 * start), "stiffness": config.stiffness, "num_points": config.num_points, "forces": config.forces,
@@ -223,19 +244,24 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     device = resolve_device(args.device)
-    model_a, model_b, data, config = _prepare(args, device)
+    model_a, model_b, spaces, data, config = _prepare(args, device)
     data = on_device(data, device)  # once, not at every point of every path
-    name = args.name or f"{Path(args.ckpt_a).stem}__{Path(args.ckpt_b).stem}"
+    name = _result_name(args)
     lo, hi = args.alpha_range
     alphas = np.linspace(lo, hi, args.points)
-    with open_store(args.out, overwrite=args.overwrite, resume=args.resume) as store:
-        write_attrs(store, provenance(seed=args.seed, argv=sys.argv if argv is None else ["runners.interpolate", *argv])
-                    | {"tool": "runners.interpolate"})
-        group = store.require_group(f"interpolation/{name}")
-        write_attrs(group, {"ckpt_a": os.path.abspath(args.ckpt_a), "ckpt_b": os.path.abspath(args.ckpt_b), "data": args.data,
+    try:
+        result = open_result(args.out, f"interpolation/{name}", tool="runners.interpolate", config=_config(args),
+                             resume=args.resume, overwrite=args.overwrite, seed=args.seed,
+                             argv=sys.argv if argv is None else ["runners.interpolate", *argv])
+    except ResultError as err:
+        raise fail(str(err)) from None
+    with result:
+        group = result.group
+        result.write_attrs({"ckpt_a": result.relative(args.ckpt_a), "ckpt_b": result.relative(args.ckpt_b), "data": args.data,
                             "batch_size": args.batch_size, "alpha_range": [lo, hi], "points": args.points})
-        rows = {method: _run_method(args, method, group, model_a, model_b, data, config, device, alphas) for method in args.methods}
-        write_attrs(store, {"peak_memory_bytes": peak_memory_bytes(device)})
+        rows = {method: _run_method(args, method, group, model_a, model_b, spaces, data, config, device, alphas)
+                for method in args.methods}
+        result.write_attrs({"peak_memory_bytes": peak_memory_bytes(device)})
     print(_table(name, rows))
     if "string" in rows and rows["string"].get("loss_rose"):
         print("note: the string's interior loss rose by over 10% while it was optimised; --string-lr is probably too large for "

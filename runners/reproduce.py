@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
 
-from results import read_attrs, write_attrs
+from results import ResultError, provenance, read_attrs, rebase_paths, write_attrs
 from runners import interpolate as interpolate_cli
 from runners import relax as relax_cli
 from runners import sharpness as sharpness_cli
@@ -119,12 +121,10 @@ def _chosen_switch_times(args: argparse.Namespace, available: list[tuple[int, st
 def _interpolation(args: argparse.Namespace, out: Path, settings: dict, relax_file: Path) -> Path:
     path = out / STAGE_FILES["interpolation"]
     checkpoints = relax_file.parent / "checkpoints"
-    for index, (t_w, run) in enumerate(_chosen_switch_times(args, _switch_runs(relax_file))):
-        # The first call creates (or replaces) the file, later ones add their group to it.
-        mode = ["--resume"] if args.resume or index > 0 else (["--overwrite"] if args.overwrite else [])
+    for t_w, run in _chosen_switch_times(args, _switch_runs(relax_file)):
         interpolate_cli.main([
             *settings["interpolation"], *_common(args), "--ckpt-a", str(checkpoints / "cnn" / "final.pt"),
-            "--ckpt-b", str(checkpoints / run / "final.pt"), "--out", str(path), "--name", f"tw{t_w}", *mode,
+            "--ckpt-b", str(checkpoints / run / "final.pt"), "--out", str(path), "--name", f"tw{t_w}", *_mode_flags(args),
         ])
         with h5py.File(path, "a") as store:
             write_attrs(store["interpolation"][f"tw{t_w}"], {"t_w": t_w})
@@ -140,24 +140,24 @@ def _sharpness(args: argparse.Namespace, out: Path, settings: dict, relax_file: 
     return path
 
 
-def merge(stage_files: dict[str, Path], target: Path) -> None:
+def merge(stage_files: dict[str, Path], target: Path, *, argv: Sequence[str] | None = None) -> None:
     """Copy every top-level group of the stage files into ``target`` (written aside, then renamed).
 
-    The relax file's root attributes (provenance, configuration) become the root's; each other
-    stage's root attributes go to its top-level groups.
+    Every result keeps its own provenance and configuration (attributes of its group, written by the
+    tool that made it); stored paths are rebased to ``target``'s folder. The root describes the
+    merge: the reproduction's provenance and the stage files it was made from.
     """
     partial = target.with_name(target.name + ".partial")
     with h5py.File(partial, "w") as merged:
-        for stage, path in stage_files.items():
+        write_attrs(merged, {**provenance(argv=argv), "created_by": "runners.reproduce",
+                             "stages": {stage: os.path.relpath(path, target.parent) for stage, path in stage_files.items()}})
+        for path in stage_files.values():
             if not path.is_file():
                 continue
             with h5py.File(path, "r") as source:
                 for name in source:
                     source.copy(source[name], merged, name=name)
-                    if stage != "relax":
-                        write_attrs(merged[name], {f"provenance_{k}": v for k, v in read_attrs(source).items()})
-                if stage == "relax":
-                    write_attrs(merged, read_attrs(source))
+                    rebase_paths(merged[name], path, target)
     os.replace(partial, target)
 
 
@@ -174,14 +174,16 @@ def main(argv: list[str] | None = None) -> int:
     _banner("stage 1/6: relax protocol", started)
     relax_file = _relax(args, out, settings)
     _banner("stage 2/6: weights for Figs. 1, 2, 5", started)
-    with h5py.File(relax_file, "a") as store:
-        write_weights(store, relax_file.parent)
+    try:
+        write_weights(relax_file.parent, resume=args.resume, overwrite=args.overwrite)
+    except ResultError as err:
+        raise fail(str(err)) from None
     _banner("stage 3/6: interpolation between the CNN and its eFCNs", started)
     stage_files = {"relax": relax_file, "interpolation": _interpolation(args, out, settings, relax_file)}
     _banner("stage 4/6: sharpness along training and at the final models", started)
     stage_files["sharpness"] = _sharpness(args, out, settings, relax_file)
     _banner("stage 5/6: merge into one HDF5 file", started)
-    merge(stage_files, out / "results.h5")
+    merge(stage_files, out / "results.h5", argv=sys.argv if argv is None else ["runners.reproduce", *argv])
     _banner("stage 6/6: figures and report", started)
     written, skipped = make_figures(out / "results.h5", out / "figures")
     report = write_report(out / "results.h5", out / "report.md", written, skipped, seconds=time.perf_counter() - started)

@@ -10,16 +10,22 @@ Checkpoints come from a run directory (``checkpoints/<run>/epoch_<k>.pt`` and ``
 ``lanczos_iterations``, ``lanczos_converged``, ``seconds``), the ``(n, k)`` dataset ``top_eigs`` (descending)
 and, on request, ``density_<row>/`` (SLQ ``grid``, ``density``) and ``surface_<row>/`` (``axis``, ``loss``,
 ``accuracy``). Rows are flushed one checkpoint at a time; ``--resume`` continues a killed run.
+
+Checkpoints are loaded one at a time (an eFCN series of AlexNet size never sits on the device at
+once), and a checkpoint holding the same weights as an earlier one (``final.pt`` and the last
+epoch's snapshot) is probed once: its row copies the earlier row's numbers.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -41,7 +47,7 @@ from landscape import (
     parameter_subspace,
     slq,
 )
-from results import CheckpointError, CurveWriter, load_checkpoint, open_store, provenance, read_attrs, write_attrs
+from results import CheckpointError, CurveWriter, ResultError, load_checkpoint, open_result, read_attrs, write_attrs
 from runners._engine import launched, load_data, on_device, peak_memory_bytes
 from runners.cli import add_common_arguments, fail, progress_disabled, resolve_device
 
@@ -79,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--surface-points", type=int, default=21, help="grid points per axis of --surface")
     parser.add_argument("--batch-size", type=int, default=1000, help="batch of the full-data averages (no effect on the numbers)")
     parser.add_argument("--n-train", type=int, default=None, help="keep only the first N training examples (quick runs)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--overwrite", action="store_true", help="replace the sharpness result of --out (other results are kept)")
     parser.add_argument("--resume", action="store_true", help="continue the rows already in --out")
     parser.add_argument("--plot", action="store_true", help="also draw sharpness vs epoch (and the relax gain) next to --out")
     return parser
@@ -124,8 +130,6 @@ def _check_args(args: argparse.Namespace) -> None:
         raise fail(f"--epsilon must be >= 0 (0 skips epsilon-sharpness), got {args.epsilon}")
     if args.overwrite and args.resume:
         raise fail("--overwrite and --resume contradict each other; choose one")
-    if os.path.exists(args.out) and not (args.overwrite or args.resume):
-        raise fail(f"{args.out} already exists; pass --overwrite to replace it or --resume to continue it")
 
 
 def _subspace(model: nn.Module, choice: str, path: Path) -> ParameterSubspace | None:
@@ -141,30 +145,58 @@ def _subspace(model: nn.Module, choice: str, path: Path) -> ParameterSubspace | 
     return parameter_subspace(model, masks=masks if choice == "local" else {name: ~mask for name, mask in masks.items()})
 
 
-def _prepare(args: argparse.Namespace, device: torch.device):
-    """Everything that can fail on bad input, before the result file is touched."""
+@dataclass(frozen=True)
+class _Checkpoint:
+    """One checkpoint to probe, known before any is loaded onto the device."""
+
+    path: Path
+    source: str  # location-independent identity: "<run>/<file>" or the --ckpt argument's file name
+    digest: str  # of the weights: equal digests are probed once
+
+
+def _weights_digest(model: nn.Module) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _load(path: Path, device: torch.device | str) -> tuple[nn.Module, dict]:
+    try:
+        return load_checkpoint(path, map_location=device)
+    except CheckpointError as err:
+        raise fail(str(err).splitlines()[0]) from None
+
+
+def _prepare(args: argparse.Namespace):
+    """Everything that can fail on bad input, before the result file is touched.
+
+    Every checkpoint is read once on the CPU, one at a time, to check it (and its --subspace) and
+    to fingerprint its weights; the probes load it again, one at a time, onto the device.
+    """
     _check_args(args)
-    runs = _discover(args)
-    loaded: dict[str, list[tuple[Path, nn.Module, dict, ParameterSubspace | None]]] = {}
-    for run, paths in runs.items():
-        loaded[run] = []
+    runs: dict[str, list[_Checkpoint]] = {}
+    shapes: list[tuple[tuple[int, ...], int]] = []
+    for run, paths in _discover(args).items():
+        runs[run] = []
         for path in paths:
-            try:
-                model, meta = load_checkpoint(path, map_location=device)
-            except CheckpointError as err:
-                raise fail(str(err).splitlines()[0]) from None
-            loaded[run].append((path, model, meta, _subspace(model, args.subspace, path)))
-    first = next(iter(loaded.values()))[0][1]
-    num_classes = int(getattr(first, "arch_kwargs", {}).get("num_classes", 10))
+            model, _ = _load(path, "cpu")
+            _subspace(model, args.subspace, path)
+            shapes.append((tuple(model.input_shape), int(getattr(model, "arch_kwargs", {}).get("num_classes", 10))))
+            source = path.name if args.ckpt else f"{run}/{path.name}"
+            runs[run].append(_Checkpoint(path, source, _weights_digest(model)))
+            del model  # one at a time
+    input_shape, num_classes = shapes[0]
     try:
         data = load_data(args.data, root=args.data_root, download=args.download, seed=args.seed, n_train=args.n_train,
-                         n_test=1, input_shape=tuple(first.input_shape), num_classes=num_classes)
+                         n_test=1, input_shape=input_shape, num_classes=num_classes)
     except (ValueError, FileNotFoundError) as err:
         raise fail(str(err).splitlines()[0]) from None
-    if tuple(data.input_shape) != tuple(first.input_shape):
+    if tuple(data.input_shape) != input_shape:
         raise fail(f"--data {args.data} has inputs of shape {tuple(data.input_shape)} but the checkpoints expect "
-                   f"{tuple(first.input_shape)}; pass the data set the models were trained on")
-    return loaded, data
+                   f"{input_shape}; pass the data set the models were trained on")
+    return runs, data
 
 
 def _probe(args, model: nn.Module, meta: dict, path: Path, subspace: ParameterSubspace | None, batches, group: h5py.Group,
@@ -178,17 +210,17 @@ def _probe(args, model: nn.Module, meta: dict, path: Path, subspace: ParameterSu
     if args.trace_method == "hutch++":
         trace = hutch_plus_plus(operator, num_matvecs=args.trace_probes, seed=args.seed)
     else:
-        trace = hutchinson(operator, num_probes=args.trace_probes, seed=args.seed)
+        trace = hutchinson(operator, num_matvecs=args.trace_probes, seed=args.seed)
     basin = basin_width(model, loss_fn, batches, threshold=args.basin_threshold, mode=args.basin_mode,
                         num_directions=args.basin_directions, max_distance=args.basin_max, subspace=subspace, seed=args.seed)
     sharp = math.nan
     if args.epsilon > 0:
         sharp = epsilon_sharpness(model, loss_fn, batches, epsilon=args.epsilon, subspace=subspace, seed=args.seed).sharpness
     if args.density:
-        density = slq(operator, num_steps=min(80, operator.size), seed=args.seed)
+        density = slq(operator, max_iter=min(80, operator.size), seed=args.seed)
         _write_arrays(group, f"density_{row}", grid=density.grid.numpy(), density=density.density.numpy())
     if args.surface != "none":
-        surface = loss_surface(model, loss_fn, batches, dims=1 if args.surface == "1d" else 2, num_points=args.surface_points,
+        surface = loss_surface(model, loss_fn, batches, dims=1 if args.surface == "1d" else 2, grid_points=args.surface_points,
                                span=args.basin_max, subspace=subspace, seed=args.seed)
         _write_arrays(group, f"surface_{row}", axis=surface.axes[0].numpy(), loss=surface.loss.numpy(), accuracy=surface.accuracy.numpy())
     eigs = np.full(args.k, np.nan)
@@ -211,6 +243,17 @@ def _write_arrays(group: h5py.Group, name: str, **arrays: np.ndarray) -> None:
         sub.create_dataset(key, data=value)
 
 
+def _copy_row(group: h5py.Group, earlier: int, row: int, checkpoint: _Checkpoint, meta: dict) -> dict:
+    """The row of a checkpoint whose weights were probed at row ``earlier`` (of this run's group)."""
+    values = {column: float(group["curve"][column][earlier]) for column in COLUMNS}
+    values |= {"row": row, "epoch": float(meta.get("epoch", math.nan)), "t_w": float(meta.get("t_w", math.nan)),
+               "final": float(checkpoint.path.stem == "final"), "seconds": 0.0}
+    for kind in ("density", "surface"):
+        if f"{kind}_{earlier}" in group:
+            _write_arrays(group, f"{kind}_{row}", **{k: v[()] for k, v in group[f"{kind}_{earlier}"].items()})
+    return {"top_eigs": group["top_eigs"][earlier], **values}
+
+
 def _eigs_dataset(group: h5py.Group, k: int, length: int) -> h5py.Dataset:
     if "top_eigs" not in group:
         group.create_dataset("top_eigs", shape=(0, k), maxshape=(None, k), dtype="f8")
@@ -227,36 +270,53 @@ def main(argv: list[str] | None = None) -> int:
         return _main(args, argv)
 
 
+def _probe_checkpoint(args, checkpoint: _Checkpoint, device, batches, group: h5py.Group, row: int, earlier: int) -> dict:
+    """Load one checkpoint onto the device, probe it (or copy the row of its earlier twin), and let it go."""
+    model, meta = _load(checkpoint.path, device)
+    write_attrs(group, {"space": model_space(model)})
+    if earlier < row:
+        return _copy_row(group, earlier, row, checkpoint, meta)
+    return _probe(args, model, meta, checkpoint.path, _subspace(model, args.subspace, checkpoint.path), batches, group, row)
+
+
+# Options that change how the command runs, not what it computes.
+_EXECUTION_ONLY = ("quiet", "device", "resume", "overwrite", "plot", "out")
+
+
 def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     device = resolve_device(args.device)
-    loaded, data = _prepare(args, device)
+    runs, data = _prepare(args)
     data = on_device(data, device)  # once, not at every probe of every checkpoint
     batches = data.batches("train", args.batch_size)
-    config = {key: value for key, value in sorted(vars(args).items()) if key not in ("quiet", "device", "resume", "overwrite", "plot")}
-    total = sum(len(entries) for entries in loaded.values())
-    bar = tqdm(total=total, desc="sharpness", disable=progress_disabled(args.quiet))
-    with open_store(args.out, overwrite=args.overwrite, resume=args.resume) as store:
-        if "config" in store.attrs and json.loads(read_attrs(store)["config"]) != json.loads(json.dumps(config)):
-            raise fail(f"--resume with other options than the run in {args.out}; use the same options or --overwrite")
-        write_attrs(store, provenance(seed=args.seed, argv=sys.argv if argv is None else ["runners.sharpness", *argv])
-                    | {"tool": "runners.sharpness", "config": config})
-        for run, entries in loaded.items():
-            group = store.require_group(f"sharpness/{run}")
-            paths = [os.path.abspath(entry[0]) for entry in entries]
-            if "checkpoints" in group.attrs and json.loads(read_attrs(group)["checkpoints"]) != paths:
-                raise fail(f"{group.name} was computed on other checkpoints; use the same --run-dir/--ckpt or --overwrite")
-            write_attrs(group, {"checkpoints": json.dumps(paths), "space": model_space(entries[0][1]), "subspace": args.subspace})
+    # The sources identify the checkpoints (the folder may move; torchrun's other ranks write a scratch copy).
+    config = {key: value for key, value in sorted(vars(args).items()) if key not in _EXECUTION_ONLY + ("run_dir", "ckpt")}
+    config["sources"] = {run: [c.source for c in entries] for run, entries in runs.items()}
+    try:
+        result = open_result(args.out, "sharpness", tool="runners.sharpness", config=config, resume=args.resume,
+                             overwrite=args.overwrite, seed=args.seed,
+                             argv=sys.argv if argv is None else ["runners.sharpness", *argv])
+    except ResultError as err:
+        raise fail(str(err)) from None
+    bar = tqdm(total=sum(len(entries) for entries in runs.values()), desc="sharpness", disable=progress_disabled(args.quiet))
+    with result:
+        for run, entries in runs.items():
+            group = result.group.require_group(run)
+            write_attrs(group, {"checkpoints": json.dumps([result.relative(c.path) for c in entries]), "subspace": args.subspace})
             curve = CurveWriter(group, "curve", columns=COLUMNS, index="row")
             eigs = _eigs_dataset(group, args.k, len(curve))
             bar.update(len(curve))
-            for row, (path, model, meta, subspace) in enumerate(entries[len(curve):], start=len(curve)):
-                bar.set_postfix_str(f"{run}/{path.name}")
-                values = _probe(args, model, meta, path, subspace, batches, group, row)
+            first_row_of = {}
+            for row, checkpoint in enumerate(entries):
+                first_row_of.setdefault(checkpoint.digest, row)
+                if row < len(curve):
+                    continue
+                bar.set_postfix_str(f"{run}/{checkpoint.path.name}")
+                values = _probe_checkpoint(args, checkpoint, device, batches, group, row, first_row_of[checkpoint.digest])
                 eigs.resize((row + 1, args.k))
                 eigs[row] = values.pop("top_eigs")
                 curve.append(**values)
                 bar.update(1)
-        write_attrs(store, {"peak_memory_bytes": peak_memory_bytes(device)})
+        result.write_attrs({"peak_memory_bytes": peak_memory_bytes(device)})
     bar.close()
     _print_table(args.out)
     if args.plot:

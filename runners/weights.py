@@ -10,11 +10,16 @@ Figures read HDF5 only, so the weights they show are copied here first:
   unflattened to the input's shape, at the same two moments; attributes ``t_w`` and ``epochs``.
 
     python -m runners.weights --run-dir runs/relax        # adds /weights to runs/relax/results.h5
+
+``/weights`` is a result of its own in that file (``results.open_result``): a second run needs
+``--overwrite`` (the other results of the file are kept) or ``--resume`` (the same extraction, rewritten).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
@@ -23,7 +28,7 @@ import torch
 from torch import nn
 
 from embeddings import EmbeddedDense, to_efcn
-from results import load_checkpoint, read_attrs, write_attrs
+from results import ResultError, load_checkpoint, open_result, read_attrs, write_attrs
 
 __all__ = ["filter_index_matrix", "write_weights"]
 
@@ -65,19 +70,29 @@ def _write(group: h5py.Group, name: str, array: np.ndarray) -> None:
     group.create_dataset(name, data=array)
 
 
-def write_weights(store: h5py.File, run_dir: str | Path, *, max_runs: int = 3) -> list[str]:
-    """Copy the Fig. 1/2/5 weights of the relax protocol's eFCN runs into ``store['/weights']``.
+def write_weights(run_dir: str | Path, *, max_runs: int = 3, resume: bool = False, overwrite: bool = False,
+                  argv: Sequence[str] | None = None) -> list[str]:
+    """Copy the Fig. 1/2/5 weights of the relax protocol's eFCN runs into the result ``/weights`` of ``run_dir/results.h5``.
 
     Args:
-        store: the relax protocol's HDF5 file, open for writing.
-        run_dir: its folder (checkpoints are read from ``run_dir/checkpoints``).
+        run_dir: the relax protocol's folder (``results.h5``; checkpoints under ``checkpoints/``).
         max_runs: how many t_w to keep (earliest, middle, latest), as the paper's three rows.
+        resume, overwrite: what to do when the file already holds ``/weights`` (``results.open_result``).
+        argv: the command line recorded with the provenance.
 
     Returns:
         The names of the runs whose weights were written.
+
+    Raises:
+        ResultError: ``/weights`` exists and neither flag was given (or the file is in use).
     """
     run_dir = Path(run_dir)
-    weights = store.require_group("weights")
+    with open_result(run_dir / "results.h5", "weights", tool="runners.weights", config={"max_runs": max_runs},
+                     resume=resume, overwrite=overwrite, argv=argv) as result:
+        return _write_weights(result.file, result.group, run_dir, max_runs)
+
+
+def _write_weights(store: h5py.File, weights: h5py.Group, run_dir: Path, max_runs: int) -> list[str]:
     fig1 = weights.require_group("fig1")
     _write(fig1, "filter_index", filter_index_matrix())
     write_attrs(fig1, {"in_size": [4, 4], "kernel_size": 3, "stride": 1, "padding": 0})
@@ -102,19 +117,23 @@ def write_weights(store: h5py.File, run_dir: str | Path, *, max_runs: int = 3) -
             _write(group, "trained", extract(trained))
             write_attrs(group, {"t_w": attrs["t_w"], "epochs": attrs.get("epochs")})
         written.append(name)
-    store.flush()
     return written
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runners.weights", description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", required=True, help="a runners.relax output folder (results.h5 + checkpoints/)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the /weights already in the file (other results are kept)")
+    parser.add_argument("--resume", action="store_true", help="rewrite the /weights already in the file (same extraction)")
     args = parser.parse_args(argv)
     path = Path(args.run_dir) / "results.h5"
     if not path.is_file():
         raise SystemExit(f"error: {path} does not exist; run python -m runners.relax --out {args.run_dir} first")
-    with h5py.File(path, "a") as store:
-        written = write_weights(store, args.run_dir)
+    try:
+        written = write_weights(args.run_dir, resume=args.resume, overwrite=args.overwrite,
+                                argv=sys.argv if argv is None else ["runners.weights", *argv])
+    except ResultError as err:
+        raise SystemExit(f"error: {err}") from None
     print(f"weights of {', '.join(written) or 'no eFCN run'} written to {path}:/weights")
     return 0
 

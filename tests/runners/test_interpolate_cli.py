@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import h5py
 import numpy as np
 import pytest
@@ -45,15 +47,16 @@ def test_round_trip_writes_every_method_metrics_trajectory_and_figure(checkpoint
     data = load_data("fake", n_train=64, n_test=32)
     cnn, efcn = checkpoints["models"]
     with h5py.File(out, "r") as store:
-        assert store.attrs["tool"] == "runners.interpolate" and "git_commit" in store.attrs
         group = store["interpolation/cnn__efcn"]
+        assert group.attrs["tool"] == "runners.interpolate" and "git_commit" in group.attrs and "peak_memory_bytes" in group.attrs
+        assert group.attrs["ckpt_a"] == os.path.relpath(checkpoints["cnn"], tmp_path)  # relative to the file's folder
         assert set(group) == {"linear", "string", "output", "string_trajectory"}
         for method in ("linear", "string", "output"):
             curve = group[method]
             assert curve.attrs["index"] == "alpha"
             assert curve["alpha"][()].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
-            assert curve["train_loss"][0] == pytest.approx(evaluate(cnn, data.batches("train", 32)).loss, abs=1e-5)
-            assert curve["test_acc"][-1] == pytest.approx(evaluate(efcn, data.batches("test", 32)).accuracy)
+            assert curve["train_loss"][0] == pytest.approx(evaluate(cnn, None, data.batches("train", 32)).loss, abs=1e-5)
+            assert curve["test_acc"][-1] == pytest.approx(evaluate(efcn, None, data.batches("test", 32)).accuracy)
             assert {"barrier", "peak_test_alpha", "test_acc_gain", "length"} <= set(curve.attrs)
         assert {"kl_a", "disagree_b"} <= set(group["output"])
         trajectory = group["string_trajectory"]
@@ -80,7 +83,7 @@ def test_existing_results_are_not_overwritten(checkpoints, tmp_path):
     out = tmp_path / "paths.h5"
     main(_args(checkpoints, out, "--methods", "output", "--points", "3"))
     before = out.read_bytes()
-    with pytest.raises(SystemExit, match=r"already exists; pass --overwrite to replace it or --resume to continue it"):
+    with pytest.raises(SystemExit, match=r"result 'interpolation/cnn__efcn' already exists in .*--resume .*--overwrite"):
         main(_args(checkpoints, out, "--methods", "output", "--points", "3"))
     assert out.read_bytes() == before
     main(_args(checkpoints, out, "--methods", "output", "--points", "4", "--overwrite"))
@@ -111,3 +114,33 @@ def test_missing_checkpoint_and_unrelated_architectures(checkpoints, tmp_path):
     with pytest.raises(SystemExit, match=r"cannot interpolate between unrelated architectures"):
         main(["--ckpt-a", str(checkpoints["cnn"]), "--ckpt-b", str(checkpoints["other"]), "--out", str(out), *FAKE])
     assert not out.exists()
+
+
+def test_overwrite_of_one_name_keeps_the_other_paths_of_the_file(checkpoints, tmp_path):
+    """Regression: ``--overwrite --name B`` used to delete every other group of the file."""
+    out = tmp_path / "paths.h5"
+    main(_args(checkpoints, out, "--methods", "linear", "--points", "3", "--name", "A"))
+    main(_args(checkpoints, out, "--methods", "linear", "--points", "3", "--name", "B"))  # a new name needs no flag
+    with h5py.File(out, "r") as store:
+        kept = store["interpolation/A/linear/train_loss"][()]
+    main(_args(checkpoints, out, "--methods", "linear", "--points", "4", "--name", "B", "--overwrite"))
+    with h5py.File(out, "r") as store:
+        np.testing.assert_array_equal(store["interpolation/A/linear/train_loss"][()], kept)
+        assert len(store["interpolation/B/linear/alpha"]) == 4
+
+
+def test_resume_adds_a_method_but_refuses_other_options(checkpoints, tmp_path):
+    out = tmp_path / "paths.h5"
+    main(_args(checkpoints, out, "--methods", "linear", "--points", "3"))
+    main(_args(checkpoints, out, "--methods", "linear,output", "--points", "3", "--resume"))
+    with h5py.File(out, "r") as store:
+        assert {"linear", "output"} <= set(store["interpolation/cnn__efcn"])
+    with pytest.raises(SystemExit, match=r"--resume with other options .*changed: batch_size"):
+        main(_args(checkpoints, out, "--methods", "linear", "--points", "3", "--resume", "--batch-size", "16"))
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/../b", "with space"])
+def test_unsafe_names_are_refused_before_anything_is_written(checkpoints, tmp_path, name):
+    with pytest.raises(SystemExit, match="choose another --name"):
+        main(_args(checkpoints, tmp_path / "paths.h5", "--name", name))
+    assert not (tmp_path / "paths.h5").exists()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import h5py
 import pytest
 
@@ -31,7 +34,18 @@ def test_reproduction_end_to_end_then_resume(tmp_path, tiny_settings, capsys):
         assert set(store["interpolation"]) == {"tw0", "tw3"} and store["interpolation/tw3"].attrs["t_w"] == 3
         assert {"linear", "string", "output"} <= set(store["interpolation/tw0"])
         assert {"cnn", "fcn", "efcn_tw0", "efcn_tw3"} == set(store["sharpness"])
-        assert "git_commit" in store.attrs and "provenance_command" in store["sharpness"].attrs
+        # The root describes the reproduction; each result keeps the provenance its own tool wrote.
+        assert store.attrs["created_by"] == "runners.reproduce" and "git_commit" in store.attrs
+        assert json.loads(store.attrs["stages"])["sharpness"] == "sharpness.h5"
+        tools = {name: store[name].attrs["tool"] for name in ("runs", "weights", "interpolation/tw0", "sharpness")}
+        assert tools == {"runs": "runners.relax", "weights": "runners.weights", "interpolation/tw0": "runners.interpolate",
+                         "sharpness": "runners.sharpness"}
+        assert all("git_commit" in store[name].attrs and "config" in store[name].attrs for name in tools)
+        # Stored paths are relative to the merged file's folder and lead to the checkpoints.
+        assert store["runs/cnn"].attrs["checkpoint"] == os.path.join("relax", "checkpoints", "cnn", "final.pt")
+        for stored in [store["runs/efcn_tw3"].attrs["checkpoint"], store["interpolation/tw3"].attrs["ckpt_b"],
+                       *json.loads(store["sharpness/cnn"].attrs["checkpoints"])]:
+            assert (out / stored).is_file(), stored
         before = {name: store["runs"][name]["history/test_acc"][()] for name in store["runs"]}
     figures = {p.name for p in (out / "figures").iterdir()}
     assert {"fig3_dynamics.png", "fig3_dynamics.pdf", "fig6_interpolation.png", "poster_sharpness.png"} <= figures

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+import json
+import os
+import weakref
+
 import h5py
 import numpy as np
 import pytest
@@ -9,6 +14,7 @@ import torch
 
 from embeddings import build_model, to_efcn
 from results import CurveWriter, open_store, save_checkpoint, write_attrs
+import runners.sharpness
 from runners.sharpness import main
 
 FAST = ["--data", "fake", "--n-train", "48", "--batch-size", "32", "--k", "2", "--trace-probes", "6",
@@ -42,8 +48,9 @@ def test_probes_every_checkpoint_into_hdf5_and_plots(run_dir, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "top eig" in printed and "figure:" in printed
     with h5py.File(out, "r") as store:
-        assert store.attrs["tool"] == "runners.sharpness"
+        assert store["sharpness"].attrs["tool"] == "runners.sharpness" and "git_commit" in store["sharpness"].attrs
         cnn, efcn = store["sharpness/cnn"], store["sharpness/efcn_tw1"]
+        assert json.loads(cnn.attrs["checkpoints"])[0] == os.path.relpath(run_dir / "checkpoints/cnn/epoch_0.pt", tmp_path)
         assert cnn["curve/epoch"][()].tolist() == [0.0, 1.0, 2.0] and cnn["curve/final"][()].tolist() == [0.0, 0.0, 1.0]
         assert cnn["top_eigs"].shape == (3, 2) and np.all(np.diff(cnn["top_eigs"][()], axis=1) <= 0)
         assert efcn["curve/t_w"][()].tolist() == [1.0] and efcn.attrs["space"] == "efcn"
@@ -81,7 +88,7 @@ def test_resume_continues_and_existing_files_are_never_overwritten(run_dir, tmp_
         for name in store["sharpness/cnn/curve"]:
             store[f"sharpness/cnn/curve/{name}"].resize((1,))
         before = store["sharpness/cnn/curve/trace"][0]
-    with pytest.raises(SystemExit, match="already exists; pass --overwrite to replace it or --resume to continue it"):
+    with pytest.raises(SystemExit, match="result 'sharpness' already exists in .*--resume .*--overwrite"):
         main(args)
     main([*args, "--resume"])
     with h5py.File(out, "r") as store:
@@ -112,3 +119,42 @@ def test_missing_inputs_give_one_line(tmp_path):
         main(["--run-dir", str(tmp_path), "--out", str(tmp_path / "x.h5"), *FAST])
     with pytest.raises(SystemExit, match="checkpoint .*nope.pt does not exist"):
         main(["--ckpt", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "x.h5"), *FAST])
+
+
+def test_checkpoints_are_loaded_one_at_a_time_and_twins_probed_once(run_dir, tmp_path, monkeypatch):
+    """Regression: every checkpoint used to sit on the device at once, and final.pt (the same weights
+    as the last epoch's snapshot) was probed a second time."""
+    loaded, alive_at_load = [], []
+    real_load = runners.sharpness.load_checkpoint
+
+    def tracking_load(path, **kwargs):
+        gc.collect()
+        alive_at_load.append(sum(ref() is not None for ref in loaded))
+        model, meta = real_load(path, **kwargs)
+        loaded.append(weakref.ref(model))
+        return model, meta
+
+    monkeypatch.setattr(runners.sharpness, "load_checkpoint", tracking_load)
+    probes = []
+    real_probe = runners.sharpness._probe
+    monkeypatch.setattr(runners.sharpness, "_probe", lambda *a, **k: probes.append(a[3].name) or real_probe(*a, **k))
+    out = tmp_path / "twins.h5"
+    main(["--run-dir", str(run_dir), "--runs", "cnn", "--out", str(out), *FAST])
+    assert len(loaded) == 6 and max(alive_at_load) == 0  # three checks on the CPU, three loads to probe
+    assert probes == ["epoch_0.pt", "epoch_1.pt"]  # final.pt holds epoch_1's weights
+    with h5py.File(out, "r") as store:
+        cnn = store["sharpness/cnn"]
+        assert cnn["curve/final"][()].tolist() == [0.0, 0.0, 1.0] and cnn["curve/epoch"][()].tolist() == [0.0, 1.0, 2.0]
+        np.testing.assert_array_equal(cnn["top_eigs"][2], cnn["top_eigs"][1])
+        assert cnn["curve/trace"][2] == cnn["curve/trace"][1] and cnn["curve/seconds"][2] == 0.0
+
+
+def test_sharpness_joins_a_file_holding_other_results(run_dir, tmp_path):
+    out = tmp_path / "shared.h5"
+    args = ["--run-dir", str(run_dir), "--runs", "efcn_tw1", *FAST]
+    with open_store(out) as store:
+        CurveWriter(store, "other/curve", columns=("x",), index="x").append(x=1.0)
+    main([*args, "--out", str(out)])
+    main([*args, "--out", str(out), "--overwrite"])
+    with h5py.File(out, "r") as store:
+        assert store["other/curve/x"][()].tolist() == [1.0] and store["sharpness/efcn_tw1/curve/row"].shape == (1,)
