@@ -24,7 +24,7 @@ import torch
 
 from landscape import StringConfig, align_endpoints, interpolate, path_metrics, polyline_length
 from results import CheckpointError, CurveWriter, ResultError, check_result_name, load_checkpoint, open_result, read_attrs, write_attrs
-from runners._engine import launched, load_data, on_device, peak_memory_bytes
+from runners._engine import launched, load_data, on_device, peak_memory_bytes, reset_peak_memory
 from runners.cli import add_common_arguments, fail, progress_disabled, resolve_device
 
 METHODS = ("linear", "string", "output")
@@ -244,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     device = resolve_device(args.device)
+    reset_peak_memory(device)
     model_a, model_b, spaces, data, config = _prepare(args, device)
     data = on_device(data, device)  # once, not at every point of every path
     name = _result_name(args)

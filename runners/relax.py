@@ -99,7 +99,7 @@ def _summary(runs: h5py.Group) -> str:
         attrs = read_attrs(runs[name])
         cells = "".join(f"{attrs.get(key, math.nan):>7.3f}" for key in columns)
         cells += "".join(f"{attrs.get(key, math.nan):>7.0f}" for key in ("seconds", "cpu_seconds"))
-        cells += f"{attrs.get('peak_memory_bytes', math.nan) / 2**20:>7.0f}"  # GPU: peak allocated; CPU: process peak RSS
+        cells += f"{attrs.get('peak_memory_bytes', math.nan) / 2**20:>7.0f}"  # GPU: peak allocated; CPU: the run's peak resident set
         lines.append(f"{name:<20}{attrs['space']:<6}{cells.replace('nan', '  -')}")
     return "\n".join(lines)
 

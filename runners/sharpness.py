@@ -48,7 +48,7 @@ from landscape import (
     slq,
 )
 from results import CheckpointError, CurveWriter, ResultError, load_checkpoint, open_result, read_attrs, write_attrs
-from runners._engine import launched, load_data, on_device, peak_memory_bytes
+from runners._engine import launched, load_data, on_device, peak_memory_bytes, reset_peak_memory
 from runners.cli import add_common_arguments, fail, progress_disabled, resolve_device
 
 COLUMNS = (
@@ -285,6 +285,7 @@ _EXECUTION_ONLY = ("quiet", "device", "resume", "overwrite", "plot", "out")
 
 def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     device = resolve_device(args.device)
+    reset_peak_memory(device)
     runs, data = _prepare(args)
     data = on_device(data, device)  # once, not at every probe of every checkpoint
     batches = data.batches("train", args.batch_size)

@@ -35,6 +35,7 @@ from runners._engine.loop import (
     TrainResult,
     on_device,
     peak_memory_bytes,
+    reset_peak_memory,
     train,
 )
 from runners._engine.pool import default_threads, run_all
@@ -45,7 +46,7 @@ __all__ = [
     # data sets
     "Dataset", "load_data", "default_cache",
     # the training loop
-    "TrainConfig", "EpochRecord", "TrainResult", "HISTORY_COLUMNS", "train", "on_device", "peak_memory_bytes",
+    "TrainConfig", "EpochRecord", "TrainResult", "HISTORY_COLUMNS", "train", "on_device", "peak_memory_bytes", "reset_peak_memory",
     # runs: specification, execution, file layout
     "RunSpec", "RunContext", "Outcome", "execute", "fresh_cnn",
     "checkpoint_path", "snapshot_path", "final_path", "state_path", "remove_run_files",

@@ -35,7 +35,7 @@ from results import save_checkpoint
 from runners._engine.data import Dataset
 
 __all__ = [
-    "TrainConfig", "EpochRecord", "TrainResult", "train", "on_device", "peak_memory_bytes", "HISTORY_COLUMNS", "STATE_FORMAT",
+    "TrainConfig", "EpochRecord", "TrainResult", "train", "on_device", "peak_memory_bytes", "reset_peak_memory", "HISTORY_COLUMNS", "STATE_FORMAT",
 ]
 
 STATE_FORMAT = "needle-train-state/1"
@@ -131,8 +131,8 @@ class TrainResult:
         history: one record per epoch, starting with epoch 0 (before training).
         resumed_from: epochs restored from the state file (0 for a fresh run).
         seconds: wall time of this call.
-        peak_memory_bytes: peak memory of the call: ``torch.cuda.max_memory_allocated`` on a GPU, the
-            process's peak resident set (``getrusage`` maxrss, since the process started) on a CPU.
+        peak_memory_bytes: peak memory of the call (:func:`peak_memory_bytes` after
+            :func:`reset_peak_memory`): allocated GPU memory on a GPU, the resident set on a CPU.
     """
 
     model: nn.Module
@@ -172,11 +172,38 @@ def _training_precision(device: torch.device) -> Iterator[None]:
         torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
 
 
+_STATUS, _CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start measuring a new peak: CUDA's allocator statistics, or Linux's resident-set high-water mark.
+
+    Without the reset a CPU peak would be the process's since it started, which importing torch's
+    CUDA build alone sets at about 1 GiB, hiding what a run adds. Writing ``5`` to
+    ``/proc/self/clear_refs`` resets ``VmHWM`` (Linux >= 4.0); elsewhere the peak stays the process's.
+    """
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        _CLEAR_REFS.write_text("5")
+    except OSError:
+        pass
+
+
 def peak_memory_bytes(device: torch.device) -> int:
-    """Peak allocated GPU memory on a CUDA ``device``, the process's peak resident set on a CPU."""
+    """Peak allocated GPU memory on a CUDA ``device``; on a CPU the peak resident set since :func:`reset_peak_memory`.
+
+    The CPU value is Linux's ``VmHWM``, or ``getrusage``'s maxrss (the process's peak since it started)
+    where ``/proc`` is not available.
+    """
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    try:
+        fields = dict(line.split(":", 1) for line in _STATUS.read_text().splitlines() if ":" in line)
+        return int(fields["VmHWM"].split()[0]) * 1024  # kB
+    except (OSError, KeyError, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 def on_device(data: Dataset, device: torch.device) -> Dataset:
@@ -260,8 +287,7 @@ def train(
         raise ValueError(f"snapshot epochs {sorted(beyond)} lie outside 0..{config.epochs}; choose epochs within the run")
     state_path = Path(state_path) if state_path is not None else None
     device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_memory(device)
     data = on_device(data, device)
     model.to(device)
     optimizer = _optimizer(model, config)
