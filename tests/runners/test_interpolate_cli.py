@@ -144,3 +144,22 @@ def test_unsafe_names_are_refused_before_anything_is_written(checkpoints, tmp_pa
     with pytest.raises(SystemExit, match="choose another --name"):
         main(_args(checkpoints, tmp_path / "paths.h5", "--name", name))
     assert not (tmp_path / "paths.h5").exists()
+
+
+def test_the_cnn_endpoint_is_embedded_once_and_path_metrics_computed_once(checkpoints, tmp_path, monkeypatch):
+    """Regression: the CLI embedded the CNN to validate, threw it away, and interpolate embedded it again per method;
+    the path metrics of a fresh curve were computed a second time from the file."""
+    import embeddings
+    import runners.interpolate
+
+    embedded, recomputed = [], []
+    real_to_efcn = embeddings.to_efcn
+    monkeypatch.setattr(embeddings, "to_efcn", lambda *a, **k: embedded.append(1) or real_to_efcn(*a, **k))
+    monkeypatch.setattr(runners.interpolate, "path_metrics", lambda *a, **k: recomputed.append(1))
+    main(_args(checkpoints, tmp_path / "paths.h5", "--points", "3", "--string-steps", "1"))
+    # One embedding rebuilds the eFCN checkpoint (load_checkpoint embeds its CNN skeleton), one moves the
+    # CNN endpoint into eFCN space; before, the CNN was embedded once more for every method (5 in all).
+    assert len(embedded) == 2 and not recomputed
+    with h5py.File(tmp_path / "paths.h5", "r") as store:
+        assert {m: store[f"interpolation/cnn__efcn/{m}"].attrs["space_a"] for m in ("linear", "string", "output")} == {
+            "linear": "cnn", "string": "cnn", "output": "cnn"}
