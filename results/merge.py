@@ -5,9 +5,12 @@ shard, and runs that several shards need (the CNN every eFCN starts from) appear
 :func:`merge_stores` copies every run group into one file; a group present in several shards must be
 the same run (datasets equal to ``rtol``, attributes equal apart from timings and paths), which also
 checks that the shards trained the shared runs alike. The shards' ``runs`` results must share one
-configuration; the merged ``runs`` keeps the first shard's provenance and configuration. Paths stored
-in attributes (relative to their shard's folder) are rewritten relative to the merged file's folder
-(:func:`rebase_paths`, also used by every other tool that copies results between files).
+configuration; the merged ``/runs`` is the result the unsharded command would have written (the
+shards' tool and configuration, written through ``results.open_result``, so the file's other
+results are kept), with the merge's provenance, ``merged_from`` and the shards' summed
+``total_seconds``. Paths stored in attributes (relative to their shard's folder) are rewritten
+relative to the merged file's folder (:func:`rebase_paths`, also used by every other tool that copies
+results between files).
 
 Example:
     >>> import os, tempfile
@@ -31,7 +34,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from results.store import open_store, provenance, read_attrs, write_attrs
+from results.store import read_attrs, write_attrs
+from results.writer import open_result
 
 __all__ = ["merge_stores", "rebase_paths", "PATH_ATTRIBUTES"]
 
@@ -107,14 +111,16 @@ def _close(a, b, rtol: float) -> bool:
         return False
 
 
-def merge_stores(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, overwrite: bool = False, rtol: float = 1e-5) -> list[str]:
-    """Merge the run groups of ``paths`` (shards of one sweep) into a new file ``out``.
+def merge_stores(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, overwrite: bool = False, rtol: float = 1e-5,
+                 argv: Sequence[str] | None = None) -> list[str]:
+    """Merge the run groups of ``paths`` (shards of one sweep) into the result ``/runs`` of ``out``.
 
     Args:
         paths: the shards' HDF5 files, in shard order (the first copy of a shared run is kept).
-        out: the merged file; refused when it exists unless ``overwrite``.
-        overwrite: replace an existing ``out``.
+        out: the merged file (``results.open_result``: created when missing; its other results are kept).
+        overwrite: replace an existing ``/runs`` of ``out``.
         rtol: relative tolerance for the datasets of runs present in several shards.
+        argv: the command line recorded with the provenance (default: ``sys.argv``).
 
     Returns:
         The names of the merged runs, sorted.
@@ -122,7 +128,7 @@ def merge_stores(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
     Raises:
         ValueError: no input, an input that is not a finished shard of the same sweep (other
             configuration, an unfinished run), or a shared run whose copies differ.
-        FileExistsError: ``out`` exists and ``overwrite`` is false.
+        FileExistsError: ``out`` already holds ``/runs`` and ``overwrite`` is false.
     """
     sources = [Path(p) for p in paths]
     if not sources:
@@ -144,13 +150,22 @@ def merge_stores(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
             unfinished = [n for n, g in f.get("runs", {}).items() if g.attrs.get("status", "done") != "done"]
             if unfinished:
                 raise ValueError(f"{path} is unfinished (run {unfinished[0]} is not done); finish that shard with --resume first")
-        with open_store(out, overwrite=overwrite) as merged:
-            write_attrs(merged, {**provenance(), "created_by": "results.merge_stores",
-                                 "merged_from": json.dumps([_rebase(str(p.resolve()), out, out) for p in sources])})
-            if "runs" in files[0]:
-                runs = merged.require_group("runs")
-                write_attrs(runs, {**read_attrs(files[0]["runs"]),
-                                   "total_seconds": sum(float(f["runs"].attrs.get("total_seconds", 0.0)) for f in files if "runs" in f)})
+        if "runs" not in files[0] or "tool" not in files[0]["runs"].attrs:
+            raise ValueError(f"{sources[0]} holds no /runs result; pass the results.h5 files of runners.relax --shard")
+        if out.is_file() and not overwrite:
+            with h5py.File(out, "r") as existing:
+                if "runs" in existing:
+                    raise FileExistsError(f"{out} already holds /runs; pass overwrite=True (--overwrite) to replace them "
+                                          "(the file's other results are kept)")
+        shard = read_attrs(files[0]["runs"])
+        # The merged /runs is the result the unsharded command would have written: same tool and config.
+        with open_result(out, "runs", tool=shard["tool"], config=json.loads(shard["config"]), overwrite=overwrite,
+                         seed=shard.get("seed"), argv=argv) as result:
+            merged = result.file
+            write_attrs(result.group, {
+                "merged_from": json.dumps([os.path.relpath(p.resolve(), out.parent.resolve()) for p in sources]),
+                "total_seconds": sum(float(f["runs"].attrs.get("total_seconds", 0.0)) for f in files if "runs" in f),
+            })
             for path, f in zip(sources, files):
                 for top, group in f.items():
                     if isinstance(group, h5py.Dataset):

@@ -11,6 +11,7 @@ the merged file.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from results import merge_stores
 
@@ -18,8 +19,8 @@ from results import merge_stores
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m runners.merge", description=__doc__.splitlines()[0])
     parser.add_argument("shards", nargs="+", help="the shards' results.h5 files, in shard order (shared runs are kept from the first)")
-    parser.add_argument("--out", required=True, help="the merged HDF5 file (refused when it exists, unless --overwrite)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    parser.add_argument("--out", required=True, help="the merged HDF5 file (one already holding /runs is refused, unless --overwrite)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the /runs of an existing --out (its other results are kept)")
     parser.add_argument("--rtol", type=float, default=1e-5,
                         help="relative tolerance for runs present in several shards (default: 1e-5)")
     return parser
@@ -28,9 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        names = merge_stores(args.shards, args.out, overwrite=args.overwrite, rtol=args.rtol)
+        names = merge_stores(args.shards, args.out, overwrite=args.overwrite, rtol=args.rtol,
+                             argv=sys.argv if argv is None else ["runners.merge", *argv])
     except FileExistsError:
-        raise SystemExit(f"error: {args.out} already exists; pass --overwrite to replace it or choose another --out") from None
+        raise SystemExit(f"error: {args.out} already exists with merged /runs; pass --overwrite to replace them or choose another --out") from None
     except ValueError as err:
         raise SystemExit(f"error: {str(err).splitlines()[0]}") from None
     print(f"merged {len(names)} runs from {len(args.shards)} shards into {args.out}")

@@ -57,8 +57,13 @@ def test_merge_refuses_other_sweeps_and_existing_output(sweep, capsys):
     with pytest.raises(SystemExit, match=r"error: .*is a shard of another sweep .*config differs"):
         merge.main([shard, _other_sweep(sweep), "--out", str(sweep / "x.h5")])
     merge.main([shard, "--out", str(sweep / "once.h5")])
-    with pytest.raises(SystemExit, match="already exists; pass --overwrite"):
+    with pytest.raises(SystemExit, match="already exists with merged /runs; pass --overwrite"):
         merge.main([shard, "--out", str(sweep / "once.h5")])
+    with h5py.File(sweep / "once.h5", "a") as store:  # another tool's result in the same file
+        store.require_group("interpolation/p").attrs["tool"] = "runners.interpolate"
+    merge.main([shard, "--out", str(sweep / "once.h5"), "--overwrite"])
+    with h5py.File(sweep / "once.h5", "r") as store:
+        assert store["interpolation/p"].attrs["tool"] == "runners.interpolate" and "cnn" in store["runs"]
     with pytest.raises(SystemExit, match="does not exist; pass the results.h5 of every shard"):
         merge.main([str(sweep / "nope.h5"), "--out", str(sweep / "y.h5")])
 
