@@ -4,6 +4,7 @@ from results.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoi
 from results.store import CurveWriter, open_store, provenance, read_attrs, read_curve, write_attrs
 from results.merge import PATH_ATTRIBUTES, merge_stores, rebase_paths
 from results.writer import Result, ResultError, check_result_name, open_result, result_names
+from results.stats import RankCorrelation, Summary, paired, rank_correlation, summarize
 
 __all__ = [
     # checkpoints
@@ -29,4 +30,10 @@ __all__ = [
     # copying results between files: path attributes rebased to the new file's folder
     "rebase_paths",
     "PATH_ATTRIBUTES",
+    # statistics over seeds (defined once): mean with its Student-t 95% CI, paired differences, Spearman rho
+    "Summary",
+    "summarize",
+    "paired",
+    "RankCorrelation",
+    "rank_correlation",
 ]

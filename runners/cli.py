@@ -20,6 +20,49 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def seeds_arg(text: str) -> int | tuple[int, ...]:
+    """The ``--seeds`` argparse type: ``"3"`` is a count (expanded from ``--seed`` by :func:`expand_seeds`), ``"0,4,7"`` a list.
+
+    Example:
+        >>> seeds_arg("3"), seeds_arg("0,4,7")
+        (3, (0, 4, 7))
+    """
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        numbers = [int(part) for part in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count or a comma-separated list of seeds; use e.g. 3 or 0,4,7") from None
+    if len(numbers) == 1:
+        if numbers[0] < 1:
+            raise argparse.ArgumentTypeError(f"a seed count must be >= 1, got {text!r}; use e.g. --seeds 3")
+        return numbers[0]
+    if any(number < 0 for number in numbers):
+        raise argparse.ArgumentTypeError(f"seeds must be >= 0, got {text!r}; use e.g. --seeds 0,4,7")
+    if len(set(numbers)) != len(numbers):
+        raise argparse.ArgumentTypeError(f"seeds must not repeat, got {text!r}; list each seed once")
+    return tuple(numbers)
+
+
+def expand_seeds(seeds: int | tuple[int, ...] | None, base_seed: int) -> tuple[int, ...]:
+    """The seeds a command runs: ``None`` -> ``(base_seed,)``; a count ``k`` -> ``base_seed .. base_seed+k-1``; a list as given.
+
+    Example:
+        >>> expand_seeds(None, 5), expand_seeds(3, 5), expand_seeds((0, 4), 5)
+        ((5,), (5, 6, 7), (0, 4))
+    """
+    if seeds is None:
+        return (base_seed,)
+    if isinstance(seeds, int):
+        return tuple(range(base_seed, base_seed + seeds))
+    return tuple(seeds)
+
+
+def add_seeds_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--seeds`` (a count from ``--seed``, or a list); read it with ``expand_seeds(args.seeds, args.seed)``."""
+    parser.add_argument("--seeds", type=seeds_arg, default=None,
+                        help="several seeds: a count (3 = --seed .. --seed+2) or a list (0,4,7); default: just --seed")
+
+
 def resolve_device(name: str) -> torch.device:
     """Turn ``--device`` into a ``torch.device``, failing clearly when CUDA was asked for but is absent."""
     if name == "auto":
