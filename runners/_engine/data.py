@@ -5,8 +5,13 @@ and batches are views: the same batches can be iterated any number of times (wha
 probes need), and training shuffles with an explicit generator (what resuming needs).
 
 * ``mnist1d`` (default): the MNIST-1D benchmark (Greydanus, 2020) made offline by the ``mnist1d``
-  package's ``make_dataset(get_dataset_args())`` (4000 train / 1000 test sequences of length 40,
-  already standardised); generated once (~2-8 s) and cached as ``.npz``.
+  package: the 4000 training sequences (length 40) of ``make_dataset(get_dataset_args())``, and a
+  test set of :data:`MNIST1D_TEST_SIZE` = 6000 sequences -- the standard 1000 test sequences followed
+  by 5000 more drawn from the same process (the standard arguments with seed 43 instead of 42,
+  standardised with the standard set's mean and std), so that one test sample is 0.017 points, not 0.1
+  (the effects measured are 1-2 points). ``test_size=1000`` gives the standard test set alone.
+  Generated once (~2-8 s) and cached as ``.npz`` (``mnist1d.npz``: the standard set;
+  ``mnist1d_test<size>.npz``: an enlarged one).
 * ``digits``: scikit-learn's bundled 8x8 digits (1797 images, 2-D input (1, 8, 8)); a fixed split
   of 1437 / 360, standardised with the training mean and std.
 * ``cifar10`` / ``cifar100``: the python-pickle version read from ``root``
@@ -18,9 +23,11 @@ probes need), and training shuffles with an explicit generator (what resuming ne
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -29,10 +36,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Dataset", "load_data", "default_cache", "DataName"]
+__all__ = ["Dataset", "load_data", "default_cache", "DataName", "MNIST1D_TEST_SIZE"]
 
 DataName = Literal["mnist1d", "digits", "cifar10", "cifar100", "fake"]
 _NAMES = ("mnist1d", "digits", "cifar10", "cifar100", "fake")
+MNIST1D_TEST_SIZE = 6000  # >= 5000 sequences: one test sample is <= 0.02 points
+_MNIST1D_STANDARD_TEST = 1000  # make_dataset's test split (20% of 5000)
 _CIFAR = {
     "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch", b"labels", 10),
     "cifar100": ("cifar-100-python", ["train"], "test", b"fine_labels", 100),
@@ -130,24 +139,84 @@ def random_crop_flip(x: torch.Tensor, *, padding: int, generator: torch.Generato
     return padded[torch.arange(b)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
 
 
-def _mnist1d(root: Path) -> tuple[np.ndarray, ...]:
+@contextlib.contextmanager
+def _global_rngs_kept() -> Iterator[None]:
+    """The ``mnist1d`` package seeds numpy's and Python's global RNGs; give callers theirs back."""
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.stem + ".partial.npz")  # a killed run never leaves a half-written cache
+    np.savez(partial, **arrays)
+    os.replace(partial, path)
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as cached:
+        return {key: cached[key] for key in ("x", "y", "x_test", "y_test")}
+
+
+def _mnist1d_standard(root: Path) -> dict[str, np.ndarray]:
     path = root / "mnist1d.npz"
     if not path.is_file():
         from mnist1d.data import get_dataset_args, make_dataset
 
-        # make_dataset seeds numpy's and Python's global RNGs; give callers theirs back.
-        np_state, py_state = np.random.get_state(), random.getstate()
-        try:
+        with _global_rngs_kept():
             raw = make_dataset(get_dataset_args())
-        finally:
-            np.random.set_state(np_state)
-            random.setstate(py_state)
-        root.mkdir(parents=True, exist_ok=True)
-        partial = root / "mnist1d.partial.npz"
-        np.savez(partial, x=raw["x"], y=raw["y"], x_test=raw["x_test"], y_test=raw["y_test"])
-        os.replace(partial, path)
-    with np.load(path) as cached:
-        return cached["x"][:, None, :], cached["y"], cached["x_test"][:, None, :], cached["y_test"]
+        _save_npz(path, {key: raw[key] for key in ("x", "y", "x_test", "y_test")})
+    return _read_npz(path)
+
+
+def _mnist1d_raw(seed: int, num_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """``make_dataset``'s sequences before it standardises and splits them: its loop and RNG draws, any seed."""
+    from mnist1d.data import ObjectView, get_dataset_args, get_templates, set_seed, transform
+
+    args = ObjectView({**get_dataset_args(as_dict=True), "seed": seed, "num_samples": num_samples})
+    templates = get_templates()
+    set_seed(seed)
+    xs, ys = [], []
+    for label in range(len(templates["y"])):
+        for _ in range(num_samples // len(templates["y"])):
+            x, _ = transform(templates["x"][label], templates["t"], args)
+            xs.append(x)
+            ys.append(templates["y"][label])
+    order = np.random.permutation(len(ys))
+    return np.stack(xs)[order], np.stack(ys)[order]
+
+
+def _mnist1d_enlarged(standard: dict[str, np.ndarray], test_size: int) -> dict[str, np.ndarray]:
+    """The standard set with ``test_size - 1000`` new test sequences: standard arguments, seed 42 + 1."""
+    from mnist1d.data import get_dataset_args
+
+    args, extra = get_dataset_args(), test_size - _MNIST1D_STANDARD_TEST
+    with _global_rngs_kept():
+        raw, _ = _mnist1d_raw(args.seed, args.num_samples)
+        # make_dataset standardises with its 5000 sequences' statistics: the new ones get the same.
+        mean, std = raw.mean(), raw.std()
+        if not np.allclose((raw - mean) / std, np.concatenate([standard["x"], standard["x_test"]])):
+            raise RuntimeError("this mnist1d version draws the standard set differently from make_dataset's loop; "
+                               "pass test_size=1000 or install the mnist1d version of the project's requirements")
+        x_new, y_new = _mnist1d_raw(args.seed + 1, -(-extra // 10) * 10)  # whole classes, then cut
+    return {"x": standard["x"], "y": standard["y"],
+            "x_test": np.concatenate([standard["x_test"], ((x_new - mean) / std)[:extra]]),
+            "y_test": np.concatenate([standard["y_test"], y_new[:extra]])}
+
+
+def _mnist1d(root: Path, test_size: int) -> tuple[np.ndarray, ...]:
+    if test_size == _MNIST1D_STANDARD_TEST:
+        arrays = _mnist1d_standard(root)
+    else:
+        path = root / f"mnist1d_test{test_size}.npz"  # never the standard file: it holds 1000 test sequences
+        if not path.is_file():
+            _save_npz(path, _mnist1d_enlarged(_mnist1d_standard(root), test_size))
+        arrays = _read_npz(path)
+    return arrays["x"][:, None, :], arrays["y"], arrays["x_test"][:, None, :], arrays["y_test"]
 
 
 def _digits() -> tuple[np.ndarray, ...]:
@@ -213,6 +282,7 @@ def load_data(
     seed: int = 0,
     n_train: int | None = None,
     n_test: int | None = None,
+    test_size: int | None = None,
     augment: bool = False,
     input_shape: tuple[int, ...] = (1, 40),
     num_classes: int = 10,
@@ -226,6 +296,9 @@ def load_data(
         download: let torchvision download CIFAR into ``root``; nothing is downloaded otherwise.
         seed: seed of the ``fake`` data (the other sets are fixed).
         n_train, n_test: keep only the first examples of each split (default: all; ``fake``: 512/256).
+        test_size: MNIST-1D only: sequences in its test set, at least 1000 (default
+            :data:`MNIST1D_TEST_SIZE`): the standard 1000, then new ones from the same process
+            (module docstring); ``1000`` is the standard test set alone. ``n_test`` then truncates.
         augment: random crop and flip while training (2-D images only; the paper trains without).
         input_shape, num_classes: shape and classes of the ``fake`` data.
 
@@ -238,11 +311,18 @@ def load_data(
     for label, value in (("n_train", n_train), ("n_test", n_test)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise ValueError(f"{label} must be a positive integer or None, got {value!r}")
+    if test_size is not None and name != "mnist1d":
+        raise ValueError(f"test_size applies to mnist1d only; use n_test to shorten the test split of {name}")
+    if test_size is None:
+        test_size = MNIST1D_TEST_SIZE
+    if not isinstance(test_size, int) or isinstance(test_size, bool) or test_size < _MNIST1D_STANDARD_TEST:
+        raise ValueError(f"test_size must be an integer of at least {_MNIST1D_STANDARD_TEST} (the standard test set), "
+                         f"got {test_size!r}; use n_test to take fewer")
     if name == "fake":
         x, y, x_test, y_test = _fake(tuple(input_shape), num_classes, n_train or 512, n_test or 256, seed)
     else:
         if name == "mnist1d":
-            arrays = _mnist1d(Path(root) if root is not None else default_cache())
+            arrays = _mnist1d(Path(root) if root is not None else default_cache(), test_size)
             x, x_test = torch.from_numpy(arrays[0].astype(np.float32)), torch.from_numpy(arrays[2].astype(np.float32))
         elif name == "digits":
             arrays = _digits()

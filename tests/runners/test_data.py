@@ -9,16 +9,79 @@ import torch
 from runners._engine.data import load_data, random_crop_flip
 
 
-def test_mnist1d_is_generated_once_and_cached(tmp_path):
-    first = load_data("mnist1d", root=tmp_path, n_train=100)
-    assert (tmp_path / "mnist1d.npz").is_file()
+@pytest.fixture(scope="module")
+def mnist1d_root(tmp_path_factory):
+    """One cache folder for the module: the standard set, then the enlarged one, generated once each."""
+    root = tmp_path_factory.mktemp("mnist1d")
+    standard = load_data("mnist1d", root=root, test_size=1000)
+    assert sorted(p.name for p in root.iterdir()) == ["mnist1d.npz"]
+    return root, standard
+
+
+def test_mnist1d_is_generated_once_and_cached(mnist1d_root):
+    root, standard = mnist1d_root
+    first = load_data("mnist1d", root=root, n_train=100)
+    assert sorted(p.name for p in root.iterdir()) == ["mnist1d.npz", "mnist1d_test6000.npz"]
     state = np.random.get_state()[1].copy()
-    again = load_data("mnist1d", root=tmp_path)
+    again = load_data("mnist1d", root=root)
     assert np.array_equal(np.random.get_state()[1], state)
     assert first.input_shape == (1, 40) and first.num_classes == 10
-    assert again.x_train.shape == (4000, 1, 40) and again.x_test.shape == (1000, 1, 40)
+    assert again.x_train.shape == (4000, 1, 40) and again.x_test.shape == (6000, 1, 40)
     assert torch.equal(first.x_train, again.x_train[:100]) and first.x_train.dtype == torch.float32
     assert abs(float(again.x_train.mean())) < 0.05 and abs(float(again.x_train.std()) - 1) < 0.05
+
+
+def test_mnist1d_enlarged_test_set_keeps_the_standard_sets_and_adds_new_sequences(mnist1d_root):
+    root, standard = mnist1d_root
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    reference = make_dataset(get_dataset_args())  # the standard arguments, as the package's users get it
+    assert standard.x_train.shape == (4000, 1, 40) and standard.x_test.shape == (1000, 1, 40)
+    assert np.allclose(standard.x_train[:, 0].numpy(), reference["x"]) and np.array_equal(standard.y_train.numpy(), reference["y"])
+    assert np.allclose(standard.x_test[:, 0].numpy(), reference["x_test"])
+    enlarged = load_data("mnist1d", root=root)
+    assert torch.equal(enlarged.x_train, standard.x_train) and torch.equal(enlarged.y_train, standard.y_train)
+    assert torch.equal(enlarged.x_test[:1000], standard.x_test) and torch.equal(enlarged.y_test[:1000], standard.y_test)
+    new, y_new = enlarged.x_test[1000:, 0], enlarged.y_test[1000:]
+    assert len(new) == 5000 and 100 / len(enlarged.y_test) <= 0.02  # one sample, in points
+    assert torch.bincount(y_new, minlength=10).tolist() == [500] * 10  # make_dataset's balanced classes
+    # The same process and the same standardisation: statistics of the new sequences match the training set's.
+    assert abs(float(new.mean() - standard.x_train.mean())) < 0.05 and abs(float(new.std() / standard.x_train.std()) - 1) < 0.05
+    assert load_data("mnist1d", root=root, n_test=1500).x_test.shape == (1500, 1, 40)
+
+
+def test_mnist1d_new_test_sequences_are_disjoint_from_the_training_ones(mnist1d_root):
+    root, _ = mnist1d_root
+    data = load_data("mnist1d", root=root)
+    train = {row.tobytes() for row in data.x_train[:, 0].numpy()}
+    new = [row.tobytes() for row in data.x_test[1000:, 0].numpy()]
+    assert not train & set(new)
+    assert not {row.tobytes() for row in data.x_test[:1000, 0].numpy()} & set(new) and len(set(new)) == len(new)
+    # Not merely float noise apart: no new sequence lies within 1e-3 of a training one (max abs difference).
+    distance = torch.cdist(data.x_test[1000:, 0].double(), data.x_train[:, 0].double(), p=float("inf"))
+    assert float(distance.min()) > 1e-3
+
+
+def test_mnist1d_cache_of_each_size_is_its_own_file(mnist1d_root, monkeypatch):
+    root, standard = mnist1d_root
+    load_data("mnist1d", root=root)
+    import runners._engine.data as data_module
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("generated again instead of reading the cache")
+
+    monkeypatch.setattr(data_module, "_mnist1d_raw", no_generation)
+    assert load_data("mnist1d", root=root).x_test.shape == (6000, 1, 40)  # served by mnist1d_test6000.npz
+    assert load_data("mnist1d", root=root, test_size=1000).x_test.shape == (1000, 1, 40)
+    with pytest.raises(AssertionError, match="generated again"):  # another size: not served by either file
+        load_data("mnist1d", root=root, test_size=2000)
+
+
+def test_mnist1d_test_size_checks():
+    with pytest.raises(ValueError, match="test_size must be an integer of at least 1000 .*got 999; use n_test to take fewer"):
+        load_data("mnist1d", test_size=999)
+    with pytest.raises(ValueError, match="test_size applies to mnist1d only; use n_test to shorten the test split of fake"):
+        load_data("fake", test_size=6000)
 
 
 def test_digits_are_2d_standardised_images():
