@@ -5,11 +5,28 @@
 
 Checkpoints come from a run directory (``checkpoints/<run>/epoch_<k>.pt`` and ``final.pt``, as
 ``runners.relax`` and ``runners.train`` write them) or from ``--ckpt``. Every run becomes the group
-``/sharpness/<run>/``: the curve ``curve`` (index ``row``; ``epoch``, ``t_w``, ``final``, ``train_loss``,
-``trace``, ``trace_se``, ``basin_width``, ``basin_width_std``, ``basin_censored``, ``eps_sharpness``,
-``lanczos_iterations``, ``lanczos_converged``, ``seconds``), the ``(n, k)`` dataset ``top_eigs`` (descending)
-and, on request, ``density_<row>/`` (SLQ ``grid``, ``density``) and ``surface_<row>/`` (``axis``, ``loss``,
-``accuracy``). Rows are flushed one checkpoint at a time; ``--resume`` continues a killed run.
+``/sharpness/<run>/``: the curve ``curve`` (index ``row``; ``epoch``, ``t_w``, ``final``, then the measures
+``train_loss``, ``trace``, ``trace_se``, ``basin_width``, ``basin_width_std``, ``basin_censored``, ``basin_rise``,
+``eps_sharpness``, ``lanczos_iterations``, ``lanczos_converged``, each also as ``<measure>_efcn``, and
+``seconds``), the ``(n, k)`` datasets ``top_eigs`` and ``top_eigs_efcn`` (descending) and, on request,
+``density_<row>/`` (SLQ ``grid``, ``density``) and ``surface_<row>/`` (``axis``, ``loss``, ``accuracy``).
+Rows are flushed one checkpoint at a time; ``--resume`` continues a killed run.
+
+Coordinates (``--coordinates``). A CNN's Hessian in its own, weight-shared coordinates is not comparable
+with an eFCN's: the same function has a different Hessian in the eFCN's coordinates
+(``H_cnn = J^T H_efcn J``, ``J`` the embedding's Jacobian).
+The plain columns hold the checkpoint's **own** coordinates; the ``_efcn`` columns hold the **eFCN's**
+coordinates: a CNN or eLCN checkpoint is embedded (:func:`embeddings.to_efcn`, the same function) and
+probed there, an eFCN or FCN checkpoint already lives there (its ``_efcn`` columns repeat its own).
+``own`` leaves the ``_efcn`` columns of CNN / eLCN rows NaN, ``efcn`` leaves their own columns NaN,
+``both`` (the default) fills both. Density and surface arrays are in the first probed coordinates
+(own, unless ``--coordinates efcn``). The group's attribute ``coordinates`` records the choice.
+
+Basin widths. ``basin_censored`` is the fraction of rays along which the loss never rose enough within
+``--basin-max``: those rays count ``--basin-max``, so ``basin_width`` is then a lower bound (figures
+draw it as censored, never as a width). ``basin_rise`` is the loss rise that marked the edge:
+``--basin-threshold`` itself (``--basin-mode absolute``) or that fraction of the checkpoint's own loss
+(``relative``).
 
 Checkpoints are loaded one at a time (an eFCN series of AlexNet size never sits on the device at
 once), and a checkpoint holding the same weights as an earlier one (``final.pt`` and the last
@@ -34,7 +51,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from embeddings import embed_parameters, local_masks, model_space, to_cnn
+from embeddings import embed_parameters, local_masks, model_space, to_cnn, to_efcn
 from landscape import (
     HessianOperator,
     ParameterSubspace,
@@ -51,11 +68,15 @@ from results import CheckpointError, CurveWriter, ResultError, load_checkpoint, 
 from runners._engine import launched, load_data, on_device, peak_memory_bytes, reset_peak_memory
 from runners.cli import add_common_arguments, fail, progress_disabled, resolve_device
 
-COLUMNS = (
-    "row", "epoch", "t_w", "final", "train_loss", "trace", "trace_se", "basin_width", "basin_width_std", "basin_censored",
-    "eps_sharpness", "lanczos_iterations", "lanczos_converged", "seconds",
+MEASURES = (
+    "train_loss", "trace", "trace_se", "basin_width", "basin_width_std", "basin_censored", "basin_rise", "eps_sharpness",
+    "lanczos_iterations", "lanczos_converged",
 )
+EFCN_SUFFIX = "_efcn"  # the columns (and top_eigs dataset) measured in the eFCN's coordinates
+COLUMNS = ("row", "epoch", "t_w", "final", *MEASURES, *(m + EFCN_SUFFIX for m in MEASURES), "seconds")
 SUBSPACES = ("full", "cnn", "local", "offlocal")
+COORDINATES = ("own", "efcn", "both")
+_DENSE_SPACES = ("efcn", "fcn")  # checkpoints whose own coordinates are the eFCN's
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--subspace", choices=SUBSPACES, default="full",
                         help="directions probed in embedded models: all, the CNN subspace, the local or the off-local blocks "
                              "(CNN checkpoints are always probed in full)")
+    parser.add_argument("--coordinates", choices=COORDINATES, default="both",
+                        help="where CNN / eLCN checkpoints are probed: their own weight-shared coordinates, the eFCN's "
+                             "(embedded: the same function), or both (eFCN / FCN checkpoints are always in their own)")
     parser.add_argument("--density", action="store_true", help="also store the SLQ spectral density of every checkpoint")
     parser.add_argument("--surface", choices=("none", "1d", "2d"), default="none", help="also store a filter-normalised loss surface")
     parser.add_argument("--surface-points", type=int, default=21, help="grid points per axis of --surface")
@@ -199,10 +223,8 @@ def _prepare(args: argparse.Namespace):
     return runs, data
 
 
-def _probe(args, model: nn.Module, meta: dict, path: Path, subspace: ParameterSubspace | None, batches, group: h5py.Group,
-           row: int) -> dict:
-    """Every probe of one checkpoint; arrays (density, surface) go straight into ``group``."""
-    start = time.perf_counter()
+def _measure(args, model: nn.Module, subspace: ParameterSubspace | None, batches) -> tuple[np.ndarray, dict[str, float]]:
+    """Top-k eigenvalues and the :data:`MEASURES` of one model in one set of coordinates."""
     loss_fn = nn.CrossEntropyLoss()
     operator = HessianOperator(model, loss_fn, batches, subspace=subspace)
     k = min(args.k, operator.size)
@@ -216,21 +238,54 @@ def _probe(args, model: nn.Module, meta: dict, path: Path, subspace: ParameterSu
     sharp = math.nan
     if args.epsilon > 0:
         sharp = epsilon_sharpness(model, loss_fn, batches, epsilon=args.epsilon, subspace=subspace, seed=args.seed).sharpness
+    eigs = np.full(args.k, np.nan)
+    eigs[:k] = eigen.eigenvalues.numpy()
+    return eigs, {
+        "train_loss": basin.base_loss, "trace": trace.estimate, "trace_se": trace.stderr, "basin_width": basin.mean,
+        "basin_width_std": basin.std, "basin_censored": float(basin.censored.float().mean()), "basin_rise": basin.rise,
+        "eps_sharpness": sharp, "lanczos_iterations": eigen.iterations, "lanczos_converged": float(eigen.converged),
+    }
+
+
+def _arrays(args, model: nn.Module, subspace: ParameterSubspace | None, batches, group: h5py.Group, row: int) -> None:
+    """The optional arrays of one row (SLQ density, loss surface), straight into ``group``."""
+    loss_fn = nn.CrossEntropyLoss()
     if args.density:
+        operator = HessianOperator(model, loss_fn, batches, subspace=subspace)
         density = slq(operator, max_iter=min(80, operator.size), seed=args.seed)
         _write_arrays(group, f"density_{row}", grid=density.grid.numpy(), density=density.density.numpy())
     if args.surface != "none":
         surface = loss_surface(model, loss_fn, batches, dims=1 if args.surface == "1d" else 2, grid_points=args.surface_points,
                                span=args.basin_max, subspace=subspace, seed=args.seed)
         _write_arrays(group, f"surface_{row}", axis=surface.axes[0].numpy(), loss=surface.loss.numpy(), accuracy=surface.accuracy.numpy())
-    eigs = np.full(args.k, np.nan)
-    eigs[:k] = eigen.eigenvalues.numpy()
+
+
+def _probe(args, model: nn.Module, meta: dict, path: Path, subspace: ParameterSubspace | None, batches, group: h5py.Group,
+           row: int) -> dict:
+    """Every probe of one checkpoint, in the coordinates ``--coordinates`` asks for (see the module docstring)."""
+    start = time.perf_counter()
+    space = model_space(model)
+    own_wanted = args.coordinates != "efcn" or space in _DENSE_SPACES
+    efcn_wanted = args.coordinates != "own" or space in _DENSE_SPACES
+    nothing = (np.full(args.k, np.nan), dict.fromkeys(MEASURES, math.nan))
+    own = _measure(args, model, subspace, batches) if own_wanted else nothing
+    if own_wanted:
+        _arrays(args, model, subspace, batches, group, row)
+    if space in _DENSE_SPACES:
+        efcn = own  # already in the eFCN's coordinates
+    elif efcn_wanted:
+        embedded = to_efcn(model, tuple(model.input_shape))
+        embedded_subspace = _subspace(embedded, args.subspace, path)
+        efcn = _measure(args, embedded, embedded_subspace, batches)
+        if not own_wanted:
+            _arrays(args, embedded, embedded_subspace, batches, group, row)
+        del embedded  # one model at a time on the device
+    else:
+        efcn = nothing
     return {
-        "top_eigs": eigs,
+        "top_eigs": own[0], "top_eigs" + EFCN_SUFFIX: efcn[0],
         "row": row, "epoch": float(meta.get("epoch", math.nan)), "t_w": float(meta.get("t_w", math.nan)),
-        "final": float(path.stem == "final"), "train_loss": basin.base_loss, "trace": trace.estimate, "trace_se": trace.stderr,
-        "basin_width": basin.mean, "basin_width_std": basin.std, "basin_censored": float(basin.censored.float().mean()),
-        "eps_sharpness": sharp, "lanczos_iterations": eigen.iterations, "lanczos_converged": float(eigen.converged),
+        "final": float(path.stem == "final"), **own[1], **{m + EFCN_SUFFIX: v for m, v in efcn[1].items()},
         "seconds": time.perf_counter() - start,
     }
 
@@ -251,13 +306,16 @@ def _copy_row(group: h5py.Group, earlier: int, row: int, checkpoint: _Checkpoint
     for kind in ("density", "surface"):
         if f"{kind}_{earlier}" in group:
             _write_arrays(group, f"{kind}_{row}", **{k: v[()] for k, v in group[f"{kind}_{earlier}"].items()})
-    return {"top_eigs": group["top_eigs"][earlier], **values}
+    return {name: group[name][earlier] for name in EIGS} | values
 
 
-def _eigs_dataset(group: h5py.Group, k: int, length: int) -> h5py.Dataset:
-    if "top_eigs" not in group:
-        group.create_dataset("top_eigs", shape=(0, k), maxshape=(None, k), dtype="f8")
-    eigs = group["top_eigs"]
+EIGS = ("top_eigs", "top_eigs" + EFCN_SUFFIX)  # the (rows, k) datasets of a run's group
+
+
+def _eigs_dataset(group: h5py.Group, name: str, k: int, length: int) -> h5py.Dataset:
+    if name not in group:
+        group.create_dataset(name, shape=(0, k), maxshape=(None, k), dtype="f8")
+    eigs = group[name]
     if eigs.shape[1] != k:
         raise fail(f"{group.name} holds top-{eigs.shape[1]} eigenvalues, not --k {k}; use the same --k or --overwrite")
     eigs.resize((length, k))  # rows beyond the curve were not finished
@@ -273,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
 def _probe_checkpoint(args, checkpoint: _Checkpoint, device, batches, group: h5py.Group, row: int, earlier: int) -> dict:
     """Load one checkpoint onto the device, probe it (or copy the row of its earlier twin), and let it go."""
     model, meta = _load(checkpoint.path, device)
-    write_attrs(group, {"space": model_space(model)})
+    # Readers pair runs by seed and protocol run (attributes, never names); relax records both in every checkpoint.
+    write_attrs(group, {"space": model_space(model), **{key: meta[key] for key in ("seed", "protocol_run", "t_w") if key in meta}})
     if earlier < row:
         return _copy_row(group, earlier, row, checkpoint, meta)
     return _probe(args, model, meta, checkpoint.path, _subspace(model, args.subspace, checkpoint.path), batches, group, row)
@@ -302,9 +361,10 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     with result:
         for run, entries in runs.items():
             group = result.group.require_group(run)
-            write_attrs(group, {"checkpoints": json.dumps([result.relative(c.path) for c in entries]), "subspace": args.subspace})
+            write_attrs(group, {"checkpoints": json.dumps([result.relative(c.path) for c in entries]), "subspace": args.subspace,
+                                "coordinates": args.coordinates})
             curve = CurveWriter(group, "curve", columns=COLUMNS, index="row")
-            eigs = _eigs_dataset(group, args.k, len(curve))
+            eigs = {name: _eigs_dataset(group, name, args.k, len(curve)) for name in EIGS}
             bar.update(len(curve))
             first_row_of = {}
             for row, checkpoint in enumerate(entries):
@@ -313,8 +373,9 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
                     continue
                 bar.set_postfix_str(f"{run}/{checkpoint.path.name}")
                 values = _probe_checkpoint(args, checkpoint, device, batches, group, row, first_row_of[checkpoint.digest])
-                eigs.resize((row + 1, args.k))
-                eigs[row] = values.pop("top_eigs")
+                for name, dataset in eigs.items():
+                    dataset.resize((row + 1, args.k))
+                    dataset[row] = values.pop(name)
                 curve.append(**values)
                 bar.update(1)
         result.write_attrs({"peak_memory_bytes": peak_memory_bytes(device)})
@@ -330,12 +391,15 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
 
 def _print_table(path: str) -> None:
     with h5py.File(path, "r") as store:
-        print(f"{'run':<16} {'epoch':>6} {'top eig':>10} {'trace':>10} {'basin width':>12} {'train loss':>10}")
+        print(f"{'run':<16} {'epoch':>6} {'top eig':>10} {'(eFCN)':>10} {'trace':>10} {'(eFCN)':>10} {'basin width':>12} "
+              f"{'train loss':>10}")
         for run, group in store["sharpness"].items():
             curve = group["curve"]
             for i in range(curve["row"].shape[0]):
-                print(f"{run:<16} {curve['epoch'][i]:>6g} {group['top_eigs'][i, 0]:>10.4g} {curve['trace'][i]:>10.4g} "
-                      f"{curve['basin_width'][i]:>12.4g} {curve['train_loss'][i]:>10.4g}")
+                # a width whose search hit --basin-max on some ray is only a lower bound
+                width = ("≥" if curve["basin_censored"][i] > 0 else "") + f"{curve['basin_width'][i]:.4g}"
+                print(f"{run:<16} {curve['epoch'][i]:>6g} {group['top_eigs'][i, 0]:>10.4g} {group['top_eigs_efcn'][i, 0]:>10.4g} "
+                      f"{curve['trace'][i]:>10.4g} {curve['trace_efcn'][i]:>10.4g} {width:>12} {curve['train_loss'][i]:>10.4g}")
 
 
 if __name__ == "__main__":
