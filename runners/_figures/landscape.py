@@ -9,8 +9,9 @@ import h5py
 import matplotlib.pyplot as plt
 import numpy as np
 
-from runners._figures.readers import (INTERPOLATE, SHARPNESS, MissingData, interpolation_paths, reference_lines, relax_gains,
-                                      sharpness_runs)
+from runners._figures.bands import draw_band, outside_legend
+from runners._figures.readers import SHARPNESS, MissingData, relax_gains, sharpness_runs
+from runners._figures.seed_readers import interpolation_stats
 from runners._figures.style import save_figure, set_style
 
 METHOD_STYLE = {"linear": ("tab:orange", "linear"), "string": ("tab:blue", "string"), "output": ("tab:green", "output average")}
@@ -18,25 +19,30 @@ RELAX_GAIN_LABEL = "relax gain (eFCN − final CNN)"
 
 
 def fig6_interpolation(store: h5py.File, names: list[str] | None = None) -> plt.Figure:
-    """Train loss and test accuracy against α, one row per path (all of them, or ``names``)."""
-    paths = [p for p in interpolation_paths(store) if names is None or p.name in names]
-    if not paths:
-        raise MissingData(f"/interpolation/{', '.join(names or [])}", INTERPOLATE)
-    fig, axes = plt.subplots(len(paths), 2, figsize=(11, 3.2 * len(paths)), squeeze=False)
-    for row, path in enumerate(paths):
+    """Train loss and test accuracy against α, one row per t_w (or per path name when it records none).
+
+    Paths of the same t_w from several seeds (``/interpolation/<name>`` with attributes ``t_w`` and ``seed``)
+    are one row: the mean curve with its 95% CI band and each seed's curve faint; one seed draws as before.
+    """
+    groups = interpolation_stats(store, names)
+    fig, axes = plt.subplots(len(groups), 2, figsize=(12, 3.2 * len(groups)), squeeze=False)
+    for row, group in enumerate(groups):
         for method, (colour, label) in METHOD_STYLE.items():
-            if method not in path.curves:
-                continue
-            curve = path.curves[method]
-            axes[row, 0].plot(curve["alpha"], curve["train_loss"], color=colour, label=label)
-            axes[row, 1].plot(curve["alpha"], 100 * curve["test_acc"], color=colour, label=label)
-        for line, style in zip(reference_lines(store, path), ("--", ":")):
+            for column, ax, scale in (("train_loss", axes[row, 0], 1), ("test_acc", axes[row, 1], 100)):
+                stats = group.curves.get(method, {}).get(column)
+                if stats is None:
+                    continue
+                draw_band(ax, stats, scale=scale, fmt="-", seeds=False, color=colour, label=label)
+                if len(stats.seeds) > 1:
+                    ax.plot(stats.x, scale * stats.values, color=colour, lw=0.6, alpha=0.35)
+        for line, style in zip(group.references, ("--", ":")):
             axes[row, 0].axhline(line.train_loss, color="grey", ls=style, label=line.label)
             axes[row, 1].axhline(100 * line.test_acc, color="grey", ls=style, label=line.label)
-        title = f"t_w = {path.attrs['t_w']}" if "t_w" in path.attrs else path.name
-        axes[row, 0].set(xlabel="α (0: CNN, 1: eFCN)", ylabel="train loss", title=f"{title}: train loss")
-        axes[row, 1].set(xlabel="α (0: CNN, 1: eFCN)", ylabel="test accuracy (%)", title=f"{title}: test accuracy")
-    axes[0, 1].legend(fontsize=8)
+        seeds = max((len(s.seeds) for m in group.curves.values() for s in m.values()), default=1)
+        note = f" ({seeds} seeds, mean ± 95% CI)" if seeds > 1 else ""
+        axes[row, 0].set(xlabel="α (0: CNN, 1: eFCN)", ylabel="train loss", title=f"{group.label}: train loss{note}")
+        axes[row, 1].set(xlabel="α (0: CNN, 1: eFCN)", ylabel="test accuracy (%)", title=f"{group.label}: test accuracy{note}")
+        outside_legend(axes[row, 1])
     fig.suptitle("Fig. 6: interpolating between the CNN and the eFCN it stemmed from")
     return fig
 

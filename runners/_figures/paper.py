@@ -2,12 +2,11 @@
 
 Each function takes the open file and returns a matplotlib figure; what it reads comes from
 :mod:`runners._figures.readers`, whose :class:`~runners._figures.readers.MissingData` names the command
-that produces what is lacking.
+that produces what is lacking. Quantities over seeds come from :mod:`runners._figures.seed_readers` and are
+drawn as the mean with its 95% CI (band or error bars) and the per-seed points; with one seed, as before.
 """
 
 from __future__ import annotations
-
-import math
 
 import h5py
 import matplotlib.pyplot as plt
@@ -15,9 +14,10 @@ import numpy as np
 import seaborn as sns
 from matplotlib.colors import ListedColormap
 
-from runners._figures.readers import (RELAX, MissingData, WeightPanel, best_test_acc, filter_index, hierarchical_runs,
-                                      history, loss_at_embedding, relax_gain, relax_gains, require_run, runs, switch_runs,
-                                      weight_panels)
+from runners._figures.bands import draw_band, draw_errorbars, n_seeds_note, outside_legend
+from runners._figures.readers import WeightPanel, filter_index, weight_panels
+from runners._figures.seed_readers import (HierarchicalCell, hierarchical_vs_single, history_stats, protocol_attrs, protocol_stats,
+                                           seed_runs, switch_gain_stats, switch_protocols, switch_stats)
 
 
 def fig1_efcn_matrix(store: h5py.File) -> plt.Figure:
@@ -60,121 +60,167 @@ def fig2_weight_heatmaps(store: h5py.File) -> plt.Figure:
 
 
 def fig3_dynamics(store: h5py.File) -> plt.Figure:
-    all_runs = runs(store)
-    require_run(all_runs, "cnn")
-    cnn = history(store, "cnn")
-    fig, ax = plt.subplots(figsize=(9, 5))
-    ax.plot(cnn["epoch"], 100 * cnn["test_acc"], color="tab:red", lw=2, label="CNN")
-    found = switch_runs(store)
-    relax_epochs = max(all_runs[n]["epochs"] for _, n in found)
-    for t_w, name in found:
-        h = history(store, name)
-        points = ax.scatter(np.full_like(h["epoch"], t_w), 100 * h["test_acc"], c=h["epoch"], cmap=plt.get_cmap("viridis"),
+    cnn = history_stats(store, "cnn", "test_acc")
+    fig, ax = plt.subplots(figsize=(10, 5))
+    draw_band(ax, cnn, scale=100, fmt="-", seeds=False, color="tab:red", lw=2, label="CNN")
+    grouped = seed_runs(store)
+    found = switch_protocols(store, grouped)
+    relaxed = {t_w: history_stats(store, protocol, "test_acc") for t_w, protocol in found}
+    relax_epochs = max(float(np.max(h.x)) for h in relaxed.values())
+    for t_w, h in relaxed.items():
+        points = ax.scatter(np.full_like(h.x, t_w, dtype=float), 100 * h.mean, c=h.x, cmap=plt.get_cmap("viridis"),
                             vmin=0, vmax=relax_epochs, marker="x", s=25)
+        if np.isfinite(h.ci_low[-1]):  # the final epoch's CI: what the gain is judged on
+            ax.errorbar([t_w], [100 * h.mean[-1]], yerr=[[100 * (h.mean[-1] - h.ci_low[-1])], [100 * (h.ci_high[-1] - h.mean[-1])]],
+                        color="black", capsize=3, lw=1)
     fig.colorbar(points, ax=ax, label="eFCN training epochs after embedding")
-    if "fcn" in all_runs:
-        ax.axhline(100 * best_test_acc(store, "fcn"), color="saddlebrown", ls="--", label="FCN (best)")
+    if "fcn" in grouped:
+        best = history_stats(store, "fcn", "test_acc")
+        ax.axhline(100 * float(np.nanmean(np.nanmax(best.values, axis=0))), color="saddlebrown", ls="--",
+                   label="FCN (best, chosen on test; mean over seeds)")
     ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlim(left=-0.3)
+    ax.set_xlim(left=-0.3, right=max(max(relaxed), float(np.max(cnn.x))) * 1.15 + 1)
     ax.set_xlabel("CNN training epoch  /  relax time t_w")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Fig. 3: generalisation of eFCNs relaxed at t_w")
-    ax.legend(loc="lower right")
+    ax.set_title(f"Fig. 3: generalisation of eFCNs relaxed at t_w (crosses: mean per epoch; bar: final 95% CI; "
+                 f"{n_seeds_note(cnn)})", fontsize=10)
+    outside_legend(ax)
     return fig
 
 
 def fig4_delta(store: h5py.File) -> plt.Figure:
-    all_runs = runs(store)
-    points = [(t, all_runs[n]["final_delta"], loss_at_embedding(store, n), all_runs[n]["final_test_acc"])
-              for t, n in switch_runs(store)]
-    t_w, delta, initial_loss, accuracy = map(np.asarray, zip(*points))
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    axes[0].plot(t_w, delta, "o-")
+    delta = switch_stats(store, "final_delta")
+    initial_loss = switch_stats(store, "initial_train_loss")
+    accuracy = switch_stats(store, "final_test_acc")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
+    draw_band(axes[0], delta, label="eFCN")
     axes[0].set_xscale("symlog", linthresh=1)
+    axes[0].set_xlim(left=-0.3, right=float(np.max(delta.x)) * 1.3 + 1)
     axes[0].set(xlabel="relax time t_w (epochs)", ylabel="final δ", title="t_w vs δ")
-    axes[1].plot(initial_loss, delta, "o")
+    draw_errorbars(axes[1], initial_loss, delta, label="eFCN (t_w annotated)")
     axes[1].set(xlabel="train loss at embedding", ylabel="final δ", title="δ vs initial loss")
-    axes[2].plot(delta, 100 * accuracy, "o")
+    draw_errorbars(axes[2], delta, accuracy, scale_y=100, label="eFCN (t_w annotated)")
     axes[2].set(xlabel="final δ", ylabel="final test accuracy (%)", title="δ vs final accuracy")
-    if "fcn" in all_runs:
-        fcn = all_runs["fcn"]
-        axes[1].plot(loss_at_embedding(store, "fcn"), fcn["final_delta"], "s", color="tab:blue", label="vanilla FCN")
-        axes[2].plot(fcn["final_delta"], 100 * fcn["final_test_acc"], "s", color="tab:blue", label="vanilla FCN")
-        axes[2].legend()
-    for ax in (axes[1], axes[2]):
-        for x, y, label in zip(*(ax.lines[0].get_data()), t_w):
-            ax.annotate(f"t_w={label}", (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3))
-    fig.suptitle("Fig. 4: how far the eFCNs escape from the CNN subspace (δ = ‖θ_off-local‖ / ‖θ‖)")
+    if "fcn" in seed_runs(store):
+        fcn_delta = protocol_stats(store, "fcn", "final_delta")
+        draw_errorbars(axes[1], protocol_stats(store, "fcn", "initial_train_loss"), fcn_delta, fmt="s", color="tab:brown",
+                       label="vanilla FCN")
+        draw_errorbars(axes[2], fcn_delta, protocol_stats(store, "fcn", "final_test_acc"), scale_y=100, fmt="s",
+                       color="tab:brown", label="vanilla FCN")
+    for ax, xs, ys, scale in ((axes[1], initial_loss.mean, delta.mean, 1), (axes[2], delta.mean, accuracy.mean, 100)):
+        for x, y, label in zip(xs, scale * ys, delta.x):
+            ax.annotate(f"t_w={label}", (x, y), fontsize=7, textcoords="offset points", xytext=(4, 4))
+        ax.margins(0.12)  # room for the annotations and the error bars
+    outside_legend(axes[2])
+    fig.suptitle(f"Fig. 4: how far the eFCNs escape from the CNN subspace (δ = ‖θ_off-local‖ / ‖θ‖); {n_seeds_note(delta)}")
     return fig
 
 
-def _filter_panel(ax: plt.Axes, panel: WeightPanel) -> None:
-    embedded, trained = panel.embedded, panel.trained
-    if embedded.ndim == 2:  # 1-D inputs (C, L): the weights along the sequence, channel 0
-        ax.plot(embedded[0], color="tab:red", lw=2, label="at embedding")
-        ax.plot(trained[0], color="tab:blue", label=f"after {panel.epochs} epochs")
-        ax.set(xlabel="input position", ylabel="weight")
-        ax.legend(fontsize=7)
-    else:  # 2-D inputs (C, H, W): ln|w| of input channel 0, side by side
-        both = np.concatenate([_log_abs(embedded[0]), np.full((embedded.shape[1], 1), np.nan), _log_abs(trained[0])], axis=1)
-        ax.imshow(both, cmap="viridis")
+# ln of a zero weight is -inf: zeros (every off-local weight right after embedding) are drawn at this floor.
+WEIGHT_FLOOR = 1e-6
+LOG_WEIGHT_LABEL = f"ln max(|w|, {WEIGHT_FLOOR:g})  (exact zeros at the floor, {np.log(WEIGHT_FLOOR):.1f})"
+
+
+def log_weights(array: np.ndarray) -> np.ndarray:
+    """ln|w| as the paper draws Fig. 5, with |w| floored at :data:`WEIGHT_FLOOR` so that zeros stay finite.
+
+    Example:
+        >>> log_weights(np.array([0.0, 1.0])).round(2).tolist()
+        [-13.82, 0.0]
+    """
+    return np.log(np.maximum(np.abs(array), WEIGHT_FLOOR))
+
+
+def _filter_image(panel: WeightPanel) -> np.ndarray:
+    """Input channel 0 at embedding and after training: two rows (1-D inputs) or side by side (2-D inputs)."""
+    embedded, trained = log_weights(panel.embedded[0]), log_weights(panel.trained[0])
+    if embedded.ndim == 1:
+        return np.stack([embedded, trained])
+    return np.concatenate([embedded, np.full((embedded.shape[0], 1), np.nan), trained], axis=1)
+
+
+def _filter_panel(ax: plt.Axes, panel: WeightPanel, vmin: float, vmax: float) -> plt.Axes:
+    image = ax.imshow(_filter_image(panel), cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto" if panel.embedded.ndim == 2 else "equal")
+    if panel.embedded.ndim == 2:
+        ax.set(xlabel="input position", yticks=[0, 1], yticklabels=["at embedding", f"after {panel.epochs} ep."])
+    else:
         ax.set(xlabel="at embedding | after training", xticks=[], yticks=[])
-        ax.grid(False)
+    ax.grid(False)
     ax.set_title(f"t_w = {panel.t_w}", fontsize=9)
+    return image
 
 
 def fig5_filters_and_blocks(store: h5py.File) -> plt.Figure:
-    panels = weight_panels(store, "fig5")
-    all_runs = runs(store)
-    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(4 * (len(panels) + 1), 3.8))
+    panels = list({p.t_w: p for p in reversed(weight_panels(store, "fig5"))}.values())[::-1]  # one seed per t_w
+    masked = {label: switch_stats(store, metric) for label, metric in
+              (("full eFCN", "final_test_acc"), ("local blocks only", "local_only_acc"), ("off-local blocks only", "offlocal_only_acc"))}
+    images = np.concatenate([_filter_image(p).ravel() for p in panels])
+    vmin, vmax = float(np.nanmin(images)), float(np.nanmax(images))
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(4 * (len(panels) + 1) + 1.5, 3.8))
     for ax, panel in zip(axes, panels):
-        _filter_panel(ax, panel)
+        image = _filter_panel(ax, panel, vmin, vmax)
+    fig.colorbar(image, ax=list(axes[:-1]), label=LOG_WEIGHT_LABEL, shrink=0.9)
     ax = axes[-1]
-    t_w, local, offlocal, full = zip(*[(t, all_runs[n].get("local_only_acc", math.nan), all_runs[n].get("offlocal_only_acc", math.nan),
-                                       all_runs[n]["final_test_acc"]) for t, n in switch_runs(store)])
-    ax.plot(t_w, 100 * np.asarray(full), "o-", label="full eFCN")
-    ax.plot(t_w, 100 * np.asarray(local), "s-", label="local blocks only")
-    ax.plot(t_w, 100 * np.asarray(offlocal), "^-", label="off-local blocks only")
+    for (label, stats), fmt in zip(masked.items(), ("o-", "s-", "^-")):
+        draw_band(ax, stats, scale=100, fmt=fmt, label=label)
     ax.set_xscale("symlog", linthresh=1)
-    ax.set(xlabel="relax time t_w", ylabel="test accuracy (%)", title="local / off-local contributions")
-    ax.legend(fontsize=8)
-    fig.suptitle("Fig. 5: an eFCN unit's weights over the input (middle unit of the first layer), and masked accuracies")
+    ax.set_xlim(left=-0.3, right=float(np.max(masked["full eFCN"].x)) * 1.3 + 1)
+    ax.set(xlabel="relax time t_w", ylabel="test accuracy (%)", title=f"local / off-local contributions ({n_seeds_note(*masked.values())})")
+    ax.title.set_fontsize(9)
+    outside_legend(ax)
+    fig.suptitle("Fig. 5: ln|w| of an eFCN unit's weights over the input (middle unit of the first layer, input channel 0), "
+                 "and masked accuracies")
     return fig
 
 
 def hierarchical_gain(store: h5py.File) -> plt.Figure:
-    all_runs = runs(store)
-    cnn = require_run(all_runs, "cnn")
-    cells = [(a["tw1"], a["tw2"], relax_gain(a, cnn)) for a in hierarchical_runs(all_runs)]
-    if not cells:
-        raise MissingData("hierarchical runs efcn_tw1_<a>_tw2_<b>", RELAX + " with --tw1/--tw2")
-    tw1, tw2 = sorted({c[0] for c in cells}), sorted({c[1] for c in cells})
-    gain = np.full((len(tw1), len(tw2)), np.nan)
-    for a, b, g in cells:
-        gain[tw1.index(a), tw2.index(b)] = 100 * g
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    sns.heatmap(gain, annot=True, fmt=".1f", cmap="RdBu", center=0, xticklabels=tw2, yticklabels=tw1, ax=ax,
-                cbar_kws={"label": "test accuracy gain over the CNN (points)"})
-    ax.set(xlabel="tw2 (eLCN -> eFCN, eLCN epochs)", ylabel="tw1 (CNN -> eLCN, CNN epochs)",
-           title="Hierarchical relaxation CNN -> eLCN(tw1) -> eFCN(tw2)")
+    """The hierarchical grid minus the single relaxation of equal epoch budget (left) and of the same switch (right)."""
+    panels = ((True, "equal budget: minus efcn_tw{tw1+tw2}\n(same tw1+tw2+E epochs seen)"),
+              (False, "same CNN switch: minus efcn_tw{tw1}\n(tw2 fewer epochs seen)"))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    for ax, (equal_budget, title) in zip(axes, panels):
+        cells = hierarchical_vs_single(store, equal_budget=equal_budget)
+        tw1, tw2 = sorted({c.tw1 for c in cells}), sorted({c.tw2 for c in cells})
+        mean = np.full((len(tw1), len(tw2)), np.nan)
+        notes = np.full(mean.shape, "", dtype=object)
+        for c in cells:
+            i, j = tw1.index(c.tw1), tw2.index(c.tw2)
+            mean[i, j] = 100 * c.difference.mean
+            notes[i, j] = _cell_note(c)
+        sns.heatmap(mean, annot=notes, fmt="", cmap="RdBu", center=0, xticklabels=tw2, yticklabels=tw1, ax=ax,
+                    annot_kws={"fontsize": 8}, cbar_kws={"label": "hierarchical − single eFCN, final test acc. (points)"})
+        ax.set(xlabel="tw2 (eLCN -> eFCN, eLCN epochs)", ylabel="tw1 (CNN -> eLCN, CNN epochs)", title=title)
+    fig.suptitle("Hierarchical relaxation CNN -> eLCN(tw1) -> eFCN(tw2) against a single CNN -> eFCN relaxation, paired by seed "
+                 "(cell: mean [95% CI], n seeds)")
     return fig
 
 
+def _cell_note(cell: HierarchicalCell) -> str:
+    d = cell.difference
+    if d.n == 0:
+        return f"no {cell.reference}"
+    ci = f"\n[{100 * d.ci_low:+.1f}, {100 * d.ci_high:+.1f}]" if np.isfinite(d.ci_low) else ""
+    return f"{100 * d.mean:+.1f}{ci}\nn={d.n}"
+
+
 def elcn_vs_efcn(store: h5py.File) -> plt.Figure:
-    all_runs = runs(store)
-    sizes = {"cnn": require_run(all_runs, "cnn")["num_params"]}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for space, marker in (("efcn", "o"), ("elcn", "s")):
-        gains = relax_gains(store, space)
-        axes[0].plot(gains.t_w, 100 * gains.gain, marker + "-", label=space)
-        sizes[space] = all_runs[gains.runs[0]]["num_params"]
+    grouped = seed_runs(store)
+    sizes = {"cnn": next(iter(protocol_attrs(store, grouped, "cnn").values()))["num_params"]}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for space, marker in (("efcn", "o-"), ("elcn", "s-")):
+        gains = switch_gain_stats(store, space)
+        draw_band(axes[0], gains, scale=100, fmt=marker, label=space)
+        protocol = switch_protocols(store, grouped, space)[0][1]
+        sizes[space] = next(iter(protocol_attrs(store, grouped, protocol).values()))["num_params"]
     axes[0].axhline(0, color="grey", lw=0.8)
     axes[0].set_xscale("symlog", linthresh=1)
-    axes[0].set(xlabel="relax time t_w", ylabel="gain over the CNN (points)", title="test accuracy gain")
-    axes[0].legend()
+    axes[0].set_xlim(left=-0.3, right=float(np.max(gains.x)) * 1.3 + 1)
+    axes[0].set(xlabel="relax time t_w", ylabel="gain_vs_final_cnn (points)", title=f"paired gain over the same seed's final CNN\n({n_seeds_note(gains)})")
+    outside_legend(axes[0])
     names = ["cnn", "elcn", "efcn"]
     axes[1].bar(names, [sizes[n] for n in names], color=["tab:red", "tab:orange", "tab:blue"])
     axes[1].set_yscale("log")
+    axes[1].set_ylim(top=max(sizes.values()) * 4)  # room for the labels above the bars
     axes[1].set(ylabel="parameters", title="memory: parameters of each space")
     for i, n in enumerate(names):
         axes[1].annotate(f"{sizes[n] / 1e6:.2f}M", (i, sizes[n]), ha="center", va="bottom")
