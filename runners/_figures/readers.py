@@ -11,8 +11,8 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import h5py
 import numpy as np
@@ -234,24 +234,75 @@ def interpolation_peaks(store: h5py.File) -> list[Peak]:
 # --- sharpness probes ---------------------------------------------------------------------------------
 
 
+Coordinates = Literal["own", "efcn"]
+"""Where a curvature was measured (``runners.sharpness --coordinates``): the checkpoint's own parameters,
+or the eFCN's (a CNN embedded: the same function, the Hessian of the eFCN's coordinates)."""
+
+
+@dataclass(frozen=True)
+class BasinWidths:
+    """Basin widths of a probed run's rows, with the rows whose search hit its cap marked censored.
+
+    Attributes:
+        width: mean width per row; NaN where any ray hit ``--basin-max`` (the mean is then not a width).
+        std: spread over rays (NaN where censored).
+        lower_bound: the stored mean, a lower bound of the width where ``censored > 0`` (equal to ``width`` elsewhere).
+        censored: fraction of the row's rays that hit the cap.
+    """
+
+    width: np.ndarray
+    std: np.ndarray
+    lower_bound: np.ndarray
+    censored: np.ndarray
+
+
 @dataclass(frozen=True)
 class Probed:
     """One ``/sharpness/<run>`` group: a curve row per checkpoint, its top eigenvalues and loss surfaces.
 
     Attributes:
         curve: ``row``, ``epoch``, ``final`` (1 for the run's final model), ``trace``, ``basin_width``, ...
-        top_eigs: ``(rows, k)`` top Hessian eigenvalues, descending.
+            and the same measures in the eFCN's coordinates suffixed ``_efcn``.
+        top_eigs: ``(rows, k)`` top Hessian eigenvalues in the checkpoint's own coordinates, descending.
         surfaces: ``surface_<row>`` curves (``axis``, ``loss``) by key.
+        top_eigs_efcn: the same in the eFCN's coordinates (NaN when not probed, or in files without them).
+        attrs: the group's attributes (``space``, ``coordinates``, ``seed``, ``protocol_run`` when recorded).
     """
 
     curve: Curve
     top_eigs: np.ndarray
     surfaces: dict[str, Curve]
+    top_eigs_efcn: np.ndarray | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def along(self) -> np.ndarray:
         """Mask of the rows probed along training (snapshots), not at the final model."""
         return self.curve["final"] == 0
+
+    def top_eig(self, coordinates: Coordinates = "own") -> np.ndarray:
+        """λ₁ of every row in ``coordinates`` (NaN where it was not measured there)."""
+        eigs = self.top_eigs if coordinates == "own" else self.top_eigs_efcn
+        return np.full(len(self.curve["row"]), np.nan) if eigs is None else eigs[:, 0]
+
+    def measure(self, name: str, coordinates: Coordinates = "own") -> np.ndarray:
+        """Curve column ``name`` (``trace``, ``basin_width``, ...) in ``coordinates`` (NaN where absent)."""
+        column = name if coordinates == "own" else f"{name}_efcn"
+        return self.curve.get(column, np.full(len(self.curve["row"]), np.nan)).astype(float)
+
+    def basin(self, coordinates: Coordinates = "own") -> BasinWidths:
+        """The rows' basin widths in ``coordinates``, censored rows as NaN with their lower bound (see :class:`BasinWidths`).
+
+        Example:
+            >>> run = Probed({"row": np.arange(2), "basin_width": np.array([0.3, 1.0]),
+            ...               "basin_width_std": np.array([0.1, 0.0]), "basin_censored": np.array([0.0, 0.5])}, None, {})
+            >>> run.basin().width.tolist(), run.basin().lower_bound.tolist()
+            ([0.3, nan], [0.3, 1.0])
+        """
+        mean, std = self.measure("basin_width", coordinates), self.measure("basin_width_std", coordinates)
+        censored = self.measure("basin_censored", coordinates)
+        hit = ~(censored == 0)  # NaN (not recorded) counts as unknown, not as a width
+        return BasinWidths(width=np.where(hit, np.nan, mean), std=np.where(hit, np.nan, std), lower_bound=mean, censored=censored)
 
     def last_surface(self) -> Curve | None:
         """The loss surface of the last probed row that has one."""
@@ -263,8 +314,14 @@ def sharpness_runs(store: h5py.File) -> dict[str, Probed]:
     if "sharpness" not in store or not len(store["sharpness"]):
         raise MissingData("/sharpness", SHARPNESS)
     return {name: Probed(curve=read_curve(group["curve"]), top_eigs=group["top_eigs"][()],
-                         surfaces={key: read_curve(sub) for key, sub in group.items() if key.startswith("surface_")})
+                         surfaces={key: read_curve(sub) for key, sub in group.items() if key.startswith("surface_")},
+                         top_eigs_efcn=group["top_eigs_efcn"][()] if "top_eigs_efcn" in group else None, attrs=read_attrs(group))
             for name, group in store["sharpness"].items()}
+
+
+def figure_coordinates(probed: Mapping[str, Probed]) -> Coordinates:
+    """The coordinates a cross-space figure draws: the eFCN's when the file has them (comparable), else own."""
+    return "efcn" if any(np.isfinite(run.top_eig("efcn")).any() for run in probed.values()) else "own"
 
 
 # --- ExpandNets runs ----------------------------------------------------------------------------------
@@ -279,10 +336,29 @@ class ExpandRun:
     surface_1d: Curve | None
 
 
-def expandnets_runs(store: h5py.File) -> dict[str, list[ExpandRun]]:
-    """The finished ExpandNets runs grouped by expansion (``mode``, `` (product L2)`` with that penalty), in paper order."""
+# Where ExpandNets runs live: ``/runs`` of expandnets.h5, or under ``/expandnets`` once merged into a reproduction.
+EXPANDNETS_GROUPS = ("runs", "expandnets/runs", "expandnets")
+
+
+def expandnets_group(store: h5py.File) -> str | None:
+    """The first of :data:`EXPANDNETS_GROUPS` holding a run group with an ExpandNets ``mode`` attribute, else None."""
+    for path in EXPANDNETS_GROUPS:
+        if path in store and isinstance(store[path], h5py.Group):
+            if any(isinstance(child, h5py.Group) and "mode" in child.attrs for child in store[path].values()):
+                return path
+    return None
+
+
+def expandnets_runs(store: h5py.File, group: str | None = None) -> dict[str, list[ExpandRun]]:
+    """The finished ExpandNets runs grouped by expansion (``mode``, `` (product L2)`` with that penalty), in paper order.
+
+    Args:
+        group: the HDF5 group holding the runs (``"runs"`` in expandnets.h5, ``"expandnets/runs"`` or
+            ``"expandnets"`` in a merged file); default: the first of :data:`EXPANDNETS_GROUPS` that holds them.
+    """
     groups: dict[str, list[ExpandRun]] = defaultdict(list)
-    for group in store.get("runs", {}).values():
+    path = group or expandnets_group(store)
+    for group in (store[path].values() if path and path in store else ()):
         attrs = read_attrs(group)
         if "mode" in attrs and attrs.get("status") == "done":
             label = attrs["mode"] + (" (product L2)" if attrs.get("l2") == "product" else "")
@@ -297,10 +373,3 @@ def expandnets_runs(store: h5py.File) -> dict[str, list[ExpandRun]]:
         return (EXPANSION_ORDER.index(mode) if mode in EXPANSION_ORDER else len(EXPANSION_ORDER), label)
 
     return {label: groups[label] for label in sorted(groups, key=order)}
-
-
-def seed_mean(seeds: list[ExpandRun], column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(epoch, mean, std) of a history column over seeds, cut to the shortest history."""
-    length = min(len(run.history["epoch"]) for run in seeds)
-    values = np.stack([run.history[column][:length] for run in seeds])
-    return seeds[0].history["epoch"][:length], np.nanmean(values, 0), np.nanstd(values, 0)
