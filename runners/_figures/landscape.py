@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from runners._figures.bands import draw_band, outside_legend
-from runners._figures.readers import SHARPNESS, MissingData, relax_gains, sharpness_runs
+from runners._figures.readers import SHARPNESS, MissingData, figure_coordinates, relax_gains, sharpness_runs
 from runners._figures.seed_readers import interpolation_stats
 from runners._figures.style import save_figure, set_style
 
@@ -68,11 +68,14 @@ def sharpness_vs_gain(store: h5py.File) -> plt.Figure:
         raise MissingData("/sharpness/cnn (the CNN's snapshots)", SHARPNESS)
     cnn = probed["cnn"]
     along = cnn.along
+    coordinates = figure_coordinates(probed)
+    top = cnn.top_eig(coordinates)
+    where = "eFCN coordinates, CNN embedded" if coordinates == "efcn" else "the CNN's own coordinates"
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-    axes[0].plot(cnn.curve["epoch"][along], cnn.top_eigs[along, 0], "o-", color="tab:red", label="top eigenvalue λ₁")
-    axes[0].set(xlabel="CNN training epoch", ylabel="λ₁ of the train-loss Hessian", title="sharpness along CNN training")
+    axes[0].plot(cnn.curve["epoch"][along], top[along], "o-", color="tab:red", label="top eigenvalue λ₁")
+    axes[0].set(xlabel="CNN training epoch", ylabel="λ₁ of the train-loss Hessian", title=f"sharpness along CNN training ({where})")
     twin = axes[0].twinx()
-    twin.plot(cnn.curve["epoch"][along], cnn.curve["trace"][along], "s--", color="tab:purple", label="trace")
+    twin.plot(cnn.curve["epoch"][along], cnn.measure("trace", coordinates)[along], "s--", color="tab:purple", label="trace")
     twin.set_ylabel("Hessian trace")
     twin.grid(False)
     axes[0].legend(loc="upper left")
@@ -81,7 +84,7 @@ def sharpness_vs_gain(store: h5py.File) -> plt.Figure:
         gains = relax_gains(store)
     except MissingData:
         raise MissingData("eFCN runs and the CNN in /runs to compute the relax gain", "python -m runners.relax") from None
-    sharp_at = dict(zip(cnn.curve["epoch"][along].astype(int), cnn.top_eigs[along, 0]))
+    sharp_at = dict(zip(cnn.curve["epoch"][along].astype(int), top[along]))
     axes[1].plot(gains.t_w, 100 * gains.gain, "o-", color="tab:blue", label=RELAX_GAIN_LABEL)
     axes[1].axhline(0, color="grey", lw=0.8)
     axes[1].set(xlabel="relax time t_w", ylabel="test accuracy gain (points)", title="gain of relaxing at t_w vs sharpness there")
@@ -98,23 +101,38 @@ def sharpness_vs_gain(store: h5py.File) -> plt.Figure:
 
 
 def basin_widths(store: h5py.File) -> plt.Figure:
+    """Basin width and λ₁ of every run's final model, in the eFCN's coordinates when the file has them.
+
+    A width whose search hit its cap on some ray is not a width: it is drawn as a hatched bar at its lower
+    bound, marked "≥", never as a plain bar.
+    """
+    probed = sharpness_runs(store)
+    coordinates = figure_coordinates(probed)
     bars = []
-    for name, run in sharpness_runs(store).items():
+    for name, run in probed.items():
         final = np.flatnonzero(run.curve["final"] == 1)
         if len(final):
-            row = final[-1]
-            bars.append((name, run.curve["basin_width"][row], run.curve["basin_width_std"][row], run.top_eigs[row, 0]))
+            row, basin = final[-1], run.basin(coordinates)
+            bars.append((name, basin.width[row], basin.std[row], basin.lower_bound[row], run.top_eig(coordinates)[row]))
     if not bars:
         raise MissingData("final checkpoints in /sharpness", SHARPNESS)
     order = {"cnn": 0, "fcn": 2}
     bars.sort(key=lambda b: (order.get(b[0], 1), int("".join(filter(str.isdigit, b[0])) or 0), b[0]))
-    names, width, spread, top = zip(*bars)
+    names, width, spread, bound, top = (np.array(column) for column in zip(*bars))
     colours = ["tab:red" if n == "cnn" else "saddlebrown" if n == "fcn" else "tab:blue" for n in names]
+    censored = np.isnan(width) & np.isfinite(bound)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    axes[0].bar(names, width, yerr=spread, color=colours, capsize=3)
-    axes[0].set(ylabel="basin width (filter-normalised distance)", title="basin width at the end of training")
+    axes[0].bar(names, np.nan_to_num(width), yerr=np.nan_to_num(spread), color=colours, capsize=3)
+    if censored.any():
+        axes[0].bar(names[censored], bound[censored], color="none", edgecolor="grey", hatch="//",
+                    label="search hit its cap: width ≥ bar (lower bound)")
+        for x in np.flatnonzero(censored):
+            axes[0].annotate(f"≥{bound[x]:.2g}", (x, bound[x]), ha="center", va="bottom", fontsize=8)
+        outside_legend(axes[0])
+    where = "eFCN coordinates, CNN embedded" if coordinates == "efcn" else "each model's own coordinates"
+    axes[0].set(ylabel="basin width (filter-normalised distance)", title=f"basin width at the end of training\n({where})")
     axes[1].bar(names, top, color=colours)
-    axes[1].set(ylabel="λ₁", yscale="log", title="top Hessian eigenvalue at the end of training")
+    axes[1].set(ylabel="λ₁", yscale="log", title=f"top Hessian eigenvalue at the end of training\n({where})")
     for ax in axes:
         ax.tick_params(axis="x", rotation=45)
     fig.suptitle("Poster: do eFCNs reach wider basins than the CNN and the vanilla FCN?")
