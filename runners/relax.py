@@ -3,7 +3,9 @@
 d'Ascoli, Sagun, Biroli, Bruna, "Finding the needle in the haystack with convolutions: on the
 benefits of architectural bias" (NeurIPS 2019):
 
-1. train a CNN from scratch for ``--epochs``, saving snapshots at the switch times ``--t-w``;
+1. train a CNN from scratch for ``--epochs``, saving snapshots at the switch times ``--t-w``; with
+   ``--matched-controls`` (default) on until every relaxed run's epochs seen (t_w + ``--relax-epochs``),
+   so that each relaxed run has a CNN of the same number of epochs to be compared with (its history);
 2. embed each snapshot into eFCN space (and eLCN space with ``--space efcn,elcn``) and train it for
    ``--relax-epochs`` more epochs, on its own clock, with a fresh optimizer;
 3. train a vanilla FCN of the same size (the eFCN architecture, standard random init) for ``--epochs``;
@@ -11,8 +13,16 @@ benefits of architectural bias" (NeurIPS 2019):
    ``--tw1`` x ``--tw2`` grid, each eFCN trained ``--relax-epochs``.
 
 Every run's history, final accuracies, final delta and the local-only / off-local-only masked test
-accuracies go into ``--out/results.h5`` (schema: results/README.md). Independent runs train in
+accuracies go into ``--out/results.h5`` (schema: results/README.md); the CNN's group also records the
+final CNN (``reference_epoch`` = ``--epochs``) and the first epoch its training loss is near zero
+(:func:`~runners._engine.controls.cnn_references`). Independent runs train in
 ``--jobs`` parallel processes; ``--resume`` continues a killed protocol.
+
+With ``--seeds`` (a count from ``--seed``, or a list) the whole protocol runs once per seed into the
+same file, every run name suffixed ``_s<seed>`` (one seed: names unchanged); every run group carries
+``seed`` and ``protocol_run``. The result ``aggregates`` then holds, per protocol run, the mean, std,
+Student-t 95% CI and n of its final metrics over the seeds and the paired ``gain_vs_final_cnn``
+(runners/_engine/aggregates.py); a table of them ends the output. ``--jobs`` trains the seeds side by side.
 
 A job array splits the protocol over machines: ``--shard i/n`` trains only the runs of shard ``i``
 (:func:`shard_runs`) into ``--out/shard-i-of-n/``, and ``python -m runners.merge`` combines the shards'
@@ -28,35 +38,44 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 import time
 
 import h5py
 
 from embeddings import MemoryBudgetError
-from results import read_attrs
+from results import ResultError, open_result, read_attrs
 from runners._engine import (
     SPACES,
     add_training_arguments,
     context_from_args,
     default_switch_times,
     default_threads,
+    experiment_config,
     int_list,
     open_experiment,
     preflight,
     protocol,
+    record_cnn_references,
     run_all,
+    seeded,
     shard_arg,
     shard_folder,
     shard_runs,
 )
-from runners.cli import add_common_arguments, fail
+from runners._engine.aggregates import aggregate_table, write_aggregates
+from runners.cli import add_common_arguments, add_seeds_argument, expand_seeds, fail
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m runners.relax", description=__doc__.split("\n\n")[0])
     add_common_arguments(parser)
+    add_seeds_argument(parser)
     add_training_arguments(parser, out="runs/relax", epochs=60)
     parser.add_argument("--relax-epochs", type=int, default=30, help="epochs of every eFCN / eLCN after its switch (default: 30)")
+    parser.add_argument("--matched-controls", action=argparse.BooleanOptionalAction, default=True,
+                        help="train the CNN until max(--epochs, max(t_w) + --relax-epochs) so every relaxed run has the CNN "
+                             "of as many epochs to compare with; the final CNN stays the one at --epochs (default: on)")
     parser.add_argument("--t-w", type=int_list, default=None,
                         help="switch times on the CNN clock, e.g. 0,4,16 (default: 0, powers of two below --epochs, --epochs)")
     parser.add_argument("--space", type=lambda text: tuple(p for p in text.split(",") if p), default=("efcn",),
@@ -89,6 +108,8 @@ def _validate(args: argparse.Namespace) -> None:
         raise fail("--tw1 needs --tw2 values for the hierarchical grid (or pass --tw1 '' to skip it)")
     if args.jobs < 1 or args.relax_epochs < 1:
         raise fail(f"--jobs and --relax-epochs must be at least 1, got {args.jobs} and {args.relax_epochs}")
+    # The seeds as run (a count and the list it expands to are the same configuration for --resume).
+    args.seeds = list(expand_seeds(args.seeds, args.seed))
 
 
 def _summary(runs: h5py.Group) -> str:
@@ -101,17 +122,34 @@ def _summary(runs: h5py.Group) -> str:
         cells += "".join(f"{attrs.get(key, math.nan):>7.0f}" for key in ("seconds", "cpu_seconds"))
         cells += f"{attrs.get('peak_memory_bytes', math.nan) / 2**20:>7.0f}"  # GPU: peak allocated; CPU: the run's peak resident set
         lines.append(f"{name:<20}{attrs['space']:<6}{cells.replace('nan', '  -')}")
+        if "reference_test_acc" in attrs:
+            near_zero = attrs["near_zero_loss_epoch"]
+            lines.append(f"  {name}: final CNN = epoch {attrs['reference_epoch']}, test acc {attrs['reference_test_acc']:.3f}; train loss "
+                         f"<= {attrs['near_zero_loss_threshold']:g} " + ("never reached" if math.isnan(near_zero) else
+                         f"from epoch {near_zero:.0f}, test acc {attrs['near_zero_loss_test_acc']:.3f}"))
     return "\n".join(lines)
+
+
+def _aggregate(args: argparse.Namespace, path: str, argv: list[str] | None) -> str:
+    """Write the result ``aggregates`` (same tool, config and --resume / --overwrite rule as ``runs``); the table of it."""
+    try:
+        with open_result(path, "aggregates", tool="runners.relax", config=experiment_config(args), resume=args.resume,
+                         overwrite=args.overwrite, seed=args.seed, argv=list(sys.argv if argv is None else ["runners.relax", *argv])) as result:
+            summaries = write_aggregates(result.file["runs"], result.group)
+    except (ResultError, ValueError) as err:
+        raise fail(str(err).splitlines()[0]) from None
+    return f"over seeds {','.join(map(str, args.seeds))}: mean ± 95% CI half-width (n)\n{aggregate_table(summaries)}"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _validate(args)
     specs = protocol(epochs=args.epochs, relax_epochs=args.relax_epochs, t_w=args.t_w, spaces=args.space,
-                     tw1=args.tw1, tw2=args.tw2)
+                     tw1=args.tw1, tw2=args.tw2, matched_controls=args.matched_controls)
     if args.shard is not None:
         specs = shard_runs(specs, *args.shard)
         args.out = os.path.join(args.out, shard_folder(*args.shard))
+    specs = seeded(specs, args.seeds)
     context = context_from_args(args)
     preflight(context, embeds="efcn")  # the FCN baseline is eFCN-sized whatever --space says
     path = os.path.join(args.out, "results.h5")
@@ -121,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
             run_all(specs, context, result.group, jobs=args.jobs, threads=args.threads or default_threads(args.jobs))
         except (ValueError, FileNotFoundError, MemoryBudgetError) as err:
             raise fail(str(err).splitlines()[0]) from None
+        record_cnn_references(result.group)
         print(_summary(result.group))
+    if args.shard is None:  # a shard's runs are part of a protocol: aggregate the merged file
+        print(_aggregate(args, path, argv))
     print(f"results: {path} ({time.perf_counter() - started:.0f} s)")
     return 0
 

@@ -3,7 +3,8 @@
 It owns the data sets held in memory (:mod:`.data`), the one training loop with its per-epoch resume
 state (:mod:`.loop`), the one run specification :class:`RunSpec` and the context runs share
 (:mod:`.specs`), what one run does (:mod:`.execute`; ExpandNets' runs: :mod:`.expandnets`), the
-paper's relax protocol and its split over a job array (:mod:`.protocol`), the process pool that
+paper's relax protocol and its split over a job array (:mod:`.protocol`), the CNN references relaxed
+runs are compared with (:mod:`.controls`), the process pool that
 trains dependent runs with one process writing HDF5, and its resume rule (:mod:`.pool`), where runs
 keep checkpoints and states (:mod:`.layout`), opening an experiment's named result through
 ``results.open_result`` (:mod:`.experiment`, with the shared training flags in :mod:`.flags`), and
@@ -11,7 +12,8 @@ running probing CLIs under ``torchrun`` (:mod:`.launch`). CLIs import what this 
 re-exports, never its modules.
 """
 
-from runners._engine.data import Dataset, default_cache, load_data
+from runners._engine.controls import NEAR_ZERO_LOSS, cnn_references, record_cnn_references
+from runners._engine.data import MNIST1D_TEST_SIZE, Dataset, default_cache, load_data
 from runners._engine.execute import execute, fresh_cnn
 from runners._engine.expandnets import (
     COLUMNS as EXPANDNETS_COLUMNS,
@@ -39,19 +41,21 @@ from runners._engine.loop import (
     train,
 )
 from runners._engine.pool import default_threads, run_all
-from runners._engine.protocol import SPACES, default_switch_times, protocol, shard_folder, shard_runs
+from runners._engine.protocol import SPACES, default_switch_times, protocol, seeded, seeded_name, shard_folder, shard_runs
 from runners._engine.specs import Outcome, RunContext, RunSpec
 
 __all__ = [
     # data sets
-    "Dataset", "load_data", "default_cache",
+    "Dataset", "load_data", "default_cache", "MNIST1D_TEST_SIZE",
     # the training loop
     "TrainConfig", "EpochRecord", "TrainResult", "HISTORY_COLUMNS", "train", "on_device", "peak_memory_bytes", "reset_peak_memory",
     # runs: specification, execution, file layout
     "RunSpec", "RunContext", "Outcome", "execute", "fresh_cnn",
     "checkpoint_path", "snapshot_path", "final_path", "state_path", "remove_run_files",
     # the relax protocol and job arrays
-    "SPACES", "protocol", "default_switch_times", "shard_runs", "shard_folder",
+    "SPACES", "protocol", "default_switch_times", "seeded", "seeded_name", "shard_runs", "shard_folder",
+    # the CNN references of relaxed runs (final, matched, near-zero training loss)
+    "NEAR_ZERO_LOSS", "cnn_references", "record_cnn_references",
     # the pool
     "run_all", "default_threads",
     # ExpandNets runs
