@@ -26,7 +26,8 @@ def _attrs(path):
     with h5py.File(path, "r") as store:
         runs = {name: read_attrs(group) for name, group in store["runs"].items()}
         aggregates = {name: read_attrs(group) for name, group in store["aggregates"].items()}
-        tests = {name: read_curve(group["history"])["test_acc"] for name, group in store["runs"].items()}
+        # test accuracy by epoch, per run
+        tests = {name: dict(zip(*(read_curve(group["history"])[c] for c in ("epoch", "test_acc")))) for name, group in store["runs"].items()}
         tool = store["aggregates"].attrs["tool"]
     return runs, aggregates, tests, tool
 
@@ -53,8 +54,10 @@ def test_aggregates_are_the_stats_of_the_per_seed_attributes(two_seeds, capsys):
             got = (stored[f"{metric}_mean"], stored[f"{metric}_std"], stored[f"{metric}_ci_low"], stored[f"{metric}_ci_high"])
             np.testing.assert_allclose(got, (expected.mean, expected.std, expected.ci_low, expected.ci_high), equal_nan=True)
             assert stored[f"{metric}_n"] == expected.n
-    # the paired gain is the mean of per-seed differences against the same seed's CNN (its last history row)
-    differences = [runs[f"efcn_tw2_s{s}"]["final_test_acc"] - tests[f"cnn_s{s}"][-1] for s in (3, 4)]
+    # the paired gain is the mean of per-seed differences against the same seed's CNN at the end of the
+    # protocol's --epochs 2 (a CNN trained on for matched controls marks that epoch reference_epoch)
+    assert all(runs[f"cnn_s{s}"].get("reference_epoch", 2) == 2 for s in (3, 4))
+    differences = [runs[f"efcn_tw2_s{s}"]["final_test_acc"] - tests[f"cnn_s{s}"][2] for s in (3, 4)]
     assert aggregates["efcn_tw2"][f"{GAIN}_mean"] == pytest.approx(np.mean(differences))
     assert aggregates["efcn_tw2"][f"{GAIN}_n"] == 2 and f"{GAIN}_mean" not in aggregates["cnn"]
 
@@ -70,6 +73,24 @@ def test_the_cnn_reference_is_its_reference_epoch_when_set(tmp_path):
         cnn.attrs["reference_epoch"] = 9
         with pytest.raises(ValueError, match="no history row at that epoch"):
             cnn_final_test_acc(cnn)
+
+
+def test_the_gain_is_paired_by_seed_attribute_not_by_name(tmp_path):
+    from runners._engine.aggregates import aggregate
+
+    with h5py.File(tmp_path / "r.h5", "w") as f:
+        runs = f.create_group("runs")
+        # names that do not say the seed: only the attributes pair the runs
+        for name, protocol_run, seed, acc, history in (("a", "cnn", 0, 0.9, [0.5, 0.7, 0.9]), ("b", "cnn", 1, 0.95, [0.6, 0.85, 0.95]),
+                                                        ("c", "efcn_tw2", 1, 0.9, [0.0]), ("d", "efcn_tw2", 0, 0.8, [0.0])):
+            group = runs.create_group(name)
+            group.attrs.update(status="done", protocol_run=protocol_run, seed=seed, final_test_acc=acc)
+            group.create_group("history").update(epoch=np.arange(len(history)), test_acc=np.array(history))
+            if protocol_run == "cnn":
+                group.attrs["reference_epoch"] = 1  # trained on past the protocol's end: the reference is epoch 1
+        gain = aggregate(runs)["efcn_tw2"][GAIN]
+    # per seed: seed 0 0.8 - 0.7 = 0.1, seed 1 0.9 - 0.85 = 0.05
+    assert gain.n == 2 and gain.mean == pytest.approx(0.075) and gain.std == pytest.approx(0.05 / math.sqrt(2))
 
 
 def test_one_seed_keeps_the_names_and_adds_the_attributes(tmp_path, capsys):
@@ -117,4 +138,4 @@ def test_parallel_seeds_give_the_same_numbers(two_seeds, tmp_path):
     parallel, serial = _attrs(out / "results.h5")[2], _attrs(two_seeds / "results.h5")[2]
     assert set(parallel) == set(serial)
     for name in serial:
-        np.testing.assert_allclose(parallel[name], serial[name])
+        assert parallel[name] == pytest.approx(serial[name])
