@@ -1,7 +1,7 @@
 """Figures: everything drawn or reported from result files, and nothing else.
 
 This subpackage owns the HDF5 readers (:mod:`.readers`: every read of a result file and every derived
-quantity, such as :func:`relax_gain`, defined once), the paper's Figs. 1-5 and poster panels
+quantity, such as :func:`gain_vs_final_cnn`, defined once), the paper's Figs. 1-5 and poster panels
 (:mod:`.paper`), the landscape figures (:mod:`.landscape`: Fig. 6, sharpness, basin width, and
 ``runners.interpolate --plot``), ``runners.sharpness --plot`` (:mod:`.sharpness_plot`), the ExpandNets
 figures (:mod:`.expandnets`), the reproduction's ``report.md`` (:mod:`.report`), the catalogue of
@@ -15,7 +15,17 @@ matplotlib.use("Agg")  # files only: no display on servers, in CI and in tests; 
 
 from runners._figures.catalog import FIGURES, make_figures  # noqa: E402
 from runners._figures.landscape import plot_paths  # noqa: E402
-from runners._figures.readers import MissingData, RelaxGains, relax_gain, relax_gains  # noqa: E402
+from runners._figures.readers import (  # noqa: E402
+    MissingData,
+    RelaxGains,
+    cnn_accuracy_at,
+    epochs_seen,
+    final_cnn_acc,
+    gain_vs_final_cnn,
+    gain_vs_matched_cnn,
+    relax_gain,
+    relax_gains,
+)
 from runners._figures.report import write_report  # noqa: E402
 from runners._figures.sharpness_plot import plot_sharpness  # noqa: E402
 from runners._figures.style import save_figure, set_style  # noqa: E402
@@ -26,6 +36,7 @@ __all__ = [
     # the CLIs' --plot figures and the reproduction's report
     "plot_paths", "plot_sharpness", "write_report",
     # derived quantities shared by several figures
+    "gain_vs_final_cnn", "gain_vs_matched_cnn", "cnn_accuracy_at", "final_cnn_acc", "epochs_seen",
     "relax_gain", "relax_gains", "RelaxGains",
     # look and output of every figure
     "save_figure", "set_style",

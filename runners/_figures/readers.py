@@ -77,28 +77,109 @@ def loss_at_embedding(store: h5py.File, name: str) -> float:
     return float(history(store, name)["train_loss"][0])
 
 
-def relax_gain(run: Mapping[str, Any], cnn: Mapping[str, Any]) -> float:
-    """The gain of relaxing: the relaxed run's final test accuracy minus the CNN's final test accuracy.
+def final_cnn_acc(cnn: Mapping[str, Any]) -> float:
+    """The final CNN's test accuracy: its history row at ``reference_epoch`` (``--epochs``).
 
-    Both are fractions in [0, 1] (multiply by 100 for points). The reference is the CNN trained to the
-    end of its budget, not the CNN at the switch time t_w: the paper's Fig. 3 asks whether an eFCN
-    stemmed at t_w ends up better than the CNN would have (the red curve's end), which is what makes
-    relaxing worth it. NaN when the CNN's accuracy is not recorded.
+    ``runners.relax --matched-controls`` trains the CNN past ``--epochs`` (to t_w + E), so its
+    ``final_test_acc`` is the longer-trained CNN's; relax records the row at ``reference_epoch`` as
+    ``reference_test_acc``. Files without it (no matched controls) give ``final_test_acc``; a CNN trained
+    past its ``reference_epoch`` without ``reference_test_acc`` gives NaN rather than the wrong epoch.
 
     Example:
-        >>> round(relax_gain({"final_test_acc": 0.90}, {"final_test_acc": 0.85}), 6)
-        0.05
+        >>> final_cnn_acc({"final_test_acc": 0.9, "epochs": 90, "reference_epoch": 60, "reference_test_acc": 0.85})
+        0.85
+        >>> final_cnn_acc({"final_test_acc": 0.9, "epochs": 60}), final_cnn_acc({"final_test_acc": 0.9, "epochs": 90, "reference_epoch": 60})
+        (0.9, nan)
     """
-    return run["final_test_acc"] - cnn.get("final_test_acc", math.nan)
+    if "reference_test_acc" in cnn:
+        return float(cnn["reference_test_acc"])
+    if cnn.get("reference_epoch", cnn.get("epochs")) != cnn.get("epochs"):
+        return math.nan
+    return float(cnn.get("final_test_acc", math.nan))
+
+
+def gain_vs_final_cnn(run: Mapping[str, Any], cnn: Mapping[str, Any]) -> float:
+    """The gain of relaxing over the final CNN: the run's final test accuracy minus :func:`final_cnn_acc` (same seed).
+
+    Both are fractions in [0, 1] (multiply by 100 for points). The reference is the CNN trained to the
+    end of its budget (``--epochs``), not the CNN at the switch time t_w: the paper's Fig. 3 asks whether
+    an eFCN stemmed at t_w ends up better than the CNN would have (the red curve's end). The eFCN has then
+    seen t_w + E epochs, the CNN ``--epochs``: :func:`gain_vs_matched_cnn` compares equal epochs.
+    NaN when the CNN's accuracy is not recorded.
+
+    Example:
+        >>> round(gain_vs_final_cnn({"final_test_acc": 0.90}, {"final_test_acc": 0.85}), 6)
+        0.05
+        >>> cnn = {"final_test_acc": 0.88, "epochs": 90, "reference_epoch": 60, "reference_test_acc": 0.86}
+        >>> round(gain_vs_final_cnn({"final_test_acc": 0.90}, cnn), 6)  # 0.90 - 0.86, not 0.90 - 0.88
+        0.04
+    """
+    return run["final_test_acc"] - final_cnn_acc(cnn)
+
+
+relax_gain = gain_vs_final_cnn  # the name report.py and earlier callers use
+
+
+def epochs_seen(run: Mapping[str, Any]) -> int:
+    """Epochs a run has trained since the CNN's initialisation: its switch time(s) plus its own epochs.
+
+    Example:
+        >>> epochs_seen({"t_w": 16, "epochs": 30}), epochs_seen({"tw1": 4, "tw2": 16, "epochs": 30}), epochs_seen({"epochs": 60})
+        (46, 50, 60)
+    """
+    return int(run["epochs"]) + sum(int(run.get(key, 0)) for key in ("t_w", "tw1", "tw2"))
+
+
+def cnn_accuracy_at(store_or_runs: h5py.File | h5py.Group, seed: int, epoch: int) -> float:
+    """The test accuracy of seed ``seed``'s CNN at ``epoch``: its history row (NaN when it stopped earlier).
+
+    Args:
+        store_or_runs: a relax result file (its ``/runs`` is read) or the group holding the runs.
+        seed: the CNN's ``seed`` attribute (runs without one: the relax configuration's seed).
+        epoch: an epoch on the CNN's clock (0: at initialisation).
+
+    Raises:
+        MissingData: no CNN run of that seed (``protocol_run`` ``cnn``, or named ``cnn`` without one).
+    """
+    group = store_or_runs["runs"] if isinstance(store_or_runs, h5py.File) else store_or_runs
+    default_seed = json.loads(group.attrs.get("config", "{}")).get("seed", 0)
+    found = [run for name, run in group.items() if isinstance(run, h5py.Group) and run.attrs.get("protocol_run", name) == "cnn"
+             and int(run.attrs.get("seed", default_seed)) == seed]
+    if not found:
+        raise MissingData(f"the CNN run of seed {seed} in {group.name}", RELAX)
+    curve = read_curve(found[0]["history"])
+    at = np.flatnonzero(curve["epoch"] == epoch)
+    return float(curve["test_acc"][at[0]]) if at.size else math.nan
+
+
+def gain_vs_matched_cnn(run: Mapping[str, Any], cnn_history: Mapping[str, np.ndarray]) -> float:
+    """The gain of relaxing over the CNN of as many epochs (t_w + E, same seed), read off the CNN's history.
+
+    The run's final test accuracy minus the CNN's test accuracy at :func:`epochs_seen`. The matched control of ``runners.relax --matched-controls``: an eFCN switched at t_w and trained E
+    epochs against the CNN trained t_w + E epochs. NaN when the CNN's history stops earlier.
+
+    Args:
+        run: the relaxed run's attributes (``final_test_acc``, ``epochs``, ``t_w`` or ``tw1`` and ``tw2``).
+        cnn_history: the CNN's history (``epoch``, ``test_acc``), e.g. :func:`history`.
+
+    Example:
+        >>> cnn = {"epoch": np.arange(7), "test_acc": np.array([.1, .5, .6, .7, .75, .8, .82])}
+        >>> round(gain_vs_matched_cnn({"final_test_acc": 0.78, "t_w": 2, "epochs": 3}, cnn), 6)  # 0.78 - 0.80
+        -0.02
+        >>> gain_vs_matched_cnn({"final_test_acc": 0.78, "t_w": 5, "epochs": 3}, cnn)
+        nan
+    """
+    at = np.flatnonzero(np.asarray(cnn_history["epoch"]) == epochs_seen(run))
+    return run["final_test_acc"] - (float(cnn_history["test_acc"][at[0]]) if at.size else math.nan)
 
 
 @dataclass(frozen=True)
 class RelaxGains:
-    """:func:`relax_gain` of every run switched from the CNN into one space, by t_w.
+    """:func:`gain_vs_final_cnn` of every run switched from the CNN into one space, by t_w.
 
     Attributes:
         t_w: relax times (CNN epochs), ascending.
-        gain: :func:`relax_gain` of the run relaxed at each t_w (fraction, not points).
+        gain: :func:`gain_vs_final_cnn` of the run relaxed at each t_w (fraction, not points).
         runs: the run names, aligned with ``t_w``.
     """
 
@@ -108,11 +189,11 @@ class RelaxGains:
 
 
 def relax_gains(store: h5py.File, space: str = "efcn") -> RelaxGains:
-    """:func:`relax_gain` of every run switched from the CNN into ``space`` (needs ``/runs/cnn``)."""
+    """:func:`gain_vs_final_cnn` of every run switched from the CNN into ``space`` (needs ``/runs/cnn``)."""
     all_runs = runs(store)
     cnn = require_run(all_runs, "cnn")
     found = switch_runs(store, space)
-    return RelaxGains(t_w=np.array([t for t, _ in found]), gain=np.array([relax_gain(all_runs[n], cnn) for _, n in found]),
+    return RelaxGains(t_w=np.array([t for t, _ in found]), gain=np.array([gain_vs_final_cnn(all_runs[n], cnn) for _, n in found]),
                       runs=tuple(n for _, n in found))
 
 
@@ -214,10 +295,12 @@ def interpolation_paths(store: h5py.File) -> list[InterpolationPath]:
 
 
 def reference_lines(store: h5py.File, path: InterpolationPath) -> list[ReferenceLine]:
-    """The CNN and FCN of a relax file, else the path's own endpoints (labelled by their spaces)."""
+    """The final CNN and the FCN of a relax file, else the path's own endpoints (labelled by their spaces)."""
     if "runs" in store:
         all_runs = runs(store)
-        return [ReferenceLine(name.upper(), all_runs[name]["final_train_loss"], all_runs[name]["final_test_acc"])
+        # The final CNN is the one at --epochs (reference_*), however long matched controls trained it.
+        return [ReferenceLine(name.upper(), all_runs[name].get("reference_train_loss", all_runs[name]["final_train_loss"]),
+                              final_cnn_acc(all_runs[name]) if name == "cnn" else all_runs[name]["final_test_acc"])
                 for name in ("cnn", "fcn") if name in all_runs]
     attrs = next(iter(path.method_attrs.values()), {})
     return [ReferenceLine(f"{attrs[f'space_{side}'].upper()} (α={alpha})", attrs[f"train_{side}_loss"], attrs[f"test_{side}_acc"])

@@ -2,8 +2,8 @@
 
 * ``<out>_sharpness.png/.pdf``: top Hessian eigenvalue and trace against the epoch, one line per run;
   when the relax results are given, a third panel puts the relax gain
-  (:func:`~runners._figures.readers.relax_gain`: eFCN final test accuracy minus the CNN's final test
-  accuracy, the same numbers as the figures runner's ``poster_sharpness``) next to the CNN's sharpness.
+  (:func:`~runners._figures.readers.gain_vs_final_cnn`: eFCN final test accuracy minus the final CNN's
+  test accuracy, the same numbers as the figures runner's ``poster_sharpness``) next to the CNN's sharpness.
 * ``<out>_surfaces.png/.pdf``: the last checkpoint's loss surface of each run (a line or contours).
 """
 
