@@ -20,6 +20,7 @@ FIGURES: dict[str, Callable[[h5py.File], plt.Figure]] = {
     "fig5_filters_blocks": paper.fig5_filters_and_blocks,
     "fig6_interpolation": landscape.fig6_interpolation,
     "poster_sharpness": landscape.sharpness_vs_gain,
+    "poster_gain_vs_sharpness": landscape.gain_against_sharpness,
     "poster_basin_width": landscape.basin_widths,
     "poster_hierarchical": paper.hierarchical_gain,
     "poster_elcn_vs_efcn": paper.elcn_vs_efcn,

@@ -9,9 +9,10 @@ import h5py
 import matplotlib.pyplot as plt
 import numpy as np
 
-from runners._figures.bands import draw_band, outside_legend
-from runners._figures.readers import SHARPNESS, MissingData, figure_coordinates, relax_gains, sharpness_runs
-from runners._figures.seed_readers import interpolation_stats
+from runners._figures.bands import draw_band, draw_errorbars, n_seeds_note, outside_legend
+from runners._figures.readers import (SHARPNESS, MissingData, figure_coordinates, gain_vs_sharpness, relax_gains,
+                                      sharpness_runs)
+from runners._figures.seed_readers import interpolation_stats, seed_stats
 from runners._figures.style import save_figure, set_style
 
 METHOD_STYLE = {"linear": ("tab:orange", "linear"), "string": ("tab:blue", "string"), "output": ("tab:green", "output average")}
@@ -128,6 +129,7 @@ def basin_widths(store: h5py.File) -> plt.Figure:
                     label="search hit its cap: width ≥ bar (lower bound)")
         for x in np.flatnonzero(censored):
             axes[0].annotate(f"≥{bound[x]:.2g}", (x, bound[x]), ha="center", va="bottom", fontsize=8)
+        axes[0].margins(y=0.1)  # room for the "≥" marks above the tallest bar
         outside_legend(axes[0])
     where = "eFCN coordinates, CNN embedded" if coordinates == "efcn" else "each model's own coordinates"
     axes[0].set(ylabel="basin width (filter-normalised distance)", title=f"basin width at the end of training\n({where})")
@@ -136,4 +138,40 @@ def basin_widths(store: h5py.File) -> plt.Figure:
     for ax in axes:
         ax.tick_params(axis="x", rotation=45)
     fig.suptitle("Poster: do eFCNs reach wider basins than the CNN and the vanilla FCN?")
+    return fig
+
+
+def gain_against_sharpness(store: h5py.File) -> plt.Figure:
+    """The poster's "gain is highest where the landscape is sharpest" as gain against the CNN's λ₁ at t_w.
+
+    Every (seed, t_w) is a faint point; each t_w's mean carries 95% CI bars on both axes
+    (:func:`results.summarize` over seeds); the title gives Spearman's ρ over every point with its
+    bootstrap 95% CI (:func:`results.rank_correlation`). λ₁ is in the eFCN's coordinates when the file has
+    them (the CNN embedded: comparable with the eFCNs), else in the CNN's own; the axis says which.
+    """
+    points = gain_vs_sharpness(store, coordinates=figure_coordinates(sharpness_runs(store)))
+    t_ws, seeds = np.unique(points.t_w), np.unique(points.seed)
+    grid = {name: np.full((len(t_ws), len(seeds)), np.nan) for name in ("top_eig", "gain")}
+    for t_w, seed, top, gain in zip(points.t_w, points.seed, points.top_eig, points.gain):
+        at = (np.searchsorted(t_ws, t_w), np.searchsorted(seeds, seed))
+        grid["top_eig"][at], grid["gain"][at] = top, gain
+    sharp, gain = (seed_stats(t_ws, grid[name], seeds) for name in ("top_eig", "gain"))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(t_ws)))
+    for i, (t_w, colour) in enumerate(zip(t_ws, colours)):
+        ax.plot(sharp.values[i], 100 * gain.values[i], ".", color=colour, alpha=0.45, ms=7)
+        one = (seed_stats([t_w], sharp.values[i:i + 1], seeds), seed_stats([t_w], gain.values[i:i + 1], seeds))
+        draw_errorbars(ax, one[0], one[1], scale_y=100, seeds=False, fmt="o", color=colour, ms=8, label=f"t_w = {t_w:g}")
+    ax.axhline(0, color="grey", lw=0.8)
+    finite = points.top_eig[np.isfinite(points.top_eig)]
+    if finite.size and finite.min() > 0 and finite.max() > 10 * finite.min():
+        ax.set_xscale("log")  # λ₁ spans decades along training; ρ is on ranks, unchanged by the scale
+    where = "eFCN coordinates, CNN embedded" if points.coordinates == "efcn" else "the CNN's own coordinates"
+    r = points.correlation
+    ci = f"[{r.ci_low:.2f}, {r.ci_high:.2f}]" if np.isfinite(r.ci_low) else "(no CI)"
+    ax.set(xlabel=f"λ₁ of the CNN at t_w ({where})", ylabel="gain_vs_final_cnn (points)",
+           title=f"Spearman ρ = {r.rho:.2f}, 95% CI {ci}, over {r.n} (seed, t_w) points\n"
+                 f"per t_w: {n_seeds_note(gain)}")
+    outside_legend(ax)
+    fig.suptitle("Poster: is the gain of relaxing highest where the CNN is sharpest?")
     return fig

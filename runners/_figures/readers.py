@@ -17,7 +17,7 @@ from typing import Any, Literal
 import h5py
 import numpy as np
 
-from results import read_attrs, read_curve
+from results import RankCorrelation, rank_correlation, read_attrs, read_curve
 
 RELAX = "python -m runners.relax --out DIR (or runners.reproduce)"
 WEIGHTS = "python -m runners.weights --run-dir DIR (runners.reproduce runs it)"
@@ -405,6 +405,67 @@ def sharpness_runs(store: h5py.File) -> dict[str, Probed]:
 def figure_coordinates(probed: Mapping[str, Probed]) -> Coordinates:
     """The coordinates a cross-space figure draws: the eFCN's when the file has them (comparable), else own."""
     return "efcn" if any(np.isfinite(run.top_eig("efcn")).any() for run in probed.values()) else "own"
+
+
+# --- the poster's sharpness claim: gain against λ₁ at t_w ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GainVsSharpness:
+    """Per (seed, t_w): the CNN's λ₁ at its t_w snapshot next to the gain of the eFCN switched there.
+
+    Attributes:
+        coordinates: where λ₁ was measured (:data:`Coordinates`; ``efcn``: the CNN embedded, comparable with an eFCN).
+        t_w: each point's switch time; seed: its seed (points sorted by t_w, then seed).
+        top_eig: the CNN's top Hessian eigenvalue at epoch t_w (NaN when that snapshot was not probed there).
+        gain: :func:`gain_vs_final_cnn` of the run switched at t_w, paired with its own seed's CNN (fraction).
+        correlation: :func:`results.rank_correlation` of ``(top_eig, gain)`` over every point that has both.
+    """
+
+    coordinates: str
+    t_w: np.ndarray
+    seed: np.ndarray
+    top_eig: np.ndarray
+    gain: np.ndarray
+    correlation: RankCorrelation
+
+
+def gain_vs_sharpness(store: h5py.File, coordinates: Coordinates = "efcn", space: str = "efcn") -> GainVsSharpness:
+    """The poster's "the gain is highest where the landscape is sharpest", point by point.
+
+    Runs and probes are paired by their ``protocol_run`` and ``seed`` attributes (files without them: the
+    group's name and the relax configuration's seed), never by parsing names: the CNN of each seed is the
+    ``/sharpness`` group of protocol run ``cnn``; its row at epoch t_w gives λ₁ for every run switched
+    from that seed's CNN into ``space`` at t_w.
+
+    Raises:
+        MissingData: no CNN runs, no switched runs, or no probed CNN in the file.
+    """
+    all_runs = runs(store)
+    default_seed = int(provenance(store)[1].get("seed", 0))
+
+    def key(name: str, attrs: Mapping[str, Any]) -> tuple[str, int]:
+        return str(attrs.get("protocol_run", name)), int(attrs.get("seed", default_seed))
+
+    cnn = {seed: attrs for name, attrs in all_runs.items() for protocol, seed in [key(name, attrs)] if protocol == "cnn"}
+    if not cnn:
+        raise MissingData("the CNN runs /runs/cnn (or cnn_s<seed>)", RELAX)
+    probed = {seed: run for name, run in sharpness_runs(store).items() for protocol, seed in [key(name, run.attrs)] if protocol == "cnn"}
+    if not probed:
+        raise MissingData("/sharpness/cnn (the CNN's snapshots at every t_w)", SHARPNESS)
+    points = []
+    for name, attrs in all_runs.items():
+        seed = key(name, attrs)[1]
+        if attrs.get("space") != space or "t_w" not in attrs or "tw1" in attrs or seed not in cnn:
+            continue
+        run = probed.get(seed)
+        rows = np.flatnonzero(run.curve["epoch"] == attrs["t_w"]) if run is not None else np.array([], dtype=int)
+        top = float(run.top_eig(coordinates)[rows[0]]) if rows.size else math.nan
+        points.append((attrs["t_w"], seed, top, gain_vs_final_cnn(attrs, cnn[seed])))
+    if not points:
+        raise MissingData(f"{space} runs switched from the CNN", RELAX)
+    t_w, seed, top, gain = (np.array(column) for column in zip(*sorted(points)))
+    return GainVsSharpness(coordinates, t_w, seed.astype(int), top, gain, rank_correlation(top, gain, seed=0))
 
 
 # --- ExpandNets runs ----------------------------------------------------------------------------------
