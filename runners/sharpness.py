@@ -5,12 +5,18 @@
 
 Checkpoints come from a run directory (``checkpoints/<run>/epoch_<k>.pt`` and ``final.pt``, as
 ``runners.relax`` and ``runners.train`` write them) or from ``--ckpt``. Every run becomes the group
-``/sharpness/<run>/``: the curve ``curve`` (index ``row``; ``epoch``, ``t_w``, ``final``, then the measures
+``/sharpness/<run>/``: the curve ``curve`` (index ``row``; ``epoch``, ``t_w``, ``final``, ``seed``, then the measures
 ``train_loss``, ``trace``, ``trace_se``, ``basin_width``, ``basin_width_std``, ``basin_censored``, ``basin_rise``,
 ``eps_sharpness``, ``lanczos_iterations``, ``lanczos_converged``, each also as ``<measure>_efcn``, and
 ``seconds``), the ``(n, k)`` datasets ``top_eigs`` and ``top_eigs_efcn`` (descending) and, on request,
 ``density_<row>/`` (SLQ ``grid``, ``density``) and ``surface_<row>/`` (``axis``, ``loss``, ``accuracy``).
 Rows are flushed one checkpoint at a time; ``--resume`` continues a killed run.
+
+Seeds. A run directory of ``runners.relax --seeds`` holds every seed's runs (``cnn_s0``, ``cnn_s1``, ...).
+``--runs cnn,efcn_tw4`` names protocol runs: it selects those runs of every seed, matched on the
+``protocol_run`` and ``seed`` attributes of ``--run-dir/results.h5`` (its names when the file lacks
+them); ``--seeds`` (a count from ``--seed``, or a list) keeps only those seeds (default: every seed).
+Every group carries ``seed`` and ``protocol_run``, every row its ``seed``.
 
 Coordinates (``--coordinates``). A CNN's Hessian in its own, weight-shared coordinates is not comparable
 with an eFCN's: the same function has a different Hessian in the eFCN's coordinates
@@ -43,6 +49,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 
 import h5py
@@ -66,14 +73,14 @@ from landscape import (
 )
 from results import CheckpointError, CurveWriter, ResultError, load_checkpoint, open_result, read_attrs, write_attrs
 from runners._engine import launched, load_data, on_device, peak_memory_bytes, reset_peak_memory
-from runners.cli import add_common_arguments, fail, progress_disabled, resolve_device
+from runners.cli import add_common_arguments, add_seeds_argument, expand_seeds, fail, progress_disabled, resolve_device
 
 MEASURES = (
     "train_loss", "trace", "trace_se", "basin_width", "basin_width_std", "basin_censored", "basin_rise", "eps_sharpness",
     "lanczos_iterations", "lanczos_converged",
 )
 EFCN_SUFFIX = "_efcn"  # the columns (and top_eigs dataset) measured in the eFCN's coordinates
-COLUMNS = ("row", "epoch", "t_w", "final", *MEASURES, *(m + EFCN_SUFFIX for m in MEASURES), "seconds")
+COLUMNS = ("row", "epoch", "t_w", "final", "seed", *MEASURES, *(m + EFCN_SUFFIX for m in MEASURES), "seconds")
 SUBSPACES = ("full", "cnn", "local", "offlocal")
 COORDINATES = ("own", "efcn", "both")
 _DENSE_SPACES = ("efcn", "fcn")  # checkpoints whose own coordinates are the eFCN's
@@ -86,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run-dir", help="folder of a relax/train run: every checkpoints/<run>/*.pt is probed")
     source.add_argument("--ckpt", nargs="+", help="checkpoint files to probe, in this order")
-    parser.add_argument("--runs", default=None, help="with --run-dir: comma-separated run names to keep (default: all)")
+    parser.add_argument("--runs", default=None,
+                        help="with --run-dir: comma-separated protocol runs (every seed's) or run names to keep (default: all)")
+    add_seeds_argument(parser)
     parser.add_argument("--out", default="sharpness.h5", help="HDF5 result file")
     parser.add_argument("--k", type=int, default=5, help="top-k Hessian eigenvalues (Lanczos)")
     parser.add_argument("--tol", type=float, default=1e-3, help="relative Ritz residual at which Lanczos stops")
@@ -130,16 +139,44 @@ def _discover(args: argparse.Namespace) -> dict[str, list[Path]]:
         return (1, 0) if path.stem == "final" else (0, int(path.stem.split("_")[-1]) if path.stem.split("_")[-1].isdigit() else 0)
 
     runs = {run.name: sorted(run.glob("*.pt"), key=order) for run in sorted(folder.iterdir()) if run.is_dir()}
+    index = run_index(args.run_dir, runs)
     if args.runs:
         wanted = [name.strip() for name in args.runs.split(",") if name.strip()]
-        unknown = [name for name in wanted if name not in runs]
+        unknown = [name for name in wanted if name not in runs and name not in {p for p, _ in index.values()}]
         if unknown:
-            raise fail(f"--runs names {unknown} not found in {folder}; available: {', '.join(runs)}")
-        runs = {name: runs[name] for name in wanted}
+            raise fail(f"--runs names {unknown} not found in {folder}; available: {', '.join(sorted({p for p, _ in index.values()}))}")
+        runs = {name: paths for name, paths in runs.items() if name in wanted or index[name][0] in wanted}
+    if args.seeds is not None:
+        seeds = expand_seeds(args.seeds, args.seed)
+        runs = {name: paths for name, paths in runs.items() if index[name][1] in seeds}
+        if not runs:
+            found = sorted({seed for _, seed in index.values() if seed is not None})
+            raise fail(f"--seeds {','.join(map(str, seeds))} selects no run in {folder}; its runs have seeds {found or 'unknown'}")
     runs = {name: paths for name, paths in runs.items() if paths}
     if not runs:
         raise fail(f"no .pt checkpoints under {folder}")
     return runs
+
+
+def run_index(run_dir: str | os.PathLike, names: Iterable[str]) -> dict[str, tuple[str, int | None]]:
+    """``(protocol_run, seed)`` of every run folder, from the run groups of ``run_dir/results.h5``.
+
+    A run the file does not describe (no file, an older file) is its own protocol run; its seed is the
+    relax result's ``seed`` when the file has one, else ``None``.
+    """
+    described: dict[str, tuple[str, int | None]] = {}
+    default_seed = None
+    try:
+        with h5py.File(Path(run_dir) / "results.h5", "r") as store:
+            runs = store.get("runs")
+            if isinstance(runs, h5py.Group):
+                default_seed = int(runs.attrs["seed"]) if "seed" in runs.attrs else None
+                for name, group in runs.items():
+                    if isinstance(group, h5py.Group) and "protocol_run" in group.attrs:
+                        described[name] = (str(group.attrs["protocol_run"]), int(group.attrs["seed"]))
+    except OSError:  # no results.h5 (a run dir of checkpoints only) or one being written: fall back to names
+        pass
+    return {name: described.get(name, (name, default_seed)) for name in names}
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -346,6 +383,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     device = resolve_device(args.device)
     reset_peak_memory(device)
     runs, data = _prepare(args)
+    index = run_index(args.run_dir, runs) if args.run_dir else {}
     data = on_device(data, device)  # once, not at every probe of every checkpoint
     batches = data.batches("train", args.batch_size)
     # The sources identify the checkpoints (the folder may move; torchrun's other ranks write a scratch copy).
@@ -373,6 +411,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
                     continue
                 bar.set_postfix_str(f"{run}/{checkpoint.path.name}")
                 values = _probe_checkpoint(args, checkpoint, device, batches, group, row, first_row_of[checkpoint.digest])
+                values["seed"] = _row_seed(group, index.get(run))
                 for name, dataset in eigs.items():
                     dataset.resize((row + 1, args.k))
                     dataset[row] = values.pop(name)
@@ -387,6 +426,13 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
         for path in plot_sharpness(args.out, Path(args.run_dir) / "results.h5" if args.run_dir else None):
             print(f"figure: {path}")
     return 0
+
+
+def _row_seed(group: h5py.Group, described: tuple[str, int | None] | None) -> float:
+    """The seed of a run's rows: its checkpoint's (already on the group), else the run directory's; NaN when unknown."""
+    if "seed" not in group.attrs and described is not None and described[1] is not None:
+        write_attrs(group, {"protocol_run": described[0], "seed": described[1]})
+    return float(group.attrs.get("seed", math.nan))
 
 
 def _print_table(path: str) -> None:
