@@ -118,7 +118,7 @@ def fig4_delta(store: h5py.File) -> plt.Figure:
 
 # ln of a zero weight is -inf: zeros (every off-local weight right after embedding) are drawn at this floor.
 WEIGHT_FLOOR = 1e-6
-LOG_WEIGHT_LABEL = f"ln max(|w|, {WEIGHT_FLOOR:g})  (exact zeros at the floor, {np.log(WEIGHT_FLOOR):.1f})"
+LOG_WEIGHT_LABEL = f"ln max(|w|, {WEIGHT_FLOOR:g})\n(exact zeros: {np.log(WEIGHT_FLOOR):.1f})"
 
 
 def log_weights(array: np.ndarray) -> np.ndarray:
