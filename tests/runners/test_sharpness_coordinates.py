@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from embeddings import build_model, to_efcn
-from results import save_checkpoint
+from embeddings import build_model, to_efcn, to_elcn
+from results import load_checkpoint, save_checkpoint
 from runners.sharpness import _probe, build_parser, main
 
 FAST = ["--data", "fake", "--n-train", "48", "--batch-size", "32", "--k", "2", "--trace-probes", "6",
@@ -110,3 +110,16 @@ def test_basin_censoring_and_relative_threshold_end_to_end(ckpts, tmp_path):
     # the loss is about ln 10 > 1, so a 5% relative rise is a larger rise: a wider basin
     assert curve["train_loss"][0] > 1 and widths["relative"] > widths["absolute"]
     assert math.isfinite(widths["relative"])
+
+
+def test_an_elcn_checkpoint_is_embedded_into_the_same_efcn_coordinates(ckpts, tmp_path):
+    cnn, _ = load_checkpoint(ckpts / "cnn.pt")
+    save_checkpoint(tmp_path / "elcn.pt", to_elcn(cnn), epoch=1, run="elcn_tw1", t_w=1)
+    out = tmp_path / "elcn.h5"
+    main(["--ckpt", str(tmp_path / "elcn.pt"), str(ckpts / "efcn.pt"), "--out", str(out), "--tol", "1e-6", *FAST])
+    curve, attrs = _curve(out)
+    assert attrs["space"] == "efcn"  # the last checkpoint's; the eLCN row was probed in both coordinates
+    # to_efcn(eLCN) is the eFCN embedded from the same CNN: the same point in the same coordinates
+    np.testing.assert_allclose(curve["top_eigs_efcn"][0], curve["top_eigs_efcn"][1], rtol=1e-3)
+    assert curve["train_loss"][0] == pytest.approx(curve["train_loss_efcn"][0], rel=1e-5)
+    assert not np.allclose(curve["top_eigs"][0], curve["top_eigs_efcn"][0], rtol=0.05)  # no weight sharing, yet not dense
