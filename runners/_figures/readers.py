@@ -88,8 +88,10 @@ def final_cnn_acc(cnn: Mapping[str, Any]) -> float:
     Example:
         >>> final_cnn_acc({"final_test_acc": 0.9, "epochs": 90, "reference_epoch": 60, "reference_test_acc": 0.85})
         0.85
-        >>> final_cnn_acc({"final_test_acc": 0.9, "epochs": 60}), final_cnn_acc({"final_test_acc": 0.9, "epochs": 90, "reference_epoch": 60})
-        (0.9, nan)
+        >>> final_cnn_acc({"final_test_acc": 0.9, "epochs": 60})
+        0.9
+        >>> final_cnn_acc({"final_test_acc": 0.9, "epochs": 90, "reference_epoch": 60})
+        nan
     """
     if "reference_test_acc" in cnn:
         return float(cnn["reference_test_acc"])
@@ -155,8 +157,9 @@ def cnn_accuracy_at(store_or_runs: h5py.File | h5py.Group, seed: int, epoch: int
 def gain_vs_matched_cnn(run: Mapping[str, Any], cnn_history: Mapping[str, np.ndarray]) -> float:
     """The gain of relaxing over the CNN of as many epochs (t_w + E, same seed), read off the CNN's history.
 
-    The run's final test accuracy minus the CNN's test accuracy at :func:`epochs_seen`. The matched control of ``runners.relax --matched-controls``: an eFCN switched at t_w and trained E
-    epochs against the CNN trained t_w + E epochs. NaN when the CNN's history stops earlier.
+    The run's final test accuracy minus the CNN's test accuracy at :func:`epochs_seen`: the matched control
+    of ``runners.relax --matched-controls``, an eFCN switched at t_w and trained E epochs against the CNN
+    trained t_w + E epochs. NaN when the CNN's history stops earlier.
 
     Args:
         run: the relaxed run's attributes (``final_test_acc``, ``epochs``, ``t_w`` or ``tw1`` and ``tw2``).
