@@ -1,6 +1,7 @@
 """Figures of a ``runners.sharpness`` result file (``runners.sharpness --plot``).
 
-* ``<out>_sharpness.png/.pdf``: top Hessian eigenvalue and trace against the epoch, one line per run;
+* ``<out>_sharpness.png/.pdf``: top Hessian eigenvalue and trace against the epoch, one line per run, in
+  the eFCN's coordinates when the file has them (``--coordinates``; the titles say which);
   when the relax results are given, a third panel puts the relax gain
   (:func:`~runners._figures.readers.gain_vs_final_cnn`: eFCN final test accuracy minus the final CNN's
   test accuracy, the same numbers as the figures runner's ``poster_sharpness``) next to the CNN's sharpness.
@@ -16,7 +17,7 @@ import h5py
 import matplotlib.pyplot as plt
 
 from runners._figures.landscape import RELAX_GAIN_LABEL
-from runners._figures.readers import MissingData, RelaxGains, relax_gains, sharpness_runs
+from runners._figures.readers import MissingData, RelaxGains, figure_coordinates, relax_gains, sharpness_runs
 from runners._figures.style import save_figure, set_style
 
 
@@ -43,12 +44,14 @@ def plot_sharpness(results: str | os.PathLike, relax: Path | None = None) -> lis
     gains = _gains(relax)
     panels = 3 if gains is not None else 2
     figure, axes = plt.subplots(1, panels, figsize=(4 * panels, 3.2))
+    coordinates = figure_coordinates(probed)  # the eFCN's when probed there: CNN and eFCN comparable
+    where = "eFCN coordinates" if coordinates == "efcn" else "own coordinates"
     for name, run in probed.items():
         style = {"marker": "o"} if len(run.curve["row"]) > 1 else {"marker": "s", "linestyle": "none"}
-        axes[0].plot(run.curve["epoch"], run.top_eigs[:, 0], label=name, **style)
-        axes[1].plot(run.curve["epoch"], run.curve["trace"], label=name, **style)
-    axes[0].set(xlabel="epoch", ylabel=r"$\lambda_{\max}$", title="top Hessian eigenvalue")
-    axes[1].set(xlabel="epoch", ylabel="trace", title="Hessian trace")
+        axes[0].plot(run.curve["epoch"], run.top_eig(coordinates), label=name, **style)
+        axes[1].plot(run.curve["epoch"], run.measure("trace", coordinates), label=name, **style)
+    axes[0].set(xlabel="epoch", ylabel=r"$\lambda_{\max}$", title=f"top Hessian eigenvalue ({where})")
+    axes[1].set(xlabel="epoch", ylabel="trace", title=f"Hessian trace ({where})")
     axes[0].legend(fontsize="small")
     if gains is not None:
         axes[2].plot(gains.t_w, 100 * gains.gain, marker="o", color="tab:green", label=RELAX_GAIN_LABEL)
@@ -56,7 +59,7 @@ def plot_sharpness(results: str | os.PathLike, relax: Path | None = None) -> lis
         if "cnn" in probed:
             cnn = probed["cnn"]
             twin = axes[2].twinx()
-            twin.plot(cnn.curve["epoch"], cnn.top_eigs[:, 0], marker="x", color="tab:red", label=r"CNN $\lambda_{\max}$")
+            twin.plot(cnn.curve["epoch"], cnn.top_eig(coordinates), marker="x", color="tab:red", label=r"CNN $\lambda_{\max}$")
             twin.set_ylabel(r"CNN $\lambda_{\max}$")
             twin.grid(False)
     stem = Path(results).with_suffix("")
