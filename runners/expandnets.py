@@ -39,7 +39,7 @@ from runners._engine import (
     run_all,
     seed_summary,
 )
-from runners.cli import add_common_arguments, progress_disabled, resolve_device
+from runners.cli import add_common_arguments, add_seeds_argument, expand_seeds, progress_disabled, resolve_device
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"comma-separated nets to train, from {', '.join(EXPANDNETS_MODES)} (default: all)")
     parser.add_argument("--rate", type=int, default=4, help="expansion rate r (paper: 4)")
     parser.add_argument("--expand-classifier", action="store_true", help="FC modes also expand the last Linear layer")
-    parser.add_argument("--repeats", type=int, default=1, help="seeds --seed, --seed+1, ... trained for every net")
+    parser.add_argument("--repeats", type=int, default=None, help="alias of --seeds N: seeds --seed, --seed+1, ... trained for every net")
     parser.add_argument("--epochs", type=int, default=30, help="training epochs")
     parser.add_argument("--batch-size", type=int, default=100, help="training batch size")
     parser.add_argument("--optimizer", default="adam", choices=("adam", "sgd"), help="optimizer (default: adam)")
@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="replace the runs of expandnets.h5 and their checkpoints (other results in the file are kept)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run of the same command")
     add_common_arguments(parser)
+    add_seeds_argument(parser)
     return parser
 
 
@@ -91,17 +92,23 @@ def _validate(args: argparse.Namespace) -> tuple[tuple[str, ...], tuple[str, ...
     """The modes and weight-decay kinds asked for; SystemExit on a bad flag."""
     modes = _split(args.modes, EXPANDNETS_MODES, "--modes")
     kinds = _split(args.l2, ("normal", "product"), "--l2")
-    for flag, value, low in (("--rate", args.rate, 1), ("--repeats", args.repeats, 1), ("--cosine-batches", args.cosine_batches, 2),
+    for flag, value, low in (("--rate", args.rate, 1), ("--repeats", 1 if args.repeats is None else args.repeats, 1),
+                             ("--cosine-batches", args.cosine_batches, 2),
                              ("--probe-points", args.probe_points, 0), ("--probe-examples", args.probe_examples, 1)):
         if value < low:
             raise SystemExit(f"error: {flag} must be at least {low}; got {value}")
+    if args.repeats is not None and args.seeds is not None:
+        raise SystemExit("error: --repeats is an alias of --seeds N; pass one of them")
+    # The seeds as trained: --repeats N, --seeds N and the list they expand to are one configuration for --resume.
+    args.seeds = list(expand_seeds(args.seeds if args.repeats is None else args.repeats, args.seed))
+    del args.repeats
     return modes, kinds
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     modes, kinds = _validate(args)
-    specs = expandnets_specs(modes=modes, kinds=kinds, seeds=range(args.seed, args.seed + args.repeats),
+    specs = expandnets_specs(modes=modes, kinds=kinds, seeds=args.seeds,
                              epochs=args.epochs, rate=args.rate)
     executor = ExpandNetsRun(rate=args.rate, expand_classifier=args.expand_classifier, cosine_batches=args.cosine_batches,
                              cosine_batch_size=args.cosine_batch_size, probe_points=args.probe_points,

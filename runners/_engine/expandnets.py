@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import h5py
 import numpy as np
@@ -28,7 +28,7 @@ from torch import nn
 
 from embeddings import compress, compressed_parameters, expand, expanded_layers, product_l2
 from landscape import LossSurface, evaluate, gradient_cosines, hessian_eigenvalues, loss_surface
-from results import read_attrs, save_checkpoint
+from results import read_attrs, save_checkpoint, summarize
 from runners._engine import layout
 from runners._engine.data import Dataset
 from runners._engine.execute import fresh_cnn
@@ -63,7 +63,8 @@ def expandnets_specs(*, modes: Sequence[str], kinds: Sequence[str], seeds: Seque
     """
     return [
         RunSpec(run_name(mode, kind, seed), "cnn", epochs, seed=seed,
-                attrs={"mode": mode, "l2": kind, "seed": seed, "rate": rate if mode != "compact" else 1})
+                attrs={"mode": mode, "l2": kind, "seed": seed, "protocol_run": run_name(mode, kind, seed).rsplit("_seed", 1)[0],
+                       "rate": rate if mode != "compact" else 1})
         for seed in seeds for mode in modes for kind in (("normal",) if mode == "compact" else kinds)
     ]
 
@@ -214,7 +215,7 @@ class ExpandNetsRun:
 
 
 def seed_summary(runs: h5py.Group) -> dict[str, dict]:
-    """Mean and standard deviation over seeds of the final numbers of every net (done runs of ``runs``), by mode and L2 kind."""
+    """:func:`results.summarize` over seeds (mean, std, 95% CI, n) of the final numbers of every net (done runs), by mode and L2 kind."""
     table: dict[str, dict[str, list[float]]] = {}
     for name in runs:
         attrs = read_attrs(runs[name])
@@ -228,6 +229,6 @@ def seed_summary(runs: h5py.Group) -> dict[str, dict]:
                 row.setdefault(key, []).append(float(attrs[key]))
     return {
         label: {"seeds": len(row["compressed_test_acc"]),
-                **{key: {"mean": float(np.mean(v)), "std": float(np.std(v))} for key, v in row.items()}}
+                **{key: asdict(summarize(v)) for key, v in row.items()}}
         for label, row in table.items()
     }

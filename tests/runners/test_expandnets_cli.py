@@ -94,13 +94,16 @@ def test_resume_skips_finished_runs_and_refuses_to_overwrite(tmp_path, capsys):
         accuracies = [f[f"runs/fc_seed{s}"].attrs["compressed_test_acc"] for s in (0, 1)]
     assert first["fc"]["seeds"] == 2
     assert first["fc"]["compressed_test_acc"]["mean"] == pytest.approx(sum(accuracies) / 2)
+    assert first["fc"]["compressed_test_acc"]["std"] == pytest.approx(abs(accuracies[0] - accuracies[1]) / 2**0.5)  # ddof=1
     with h5py.File(out / "expandnets.h5", "a") as f:
         f["runs/fc_seed1"].attrs["status"] = "running"  # as if killed during this run
         del f["runs/fc_seed1/history"]
     assert _run(capsys, "--out", str(out), "--modes", "compact,fc", "--repeats", "2", "--resume") == first
     with pytest.raises(SystemExit, match=r"result 'runs' already exists in .*expandnets.h5; pass --resume"):
         expandnets.main([*TINY, "--out", str(out), "--modes", "compact,fc", "--repeats", "2"])
-    with pytest.raises(SystemExit, match=r"--resume with other options than result 'runs' .*\(changed: modes, repeats\)"):
+    # --seeds 2 is what --repeats 2 stands for: the same configuration
+    assert _run(capsys, "--out", str(out), "--modes", "compact,fc", "--seeds", "2", "--resume") == first
+    with pytest.raises(SystemExit, match=r"--resume with other options than result 'runs' .*\(changed: modes, seeds\)"):
         expandnets.main([*TINY, "--out", str(out), "--modes", "compact", "--resume"])
 
 
@@ -181,3 +184,9 @@ def test_help_documents_every_flag():
     text = expandnets.build_parser().format_help()
     for flag in ("--modes", "--rate", "--l2", "--weight-decay", "--cosine-batches", "--repeats", "--resume", "--seed"):
         assert flag in text
+
+
+def test_repeats_and_seeds_together_are_refused_in_one_line(tmp_path):
+    with pytest.raises(SystemExit, match=r"^error: --repeats is an alias of --seeds N; pass one of them$"):
+        expandnets.main([*TINY, "--out", str(tmp_path / "xn"), "--repeats", "2", "--seeds", "0,4"])
+    assert not (tmp_path / "xn").exists()
