@@ -150,6 +150,8 @@ def gain_against_sharpness(store: h5py.File) -> plt.Figure:
     them (the CNN embedded: comparable with the eFCNs), else in the CNN's own; the axis says which.
     """
     points = gain_vs_sharpness(store, coordinates=figure_coordinates(sharpness_runs(store)))
+    if not np.isfinite(points.top_eig).any():
+        raise MissingData("the CNN's snapshots at the switch times t_w in /sharpness", SHARPNESS)
     t_ws, seeds = np.unique(points.t_w), np.unique(points.seed)
     grid = {name: np.full((len(t_ws), len(seeds)), np.nan) for name in ("top_eig", "gain")}
     for t_w, seed, top, gain in zip(points.t_w, points.seed, points.top_eig, points.gain):

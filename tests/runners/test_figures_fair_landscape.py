@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from results import CurveWriter, open_store, write_attrs
-from runners._figures import FIGURES
+from runners._figures import FIGURES, make_figures
 from runners._figures.landscape import basin_widths
 from runners._figures.readers import gain_vs_sharpness, sharpness_runs
 
@@ -118,3 +118,13 @@ def test_gain_vs_sharpness_figure_draws_seeds_means_and_rho_with_the_legend_outs
     legend, frame = ax.get_legend().get_window_extent(), ax.get_window_extent()
     assert legend.x0 >= frame.x1  # right of the axes: never over a point
     plt.close("all")
+
+
+def test_gain_vs_sharpness_figure_is_skipped_without_the_cnn_snapshots_at_t_w(tmp_path):
+    path = tmp_path / "no_snapshots.h5"
+    with open_store(path) as store:
+        write_attrs(store.require_group("runs/cnn"), {"space": "cnn", "final_test_acc": 0.8, "epochs": 8})
+        write_attrs(store.require_group("runs/efcn_tw2"), {"space": "efcn", "t_w": 2, "epochs": 4, "final_test_acc": 0.85})
+        _probe_group(store, "cnn", [(8, 1, 5.0, 0.5, 0.1, 0.0)], efcn={0: (4.0, 0.5, 0.1, 0.0)})  # the final model only
+    written, skipped = make_figures(path, tmp_path / "figs", only=["poster_gain_vs_sharpness"])
+    assert not written and "snapshots at the switch times" in skipped["poster_gain_vs_sharpness"]
