@@ -74,6 +74,9 @@ def fig3_dynamics(store: h5py.File) -> plt.Figure:
             ax.errorbar([t_w], [100 * h.mean[-1]], yerr=[[100 * (h.mean[-1] - h.ci_low[-1])], [100 * (h.ci_high[-1] - h.mean[-1])]],
                         color="black", capsize=3, lw=1)
     fig.colorbar(points, ax=ax, label="eFCN training epochs after embedding")
+    reference_epoch = next(iter(protocol_attrs(store, grouped, "cnn").values())).get("reference_epoch")
+    if reference_epoch is not None and reference_epoch < np.max(cnn.x):  # matched controls trained it longer
+        ax.axvline(reference_epoch, color="tab:red", ls=":", lw=1, label=f"final CNN (epoch {reference_epoch}); later: matched controls")
     if "fcn" in grouped:
         best = history_stats(store, "fcn", "test_acc")
         ax.axhline(100 * float(np.nanmean(np.nanmax(best.values, axis=0))), color="saddlebrown", ls="--",
@@ -209,13 +212,17 @@ def elcn_vs_efcn(store: h5py.File) -> plt.Figure:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     for space, marker in (("efcn", "o-"), ("elcn", "s-")):
         gains = switch_gain_stats(store, space)
-        draw_band(axes[0], gains, scale=100, fmt=marker, label=space)
+        line = draw_band(axes[0], gains, scale=100, fmt=marker, label=f"{space}: gain_vs_final_cnn")
+        matched = switch_gain_stats(store, space, reference="matched")
+        if np.isfinite(matched.mean).any():  # the CNN was trained to t_w + E (relax --matched-controls)
+            draw_band(axes[0], matched, scale=100, fmt=marker[0] + "--", color=line.get_color(), mfc="none",
+                      label=f"{space}: gain_vs_matched_cnn")
         protocol = switch_protocols(store, grouped, space)[0][1]
         sizes[space] = next(iter(protocol_attrs(store, grouped, protocol).values()))["num_params"]
     axes[0].axhline(0, color="grey", lw=0.8)
     axes[0].set_xscale("symlog", linthresh=1)
     axes[0].set_xlim(left=-0.3, right=float(np.max(gains.x)) * 1.3 + 1)
-    axes[0].set(xlabel="relax time t_w", ylabel="gain_vs_final_cnn (points)", title=f"paired gain over the same seed's final CNN\n({n_seeds_note(gains)})")
+    axes[0].set(xlabel="relax time t_w", ylabel="gain over the same seed's CNN (points)", title=f"paired test accuracy gain\n({n_seeds_note(gains)})")
     outside_legend(axes[0])
     names = ["cnn", "elcn", "efcn"]
     axes[1].bar(names, [sizes[n] for n in names], color=["tab:red", "tab:orange", "tab:blue"])

@@ -13,14 +13,15 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import h5py
 import numpy as np
 
 from results import Summary, paired, read_attrs, read_curve, summarize
 from runners._figures.readers import (INTERPOLATE, INTERPOLATION_METHODS, RELAX, Curve, InterpolationPath, MissingData,
-                                      ReferenceLine, interpolation_paths, provenance, reference_lines, runs)
+                                      ReferenceLine, final_cnn_acc, gain_vs_final_cnn, gain_vs_matched_cnn, interpolation_paths,
+                                      provenance, reference_lines, runs)
 
 SeedRuns = dict[str, dict[int, str]]
 
@@ -101,10 +102,20 @@ def initial_train_loss(store: h5py.File, name: str) -> float:
 
 
 def run_metric(store: h5py.File, name: str, metric: str) -> float:
-    """Attribute ``metric`` of run ``name`` (NaN when absent), or ``"initial_train_loss"`` from its history."""
+    """Attribute ``metric`` of run ``name`` (NaN when absent), or a derived one.
+
+    Derived metrics: ``"initial_train_loss"`` (the history's first train loss, just after embedding) and
+    ``"final_cnn_acc"`` / ``"final_cnn_train_loss"`` (a CNN's row at its ``reference_epoch``, ``--epochs``,
+    however long matched controls trained it: :func:`runners._figures.readers.final_cnn_acc`).
+    """
     if metric == "initial_train_loss":
         return initial_train_loss(store, name)
-    return float(read_attrs(store["runs"][name]).get(metric, math.nan))
+    attrs = read_attrs(store["runs"][name])
+    if metric == "final_cnn_acc":
+        return final_cnn_acc(attrs)
+    if metric == "final_cnn_train_loss":
+        return float(attrs.get("reference_train_loss", attrs.get("final_train_loss", math.nan)))
+    return float(attrs.get(metric, math.nan))
 
 
 def _all_seeds(grouped: SeedRuns, protocols: Sequence[str]) -> list[int]:
@@ -132,20 +143,29 @@ def protocol_stats(store: h5py.File, protocol: str, metric: str) -> SeedStats:
     return seed_stats([0], np.array([[run_metric(store, grouped[protocol][s], metric) for s in by_seed]]), list(by_seed))
 
 
-def switch_gain_stats(store: h5py.File, space: str = "efcn") -> SeedStats:
-    """Per t_w, the relaxed run's final test accuracy minus its own seed's CNN final test accuracy (fraction).
+def switch_gain_stats(store: h5py.File, space: str = "efcn", reference: Literal["final", "matched"] = "final") -> SeedStats:
+    """Per t_w, the paired gain of relaxing over the same seed's CNN (fraction), summarised over seeds.
 
-    This is the paired ``gain_vs_final_cnn``: the difference is taken per seed, then summarised, which removes
-    the seed-to-seed variance the two runs share. A seed without its CNN gives NaN.
+    ``reference="final"``: ``gain_vs_final_cnn`` (minus the CNN at ``--epochs``); ``"matched"``:
+    ``gain_vs_matched_cnn`` (minus the CNN at t_w + E, as many epochs seen), both as defined in
+    :mod:`runners._figures.readers`. The difference is taken per seed, then summarised, which removes the
+    seed-to-seed variance the two runs share. A seed without its CNN gives NaN.
     """
     grouped = seed_runs(store)
-    cnn = {s: run_metric(store, n, "final_test_acc") for s, n in grouped.get("cnn", {}).items()}
+    cnn = {s: read_attrs(store["runs"][n]) for s, n in grouped.get("cnn", {}).items()}
     if not cnn:
         raise MissingData("the CNN runs /runs/cnn (or cnn_s<seed>)", RELAX)
+    histories = {s: read_curve(store["runs"][n]["history"]) for s, n in grouped["cnn"].items()} if reference == "matched" else {}
+
+    def gain(name: str, seed: int) -> float:
+        if seed not in cnn:
+            return math.nan
+        run = read_attrs(store["runs"][name])
+        return gain_vs_final_cnn(run, cnn[seed]) if reference == "final" else gain_vs_matched_cnn(run, histories[seed])
+
     found = switch_protocols(store, grouped, space)
     seeds = _all_seeds(grouped, [p for _, p in found])
-    values = [[run_metric(store, grouped[p][s], "final_test_acc") - cnn.get(s, math.nan) if s in grouped[p] else math.nan
-               for s in seeds] for _, p in found]
+    values = [[gain(grouped[p][s], s) if s in grouped[p] else math.nan for s in seeds] for _, p in found]
     return seed_stats([t for t, _ in found], np.array(values), seeds)
 
 
@@ -235,15 +255,16 @@ class PathStats:
 
 
 def seed_reference_lines(store: h5py.File, path: InterpolationPath) -> list[ReferenceLine]:
-    """Fig. 6's lines: the CNN's and FCN's final train loss and test accuracy, means over seeds, when the file
-    holds relax runs; else the path's own endpoints (:func:`runners._figures.readers.reference_lines`)."""
+    """Fig. 6's lines: the final CNN's (at ``--epochs``) and the FCN's train loss and test accuracy, means over
+    seeds, when the file holds relax runs; else the path's own endpoints (:func:`runners._figures.readers.reference_lines`)."""
     grouped = seed_runs(store) if "runs" in store else {}
     if not any(name in grouped for name in ("cnn", "fcn")):
         return reference_lines(store, path)
     lines = []
     for name in ("cnn", "fcn"):
         if name in grouped:
-            loss, acc = (protocol_stats(store, name, metric) for metric in ("final_train_loss", "final_test_acc"))
+            metrics = ("final_cnn_train_loss", "final_cnn_acc") if name == "cnn" else ("final_train_loss", "final_test_acc")
+            loss, acc = (protocol_stats(store, name, metric) for metric in metrics)
             suffix = f" (mean of {acc.n[0]} seeds)" if acc.n[0] > 1 else ""
             lines.append(ReferenceLine(name.upper() + suffix, float(loss.mean[0]), float(acc.mean[0])))
     return lines

@@ -139,6 +139,20 @@ def test_gains_are_paired_by_seed(seeds_file):
     assert gains.ci_low[1] > 0
 
 
+def test_gains_use_the_final_cnn_at_its_reference_epoch_and_the_matched_cnn(tmp_path):
+    # matched controls: the CNN trained 6 epochs, the final CNN is its row at reference_epoch 4 (acc 0.1 + 0.8 * 4/6)
+    path = tmp_path / "matched.h5"
+    with open_store(path) as store:
+        for s in (0, 1):
+            _seeded(store, "cnn", s, {"space": "cnn", "reference_epoch": 4, "reference_test_acc": 0.1 + 0.8 * 4 / 6}, 6, 0.9, np.nan)
+            _seeded(store, "efcn_tw2", s, {"space": "efcn", "t_w": 2}, 3, 0.8 + 0.01 * s, 0.1)
+    with h5py.File(path, "r") as store:
+        final = switch_gain_stats(store)
+        matched = switch_gain_stats(store, reference="matched")
+    np.testing.assert_allclose(final.values, [[0.8 - (0.1 + 0.8 * 4 / 6), 0.81 - (0.1 + 0.8 * 4 / 6)]])
+    np.testing.assert_allclose(matched.values, [[0.8 - (0.1 + 0.8 * 5 / 6), 0.81 - (0.1 + 0.8 * 5 / 6)]])  # CNN at 2 + 3 epochs
+
+
 def test_fig3_cnn_curve_is_the_mean_over_seeds_per_epoch(seeds_file):
     with h5py.File(seeds_file, "r") as store:
         cnn = history_stats(store, "cnn", "test_acc")
