@@ -9,6 +9,7 @@ import pytest
 from results import paired, read_attrs, read_curve, summarize
 from runners import relax
 from runners._engine.aggregates import GAIN, METRICS, cnn_final_test_acc
+from runners._figures.readers import final_cnn_acc
 
 SMALL = ["--data", "fake", "--n-train", "64", "--n-test", "32", "--channels", "2", "--batch-size", "32", "--lr", "0.01",
          "--epochs", "2", "--relax-epochs", "1", "--t-w", "0,2", "--tw1", "", "--quiet", "--jobs", "1"]
@@ -58,6 +59,8 @@ def test_aggregates_are_the_stats_of_the_per_seed_attributes(two_seeds, capsys):
     # protocol's --epochs 2 (a CNN trained on for matched controls marks that epoch reference_epoch)
     assert all(runs[f"cnn_s{s}"].get("reference_epoch", 2) == 2 for s in (3, 4))
     differences = [runs[f"efcn_tw2_s{s}"]["final_test_acc"] - tests[f"cnn_s{s}"][2] for s in (3, 4)]
+    # the figures' reader of the final CNN (defined for the report) agrees with the aggregates' reference
+    assert [final_cnn_acc(runs[f"cnn_s{s}"]) for s in (3, 4)] == [tests[f"cnn_s{s}"][2] for s in (3, 4)]
     assert aggregates["efcn_tw2"][f"{GAIN}_mean"] == pytest.approx(np.mean(differences))
     assert aggregates["efcn_tw2"][f"{GAIN}_n"] == 2 and f"{GAIN}_mean" not in aggregates["cnn"]
 
