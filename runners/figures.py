@@ -1,7 +1,9 @@
 """The paper's figures from an HDF5 results file: ``python -m runners.figures --results R.h5 --out DIR``.
 
 Figures read HDF5 only, never retrain. Each is written as PNG and PDF; a figure whose data are not in
-the file is skipped with one line naming the command that produces them.
+the file is skipped with one line naming the command that produces them. ``--claims-md OUT.md`` writes
+the claims table with its verdict rule (what the README's "claims, checked" paragraph includes), with or
+without ``--out``.
 """
 
 from __future__ import annotations
@@ -9,15 +11,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from runners._figures import FIGURES, make_figures
+import h5py
+
+from runners._figures import FIGURES, check_claims, claims_markdown, claims_origin, make_figures
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runners.figures", description=__doc__.splitlines()[0])
     parser.add_argument("--results", required=True, help="HDF5 file written by runners.relax / interpolate / sharpness / reproduce")
-    parser.add_argument("--out", required=True, help="folder for the PNG and PDF files")
+    parser.add_argument("--out", default=None, help="folder for the PNG and PDF files (required unless --claims-md)")
     parser.add_argument("--only", default=None, help="comma-separated figure names: " + ", ".join(FIGURES))
+    parser.add_argument("--claims-md", default=None, help="also write the claims table and its verdict rule as Markdown to this file")
     args = parser.parse_args(argv)
+    if args.out is None and args.claims_md is None:
+        parser.error("pass --out DIR for the figures, --claims-md OUT.md for the claims table, or both")
     if not Path(args.results).is_file():
         raise SystemExit(f"error: results file {args.results} does not exist; run python -m runners.reproduce --out DIR first")
     only = [name for name in args.only.split(",") if name] if args.only else None
@@ -25,7 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"error: unknown figure(s) {', '.join(unknown)}; choose among {', '.join(FIGURES)}")
     try:
-        written, skipped = make_figures(args.results, args.out, only=only)
+        if args.claims_md is not None:
+            with h5py.File(args.results, "r") as store:
+                Path(args.claims_md).write_text(claims_markdown(check_claims(store), origin=claims_origin(store, args.results)))
+            print(f"wrote the claims table: {args.claims_md}")
+        written, skipped = make_figures(args.results, args.out, only=only) if args.out is not None else ({}, {})
     except OSError as err:
         raise SystemExit(f"error: cannot read {args.results} as HDF5 ({err})") from None
     for name, paths in written.items():

@@ -4,7 +4,8 @@ This subpackage owns the HDF5 readers (:mod:`.readers`: every read of a result f
 quantity, such as :func:`gain_vs_final_cnn`, defined once), the paper's Figs. 1-5 and poster panels
 (:mod:`.paper`), the landscape figures (:mod:`.landscape`: Fig. 6, sharpness, basin width, and
 ``runners.interpolate --plot``), ``runners.sharpness --plot`` (:mod:`.sharpness_plot`), the ExpandNets
-figures (:mod:`.expandnets`), the reproduction's ``report.md`` (:mod:`.report`), the catalogue of
+figures (:mod:`.expandnets`), the reproduction's ``report.md`` (:mod:`.report`) and its claims table (:mod:`.claims`, verdicts by
+the rule of :mod:`.verdicts`), the catalogue of
 figures by file name (:mod:`.catalog`) and the one theme and save-figure helper (:mod:`.style`). It
 reads HDF5 only: it never loads a checkpoint and never trains. CLIs import what is re-exported here.
 """
@@ -14,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on servers, in CI and in tests; before any pyplot import
 
 from runners._figures.catalog import FIGURES, make_figures  # noqa: E402
+from runners._figures.claims import CLAIMS, check_claims, claims_markdown, claims_origin  # noqa: E402
 from runners._figures.landscape import plot_paths  # noqa: E402
 from runners._figures.readers import (  # noqa: E402
     MissingData,
@@ -35,6 +37,8 @@ __all__ = [
     "FIGURES", "make_figures", "MissingData",
     # the CLIs' --plot figures and the reproduction's report
     "plot_paths", "plot_sharpness", "write_report",
+    # every claim of the paper, supplementary and poster with its verdict (the report opens with it)
+    "CLAIMS", "check_claims", "claims_markdown", "claims_origin",
     # derived quantities shared by several figures
     "gain_vs_final_cnn", "gain_vs_matched_cnn", "cnn_accuracy_at", "final_cnn_acc", "epochs_seen",
     "relax_gain", "relax_gains", "RelaxGains",

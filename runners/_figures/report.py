@@ -1,79 +1,136 @@
-"""``report.md``: every figure of a reproduction with the numbers behind it, read from the HDF5 file."""
+"""``report.md``: the claims table first, then every figure of a reproduction with the numbers behind it.
+
+Everything is read from the HDF5 file. With several seeds every number is the mean over seeds with its
+95% CI and n (:mod:`results.stats`); with one seed, the value itself. Accuracies chosen by looking at the
+test set are labelled "best (chosen on test)" and never enter a verdict (:mod:`runners._figures.claims`).
+"""
 
 from __future__ import annotations
 
 import math
 import os
+from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
 import h5py
+import numpy as np
 
-from runners._figures.readers import (MissingData, best_test_acc, hierarchical_runs, interpolation_peaks, loss_at_embedding,
-                                      provenance, relax_gain, runs, sharpness_runs, switch_runs)
+from results import summarize
+from runners._figures.claims import check_claims, claims_markdown
+from runners._figures.readers import (MissingData, best_test_acc, final_cnn_acc, gain_vs_final_cnn, gain_vs_matched_cnn, history,
+                                      interpolation_peaks, loss_at_embedding, provenance, sharpness_runs)
+from runners._figures.seed_readers import hierarchical_vs_single, protocol_attrs, seed_runs, switch_protocols
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
-
-
-def _num(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}g}"
+def _cell(values: Iterable[float], scale: float = 100.0, fmt: str = ".1f") -> str:
+    """One seed: the value; several: ``mean [ci_low, ci_high]``; none: ``-`` (values in fractions times ``scale``)."""
+    s = summarize([scale * v for v in values])
+    if s.n == 0:
+        return "-"
+    if s.n == 1:
+        return f"{s.mean:{fmt}}"
+    return f"{s.mean:{fmt}} [{s.ci_low:{fmt}}, {s.ci_high:{fmt}}]"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows), ""]
 
 
+def _seeds_line(n: int) -> str:
+    return ("One seed: values without confidence intervals." if n == 1 else
+            f"{n} seeds: mean [95% CI] over seeds (Student t; gains paired by seed).")
+
+
 def _relax_section(store: h5py.File) -> list[str]:
-    all_runs = runs(store)
-    cnn, fcn = all_runs.get("cnn", {}), all_runs.get("fcn", {})
-    lines = ["## Fig. 3-5: relaxing the CNN at t_w", ""]
-    best_fcn = best_test_acc(store, "fcn") if "fcn" in all_runs else None
-    lines += [f"CNN final test accuracy {_pct(cnn.get('final_test_acc'))}%; vanilla FCN of the same size: final "
-              f"{_pct(fcn.get('final_test_acc'))}%, best {_pct(best_fcn)}%, δ {_num(fcn.get('final_delta'))}.", ""]
-    elcn = {a["t_w"]: a for a in all_runs.values() if a.get("space") == "elcn" and "t_w" in a}
+    grouped = seed_runs(store)
+    cnn = protocol_attrs(store, grouped, "cnn")
+    fcn = protocol_attrs(store, grouped, "fcn") if "fcn" in grouped else {}
+    lines = ["## Fig. 3-5: relaxing the CNN at t_w", "", _seeds_line(len(cnn)), ""]
+    best_fcn = [best_test_acc(store, name) for name in grouped.get("fcn", {}).values()]
+    lines += [f"CNN final test accuracy {_cell(final_cnn_acc(a) for a in cnn.values())}%; vanilla FCN of the same size: final "
+              f"{_cell(a.get('final_test_acc', math.nan) for a in fcn.values())}%, best (chosen on test) {_cell(best_fcn)}%, "
+              f"δ {_cell((a.get('final_delta', math.nan) for a in fcn.values()), 1.0, '.3g')}.", ""]
+    try:
+        elcn = dict(switch_protocols(store, grouped, "elcn"))
+    except MissingData:  # eFCN-only sweeps (--space efcn) leave the eLCN column empty
+        elcn = {}
+    histories = {s: history(store, name) for s, name in grouped["cnn"].items()}
     rows = []
-    for t_w, name in switch_runs(store):
-        a = all_runs[name]
-        rows.append([str(t_w), _pct(a["final_test_acc"]), f"{100 * relax_gain(a, cnn):+.1f}", _num(a.get("final_delta")),
-                     _num(loss_at_embedding(store, name)), _pct(a.get("local_only_acc")), _pct(a.get("offlocal_only_acc")),
-                     _pct(elcn.get(t_w, {}).get("final_test_acc"))])
-    lines += _table(["t_w", "eFCN test acc (%)", "gain vs CNN (points)", "final δ", "loss at embedding",
-                     "local only (%)", "off-local only (%)", "eLCN test acc (%)"], rows)
-    grid = hierarchical_runs(all_runs)
-    if grid:
-        lines += ["### Hierarchical CNN -> eLCN(tw1) -> eFCN(tw2)", ""]
-        lines += _table(["tw1", "tw2", "test acc (%)", "gain vs CNN (points)"],
-                        [[str(a["tw1"]), str(a["tw2"]), _pct(a["final_test_acc"]), f"{100 * relax_gain(a, cnn):+.1f}"] for a in grid])
-    return lines
+    for t_w, protocol in switch_protocols(store, grouped):
+        runs = protocol_attrs(store, grouped, protocol)
+        elcn_runs = protocol_attrs(store, grouped, elcn[t_w]).values() if t_w in elcn else []
+        rows.append([str(t_w), _cell(a["final_test_acc"] for a in runs.values()),
+                     _cell((gain_vs_final_cnn(a, cnn[s]) for s, a in runs.items() if s in cnn), fmt="+.1f"),
+                     _cell((a.get("final_delta", math.nan) for a in runs.values()), 1.0, ".3g"),
+                     _cell((loss_at_embedding(store, grouped[protocol][s]) for s in runs), 1.0, ".3g"),
+                     _cell(a.get("local_only_acc", math.nan) for a in runs.values()),
+                     _cell(a.get("offlocal_only_acc", math.nan) for a in runs.values()),
+                     _cell(a["final_test_acc"] for a in elcn_runs),
+                     _cell((gain_vs_matched_cnn(a, histories[s]) for s, a in runs.items() if s in histories), fmt="+.1f"),
+                     str(len(runs))])
+    lines += _table(["t_w", "eFCN test acc (%)", "gain vs final CNN (points)", "final δ", "loss at embedding",
+                     "local only (%)", "off-local only (%)", "eLCN test acc (%)", "gain vs matched CNN at t_w + E (points)", "n"], rows)
+    try:
+        cells = hierarchical_vs_single(store, equal_budget=True)
+    except MissingData:
+        return lines
+    lines += ["### Hierarchical CNN -> eLCN(tw1) -> eFCN(tw2)", ""]
+    rows = []
+    for cell in cells:
+        runs = protocol_attrs(store, grouped, f"efcn_tw1_{cell.tw1}_tw2_{cell.tw2}")
+        rows.append([str(cell.tw1), str(cell.tw2), _cell(a["final_test_acc"] for a in runs.values()),
+                     _cell((gain_vs_final_cnn(a, cnn[s]) for s, a in runs.items() if s in cnn), fmt="+.1f"),
+                     _cell(cell.per_seed.values(), fmt="+.1f") + f" (vs {cell.reference})", str(len(runs))])
+    return lines + _table(["tw1", "tw2", "test acc (%)", "gain vs final CNN (points)",
+                           "minus the equal-budget single relaxation (points)", "n"], rows)
 
 
 def _interpolation_section(store: h5py.File) -> list[str]:
-    rows = [[str(p.t_w if p.t_w is not None else p.name), p.method, f"{p.alpha:.2f}", _pct(p.peak_acc),
-             f"{100 * p.gain:+.1f}", _num(p.barrier)] for p in interpolation_peaks(store)]
+    groups: dict[tuple[str, str], list] = defaultdict(list)
+    for peak in interpolation_peaks(store):
+        groups[(str(peak.t_w if peak.t_w is not None else peak.name), peak.method)].append(peak)
+    rows = [[key, method, _cell((p.alpha for p in peaks), 1.0, ".2f"), _cell(p.peak_acc for p in peaks),
+             _cell((p.gain for p in peaks), fmt="+.1f"), _cell((p.barrier if p.barrier is not None else math.nan for p in peaks), 1.0, ".3g"),
+             str(len(peaks))] for (key, method), peaks in groups.items()]
     return ["## Fig. 6: interpolation CNN (α=0) -> eFCN (α=1)", "",
-            *_table(["t_w", "method", "α of peak test acc", "peak test acc (%)", "gain over better endpoint (points)",
-                     "train-loss barrier"], rows)]
+            "Peaks are chosen on the test set: they describe the figure and enter no verdict (the claims use α = 0.5).", "",
+            *_table(["t_w", "method", "α of peak test acc (chosen on test)", "peak test acc (%) (chosen on test)",
+                     "gain over better endpoint (points) (chosen on test)", "train-loss barrier", "n"], rows)]
+
+
+def _basin_cell(width: float, std: float, censored: float) -> str:
+    if np.isfinite(censored) and censored > 0:
+        return f"≥ {width:.3g} (cap hit on {100 * censored:.0f}% of rays)"
+    return f"{width:.3g} ± {std:.2g}"
 
 
 def _sharpness_section(store: h5py.File) -> list[str]:
-    header = ["run", "epoch", "final", "λ₁", "trace ± se", "basin width ± std", "train loss"]
+    header = ["run", "epoch", "final", "λ₁ (own coordinates)", "λ₁ (eFCN coordinates)", "trace ± se", "basin width ± std", "train loss"]
     rows = []
     for name, run in sharpness_runs(store).items():
-        curve = run.curve
+        curve, own, efcn = run.curve, run.top_eig("own"), run.top_eig("efcn")
+        censored = run.measure("basin_censored")
         for i in range(len(curve["epoch"])):
-            rows.append([name, f"{curve['epoch'][i]:.0f}", "yes" if curve["final"][i] else "", f"{run.top_eigs[i, 0]:.4g}",
-                         f"{curve['trace'][i]:.4g} ± {curve['trace_se'][i]:.2g}",
-                         f"{curve['basin_width'][i]:.3g} ± {curve['basin_width_std'][i]:.2g}", f"{curve['train_loss'][i]:.4g}"])
-    return ["## Sharpness and basin width", "", *_table(header, rows)]
+            rows.append([name, f"{curve['epoch'][i]:.0f}", "yes" if curve["final"][i] else "", f"{own[i]:.4g}",
+                         "-" if np.isnan(efcn[i]) else f"{efcn[i]:.4g}", f"{curve['trace'][i]:.4g} ± {curve['trace_se'][i]:.2g}",
+                         _basin_cell(curve["basin_width"][i], curve["basin_width_std"][i], censored[i]), f"{curve['train_loss'][i]:.4g}"])
+    return ["## Sharpness and basin width", "", "One row per probed checkpoint (every seed's run is its own row).", "",
+            *_table(header, rows)]
+
+
+def claims_section(store: h5py.File) -> list[str]:
+    """The claims table with its verdict rule, as the report opens with it."""
+    return ["## Claims, checked", "", claims_markdown(check_claims(store))]
 
 
 def write_report(results: str | Path, path: str | Path, written: dict, skipped: dict[str, str], *, seconds: float) -> Path:
-    """Write ``report.md`` next to the figures; sections whose data are missing say what produces them."""
+    """Write ``report.md`` next to the figures: the claims table first; sections whose data are missing say what produces them."""
     path = Path(path)
     with h5py.File(results, "r") as store:
         attrs, config = provenance(store)
         lines = ["# Reproduction of d'Ascoli et al. (2019), 'Finding the needle in the haystack with convolutions'", "",
+                 *claims_section(store), "## Provenance", "",
                  f"- command: `{attrs.get('command', '?')}`", f"- data: {config.get('data', '?')}, architecture {config.get('arch') or 'default'}, git commit {attrs.get('git_commit', '?')}, "
                  f"torch {attrs.get('torch', '?')}, created {attrs.get('created_utc', '?')}", f"- wall time: {seconds:.0f} s", ""]
         for section in (_relax_section, _interpolation_section, _sharpness_section):
