@@ -2,7 +2,7 @@
 
 This subpackage owns the HDF5 readers (:mod:`.readers`: every read of a result file and every derived
 quantity, such as :func:`gain_vs_final_cnn`, defined once), the paper's Figs. 1-5 and poster panels
-(:mod:`.paper`), the landscape figures (:mod:`.landscape`: Fig. 6, sharpness, basin width, and
+(:mod:`.paper`), the landscape figures (:mod:`.landscape`: Fig. 6, sharpness, gain against λ₁ at t_w, basin width, and
 ``runners.interpolate --plot``), ``runners.sharpness --plot`` (:mod:`.sharpness_plot`), the ExpandNets
 figures (:mod:`.expandnets`), the reproduction's ``report.md`` (:mod:`.report`) and its claims table (:mod:`.claims`, verdicts by
 the rule of :mod:`.verdicts`), the catalogue of
