@@ -1,54 +1,101 @@
-"""The whole paper in one command: ``python -m runners.reproduce --out DIR [--quick]``.
+"""The whole paper in one command: ``python -m runners.reproduce --out DIR [--quick] [--seeds 3]``.
 
 Stages, each a thin call of the runner that owns it, each resumable after a kill (``--resume``):
 
-1. ``relax``: the protocol (CNN, switch times t_w, eFCN and eLCN relaxations, vanilla FCN baseline,
-   hierarchical CNN -> eLCN(tw1) -> eFCN(tw2) grid) -> ``DIR/relax/results.h5`` + checkpoints;
+1. ``relax``: the protocol for every seed (CNN with its matched controls, switch times t_w, eFCN and
+   eLCN relaxations, vanilla FCN baseline, hierarchical CNN -> eLCN(tw1) -> eFCN(tw2) grid) ->
+   ``DIR/relax/results.h5`` (``/runs``: one seed keeps the names ``cnn``, ``efcn_tw4``; several seeds
+   suffix them ``_s<seed>``; ``/aggregates``: mean, std, 95% CI over seeds) + checkpoints;
 2. ``weights``: the Fig. 1/2/5 weights copied from the checkpoints into that file;
-3. ``interpolation``: linear, string and output-space paths between the final CNN and the eFCNs of
-   several t_w -> ``DIR/interpolation.h5``;
-4. ``sharpness``: top Hessian eigenvalues, trace and basin width along the CNN's training (its t_w
-   snapshots) and at the final models -> ``DIR/sharpness.h5``;
-5. ``merge``: one file, ``DIR/results.h5``, with every group of the stage files;
-6. ``figures`` and ``report``: ``DIR/figures/*.png|pdf`` and ``DIR/report.md`` with the numbers behind them.
+3. ``interpolation``: linear, string and output-space paths between the final CNN (the snapshot at
+   ``--epochs``) and the eFCNs of several t_w, for every seed -> ``DIR/interpolation.h5``
+   (``/interpolation/tw<t_w>[_s<seed>]``, attributes ``t_w`` and ``seed``);
+4. ``sharpness``: top Hessian eigenvalue, trace and basin width of every seed's CNN snapshots, FCN
+   and interpolated eFCNs, in their own coordinates and in the eFCN's -> ``DIR/sharpness.h5``;
+5. ``expandnets``: ExpandNets (compact net vs its CL / FC / CK expansions, normal and product L2) for
+   every seed -> ``DIR/expandnets/expandnets.h5`` (its checkpoints and state beside it);
+6. ``merge``: one file, ``DIR/results.h5``, with every result of the stage files (ExpandNets' ``/runs``
+   becomes ``/expandnets``), each keeping its provenance, paths rebased; root attributes ``seeds``,
+   ``mode`` and ``stage_seconds``;
+7. ``figures`` and ``report``: ``DIR/figures/*.png|pdf`` and ``DIR/report.md``.
 
-MNIST-1D by default (2 idle CPU cores: ``--quick`` in about 1 minute, the default in about 7);
-``--data cifar10 --data-root ROOT --arch vanilla2d`` runs the paper-scale version (use a GPU).
+The time of every stage is printed in a table at the end and stored in ``stage_seconds``.
+
+Budget (2 idle CPU cores, MNIST-1D with its 6000-sequence test set). Measured: the issue-12 default
+(32 channels, 1 seed, 1000 test sequences) took 392 s (relax 251, interpolation 23, sharpness 109).
+At 64 channels an eFCN/FCN epoch costs 2.3x the 32-channel one, a CNN epoch 1.2x (measured side by
+side, ``runners.train``, 1 thread); the 6000-sequence test set adds about 30% to every epoch (evaluated
+every epoch). The full run's estimate, per seed, in worker-seconds (relax trains 2 runs at a time):
+CNN 80 epochs (60 + the matched controls' 20) 55 s, FCN 60 epochs 145 s, 7 eFCNs x 20 epochs 335 s,
+2 eLCNs x 20 epochs 60 s: about 300 s of wall time per seed, 900 s for 3 seeds; sharpness about
+75 s per seed (6 CNN rows in both coordinates, FCN and 3 eFCNs, reduced probes): 225 s; interpolation
+3 pairs per seed at 11 points, about 15 s each: 135 s; ExpandNets 21 runs x 3 epochs (measured 2-4 s
+per run-epoch): 150 s; weights, merge, figures, report: about 40 s. Total about 1450 s (24 min) of the
+30-minute budget. What was cut to fit, against the paper and the issue-12 default:
+
+* switch times 0,4,16,32,60 (not every power of two) and 20 relax epochs (not 30); eLCNs only where
+  the hierarchical grid needs them (tw1 = 0, 16, one tw2 = 16: every hierarchical eFCN has its
+  equal-budget single relaxation, ``efcn_tw<tw1+tw2>``, and its same-switch one, ``efcn_tw<tw1>``);
+* sharpness: top eigenvalue only (k = 1, tolerance 1e-2), 1000 training examples, 6 trace products,
+  2 basin directions; the interpolation: 11 points, 2 string epochs;
+* ExpandNets: 3 epochs, 10 mini-batches for the gradient cosines, a 7-point 1-D loss surface.
+
+``--quick`` (CI, first contact; 16 channels, ONE seed, so no confidence intervals: the console says
+so) stays under 2 minutes. ``--data cifar10 --data-root ROOT --arch vanilla2d`` runs the paper-scale
+version (use a GPU).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import h5py
 
 from results import ResultError, provenance, read_attrs, rebase_paths, write_attrs
+from runners import expandnets as expandnets_cli
 from runners import interpolate as interpolate_cli
 from runners import relax as relax_cli
 from runners import sharpness as sharpness_cli
 from runners._figures import make_figures, write_report
-from runners.cli import DATA_SETS, fail
+from runners.cli import DATA_SETS, add_seeds_argument, expand_seeds, fail
 from runners.weights import write_weights
 
-STAGE_FILES = {"relax": Path("relax") / "results.h5", "interpolation": Path("interpolation.h5"), "sharpness": Path("sharpness.h5")}
+STAGE_FILES = {
+    "relax": Path("relax") / "results.h5",
+    "interpolation": Path("interpolation.h5"),
+    "sharpness": Path("sharpness.h5"),
+    "expandnets": Path("expandnets") / "expandnets.h5",
+}
+# Results renamed in the merged file: ExpandNets' /runs would collide with the relax protocol's.
+RENAMES = {"expandnets": {"runs": "expandnets"}}
 
-# (relax flags, interpolation flags, sharpness flags) per mode; the quick mode is for CI and first contact.
+# Flags per mode and stage; "seeds" is the number of seeds when --seeds is not given.
 SETTINGS = {
     "quick": dict(
-        relax=["--epochs", "20", "--relax-epochs", "8", "--t-w", "0,4,20", "--space", "efcn,elcn", "--tw1", "0,4",
-               "--tw2", "2"],
+        seeds=1,
+        relax=["--channels", "16", "--epochs", "20", "--relax-epochs", "8", "--t-w", "0,4,20", "--space", "efcn,elcn",
+               "--tw1", "0", "--tw2", "4"],
         interpolation=["--points", "9", "--string-points", "4", "--string-epochs", "1", "--string-lr", "0.01"],
-        sharpness=["--k", "1", "--n-train", "500", "--basin-directions", "2", "--trace-probes", "6", "--tol", "1e-2"],
+        sharpness=["--k", "1", "--n-train", "500", "--basin-directions", "2", "--trace-probes", "6", "--tol", "1e-2",
+                   "--coordinates", "both"],
+        expandnets=["--modes", "compact,fc,cl,ck", "--l2", "normal,product", "--weight-decay", "5e-4", "--epochs", "1",
+                    "--n-train", "1000", "--cosine-batches", "4", "--probe-points", "5", "--probe-examples", "500"],
     ),
     "default": dict(
-        relax=["--space", "efcn,elcn"],
-        interpolation=["--points", "21", "--string-lr", "0.01"],
-        sharpness=["--k", "3", "--n-train", "2000"],
+        seeds=3,
+        relax=["--channels", "64", "--epochs", "60", "--relax-epochs", "20", "--t-w", "0,4,16,32,60", "--space", "efcn",
+               "--tw1", "0,16", "--tw2", "16"],
+        interpolation=["--points", "11", "--string-epochs", "2", "--string-lr", "0.01"],
+        sharpness=["--k", "1", "--n-train", "1000", "--basin-directions", "2", "--trace-probes", "6", "--tol", "1e-2",
+                   "--coordinates", "both"],
+        expandnets=["--modes", "compact,fc,cl,ck", "--l2", "normal,product", "--weight-decay", "5e-4", "--epochs", "3",
+                    "--cosine-batches", "10", "--probe-points", "7"],
     ),
 }
 
@@ -57,13 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m runners.reproduce", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", required=True, help="output folder (stage files, results.h5, figures/, report.md)")
-    parser.add_argument("--quick", action="store_true", help="a small version in about 1 minute on 2 CPU cores")
+    parser.add_argument("--quick", action="store_true", help="a small version (16 channels, 1 seed) in under 2 minutes on 2 CPU cores")
     parser.add_argument("--data", default="mnist1d", choices=DATA_SETS, help="data set")
     parser.add_argument("--data-root", default=None, help="folder holding (or caching) the data set files")
     parser.add_argument("--download", action="store_true", help="allow torchvision to download CIFAR into --data-root")
     parser.add_argument("--arch", default=None, help="architecture of the CNN (default: vanilla1d for sequences, vanilla2d for images)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    parser.add_argument("--seed", type=int, default=0, help="first seed; also the seed of the data and of every probe")
+    add_seeds_argument(parser)
     parser.add_argument("--interpolate-tw", default=None,
                         help="comma-separated t_w whose eFCN is interpolated with the CNN (default: earliest, middle, latest)")
     parser.add_argument("--resume", action="store_true", help="continue a killed reproduction in --out")
@@ -73,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _common(args: argparse.Namespace) -> list[str]:
+    """Data, device and probe seed of every stage: ``--seed`` (the data and the probes are the same for every seed)."""
     flags = ["--data", args.data, "--device", args.device, "--seed", str(args.seed)]
     if args.data_root:
         flags += ["--data-root", args.data_root]
@@ -83,82 +132,138 @@ def _common(args: argparse.Namespace) -> list[str]:
     return flags
 
 
+def _seed_flags(seeds: Sequence[int]) -> list[str]:
+    """``--seeds`` as a list (one seed: none, so the run names stay unsuffixed); ``--seed`` comes from :func:`_common`."""
+    return ["--seeds", ",".join(map(str, seeds))] if len(seeds) > 1 else []
+
+
 def _mode_flags(args: argparse.Namespace) -> list[str]:
     return ["--resume"] if args.resume else (["--overwrite"] if args.overwrite else [])
 
 
-def _banner(stage: str, started: float) -> None:
-    print(f"[reproduce {time.perf_counter() - started:6.0f} s] {stage}", flush=True)
-
-
-def _relax(args: argparse.Namespace, out: Path, settings: dict) -> Path:
+def _relax(args: argparse.Namespace, out: Path, settings: dict, seeds: Sequence[int]) -> Path:
     arch = ["--arch", args.arch] if args.arch else []
-    relax_cli.main([*settings["relax"], *_common(args), *arch, "--out", str(out / "relax"), *_mode_flags(args)])
+    relax_cli.main([*settings["relax"], *_common(args), *_seed_flags(seeds), *arch, "--out", str(out / "relax"),
+                    *_mode_flags(args)])
     return out / STAGE_FILES["relax"]
 
 
-def _switch_runs(relax_file: Path) -> list[tuple[int, str]]:
+def _protocol_runs(relax_file: Path, default_seed: int) -> dict[int, dict[str, tuple[str, dict]]]:
+    """Per seed, the relax runs by protocol name: ``{seed: {protocol_run: (name in the file, attributes)}}``."""
+    by_seed: dict[int, dict[str, tuple[str, dict]]] = {}
     with h5py.File(relax_file, "r") as store:
-        found = [(read_attrs(g)["t_w"], n) for n, g in store["runs"].items()
-                 if read_attrs(g).get("space") == "efcn" and "t_w" in g.attrs and "tw1" not in g.attrs]
-    return sorted(found)
+        for name, group in store["runs"].items():
+            attrs = read_attrs(group)
+            by_seed.setdefault(int(attrs.get("seed", default_seed)), {})[attrs.get("protocol_run", name)] = (name, attrs)
+    return dict(sorted(by_seed.items()))
 
 
-def _chosen_switch_times(args: argparse.Namespace, available: list[tuple[int, str]]) -> list[tuple[int, str]]:
+def _chosen_switch_times(args: argparse.Namespace, runs: Mapping[str, tuple[str, dict]]) -> list[int]:
+    """The t_w whose eFCN is interpolated and probed: ``--interpolate-tw`` or the earliest, middle and latest."""
+    available = sorted(attrs["t_w"] for _, attrs in runs.values()
+                       if attrs.get("space") == "efcn" and "t_w" in attrs and "tw1" not in attrs)
     if args.interpolate_tw:
         wanted = {int(t) for t in args.interpolate_tw.split(",") if t.strip()}
-        chosen = [(t, n) for t, n in available if t in wanted]
-        missing = wanted - {t for t, _ in chosen}
+        missing = wanted - set(available)
         if missing:
             raise fail(f"--interpolate-tw {','.join(map(str, sorted(missing)))}: no eFCN was relaxed at these t_w "
-                       f"(available: {','.join(str(t) for t, _ in available)})")
-        return chosen
-    if len(available) <= 3:
-        return available
-    return [available[0], available[len(available) // 2], available[-1]]
+                       f"(available: {','.join(map(str, available))})")
+        return sorted(wanted)
+    return available if len(available) <= 3 else [available[0], available[len(available) // 2], available[-1]]
 
 
-def _interpolation(args: argparse.Namespace, out: Path, settings: dict, relax_file: Path) -> Path:
+def _final_cnn(checkpoints: Path, cnn: str, attrs: dict) -> Path:
+    """The paper's final CNN: the snapshot at ``--epochs`` (the CNN trains on for the matched controls), else final.pt."""
+    snapshot = checkpoints / cnn / f"epoch_{attrs.get('reference_epoch', -1)}.pt"
+    return snapshot if snapshot.is_file() else checkpoints / cnn / "final.pt"
+
+
+def _interpolation(args: argparse.Namespace, out: Path, settings: dict, relax_file: Path, seeds: Sequence[int]) -> Path:
     path = out / STAGE_FILES["interpolation"]
     checkpoints = relax_file.parent / "checkpoints"
-    for t_w, run in _chosen_switch_times(args, _switch_runs(relax_file)):
-        interpolate_cli.main([
-            *settings["interpolation"], *_common(args), "--ckpt-a", str(checkpoints / "cnn" / "final.pt"),
-            "--ckpt-b", str(checkpoints / run / "final.pt"), "--out", str(path), "--name", f"tw{t_w}", *_mode_flags(args),
-        ])
-        with h5py.File(path, "a") as store:
-            write_attrs(store["interpolation"][f"tw{t_w}"], {"t_w": t_w})
+    for seed, runs in _protocol_runs(relax_file, args.seed).items():
+        cnn, cnn_attrs = runs["cnn"]
+        for t_w in _chosen_switch_times(args, runs):
+            name = f"tw{t_w}_s{seed}" if len(seeds) > 1 else f"tw{t_w}"
+            interpolate_cli.main([
+                *settings["interpolation"], *_common(args), "--ckpt-a", str(_final_cnn(checkpoints, cnn, cnn_attrs)),
+                "--ckpt-b", str(checkpoints / runs[f"efcn_tw{t_w}"][0] / "final.pt"), "--out", str(path), "--name", name,
+                *_mode_flags(args),
+            ])
+            with h5py.File(path, "a") as store:
+                write_attrs(store["interpolation"][name], {"t_w": t_w, "seed": seed})
     return path
 
 
 def _sharpness(args: argparse.Namespace, out: Path, settings: dict, relax_file: Path) -> Path:
-    """The CNN's snapshots (its sharpness along training), the vanilla FCN and the interpolated eFCNs."""
+    """Every seed's CNN snapshots (its sharpness along training), vanilla FCN and interpolated eFCNs."""
     path = out / STAGE_FILES["sharpness"]
-    relaxed = [run for _, run in _chosen_switch_times(args, _switch_runs(relax_file))]
+    names = []
+    for runs in _protocol_runs(relax_file, args.seed).values():
+        names += [runs[run][0] for run in ("cnn", "fcn", *(f"efcn_tw{t}" for t in _chosen_switch_times(args, runs)))]
     sharpness_cli.main([*settings["sharpness"], *_common(args), "--run-dir", str(relax_file.parent),
-                        "--runs", ",".join(["cnn", "fcn", *relaxed]), "--out", str(path), *_mode_flags(args)])
+                        "--runs", ",".join(names), "--out", str(path), *_mode_flags(args)])
     return path
 
 
-def merge(stage_files: dict[str, Path], target: Path, *, argv: Sequence[str] | None = None) -> None:
-    """Copy every top-level group of the stage files into ``target`` (written aside, then renamed).
+def _expandnets(args: argparse.Namespace, out: Path, settings: dict, seeds: Sequence[int]) -> Path:
+    path = out / STAGE_FILES["expandnets"]
+    expandnets_cli.main([*settings["expandnets"], *_common(args), *_seed_flags(seeds), "--out", str(path.parent),
+                         *_mode_flags(args)])
+    return path
+
+
+def merge(stage_files: Mapping[str, Path], target: Path, *, argv: Sequence[str] | None = None,
+          attrs: Mapping[str, object] | None = None) -> None:
+    """Copy every top-level result of the stage files into ``target`` (written aside, then renamed).
 
     Every result keeps its own provenance and configuration (attributes of its group, written by the
-    tool that made it); stored paths are rebased to ``target``'s folder. The root describes the
-    merge: the reproduction's provenance and the stage files it was made from.
+    tool that made it); stored paths are rebased to ``target``'s folder; a result listed in
+    :data:`RENAMES` gets its new name (ExpandNets' ``/runs`` becomes ``/expandnets``). The root
+    describes the merge: the reproduction's provenance, the stage files it was made from and ``attrs``.
+
+    Raises:
+        SystemExit: two stage files hold a result of the same name.
     """
     partial = target.with_name(target.name + ".partial")
-    with h5py.File(partial, "w") as merged:
-        write_attrs(merged, {**provenance(argv=argv), "created_by": "runners.reproduce",
-                             "stages": {stage: os.path.relpath(path, target.parent) for stage, path in stage_files.items()}})
-        for path in stage_files.values():
-            if not path.is_file():
-                continue
-            with h5py.File(path, "r") as source:
-                for name in source:
-                    source.copy(source[name], merged, name=name)
-                    rebase_paths(merged[name], path, target)
+    try:
+        with h5py.File(partial, "w") as merged:
+            write_attrs(merged, {**provenance(argv=argv), "created_by": "runners.reproduce",
+                                 "stages": {stage: os.path.relpath(path, target.parent) for stage, path in stage_files.items()},
+                                 **(attrs or {})})
+            for stage, path in stage_files.items():
+                if path.is_file():
+                    _copy_results(path, RENAMES.get(stage, {}), merged, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     os.replace(partial, target)
+
+
+def _copy_results(path: Path, renames: Mapping[str, str], merged: h5py.File, target: Path) -> None:
+    with h5py.File(path, "r") as source:
+        for name in source:
+            new = renames.get(name, name)
+            if new in merged:
+                raise fail(f"result /{new} of {path} is already in {target} (from another stage); rename one of them")
+            source.copy(source[name], merged, name=new)
+            rebase_paths(merged[new], path, target)
+
+
+@contextlib.contextmanager
+def _stage(times: dict[str, float], number: int, name: str, what: str, started: float) -> Iterator[None]:
+    """Announce stage ``number`` and add its wall time to ``times[name]``."""
+    print(f"[reproduce {time.perf_counter() - started:6.0f} s] stage {number}/7: {what}", flush=True)
+    begin = time.perf_counter()
+    try:
+        yield
+    finally:
+        times[name] = times.get(name, 0.0) + time.perf_counter() - begin
+
+
+def _times_table(times: Mapping[str, float]) -> str:
+    rows = [f"{'stage':<14}{'seconds':>9}", *(f"{stage:<14}{seconds:>9.1f}" for stage, seconds in times.items())]
+    return "\n".join([*rows, f"{'total':<14}{sum(times.values()):>9.1f}"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,28 +274,42 @@ def main(argv: list[str] | None = None) -> int:
     if (out / "results.h5").exists() or (out / STAGE_FILES["relax"]).exists():
         if not (args.resume or args.overwrite):
             raise fail(f"{out} already holds a reproduction; pass --resume to continue it or --overwrite to start over")
-    settings = SETTINGS["quick" if args.quick else "default"]
+    mode = "quick" if args.quick else "default"
+    settings = SETTINGS[mode]
+    seeds = expand_seeds(args.seeds if args.seeds is not None else settings["seeds"], args.seed)
+    args.seed = seeds[0]  # the data, the probes and the one-seed run all use the first seed
+    print(f"reproduce ({mode}): {len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({','.join(map(str, seeds))})"
+          + ("; ONE seed: no confidence intervals, verdicts are inconclusive by construction" if len(seeds) == 1 else ""))
+    times: dict[str, float] = {}
     started = time.perf_counter()
-    _banner("stage 1/6: relax protocol", started)
-    relax_file = _relax(args, out, settings)
-    _banner("stage 2/6: weights for Figs. 1, 2, 5", started)
-    try:
-        write_weights(relax_file.parent, resume=args.resume, overwrite=args.overwrite)
-    except ResultError as err:
-        raise fail(str(err)) from None
-    _banner("stage 3/6: interpolation between the CNN and its eFCNs", started)
-    stage_files = {"relax": relax_file, "interpolation": _interpolation(args, out, settings, relax_file)}
-    _banner("stage 4/6: sharpness along training and at the final models", started)
-    stage_files["sharpness"] = _sharpness(args, out, settings, relax_file)
-    _banner("stage 5/6: merge into one HDF5 file", started)
-    merge(stage_files, out / "results.h5", argv=sys.argv if argv is None else ["runners.reproduce", *argv])
-    _banner("stage 6/6: figures and report", started)
-    written, skipped = make_figures(out / "results.h5", out / "figures")
-    report = write_report(out / "results.h5", out / "report.md", written, skipped, seconds=time.perf_counter() - started)
+    with _stage(times, 1, "relax", "relax protocol", started):
+        relax_file = _relax(args, out, settings, seeds)
+    with _stage(times, 2, "weights", "weights for Figs. 1, 2, 5", started):
+        try:
+            write_weights(relax_file.parent, resume=args.resume, overwrite=args.overwrite)
+        except ResultError as err:
+            raise fail(str(err)) from None
+    stage_files = {"relax": relax_file}
+    with _stage(times, 3, "interpolation", "interpolation between every seed's CNN and its eFCNs", started):
+        stage_files["interpolation"] = _interpolation(args, out, settings, relax_file, seeds)
+    with _stage(times, 4, "sharpness", "sharpness along training and at the final models", started):
+        stage_files["sharpness"] = _sharpness(args, out, settings, relax_file)
+    with _stage(times, 5, "expandnets", "ExpandNets: compact net vs its expansions", started):
+        stage_files["expandnets"] = _expandnets(args, out, settings, seeds)
+    results = out / "results.h5"
+    root = {"mode": mode, "seeds": list(seeds)}
+    with _stage(times, 6, "merge", "merge into one HDF5 file", started):
+        merge(stage_files, results, argv=sys.argv if argv is None else ["runners.reproduce", *argv],
+              attrs={**root, "stage_seconds": times})
+    with _stage(times, 7, "figures+report", "figures and report", started):
+        written, skipped = make_figures(results, out / "figures")
+        report = write_report(results, out / "report.md", written, skipped, seconds=time.perf_counter() - started)
+    with h5py.File(results, "a") as store:
+        write_attrs(store, {"stage_seconds": times, "total_seconds": sum(times.values())})
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
-    print(f"results: {out / 'results.h5'}\nfigures: {out / 'figures'} ({len(written)} figures)\nreport:  {report}")
-    _banner("done", started)
+    print(f"results: {results}\nfigures: {out / 'figures'} ({len(written)} figures)\nreport:  {report}")
+    print(f"\nreproduce ({mode}, {len(seeds)} seed{'s' if len(seeds) > 1 else ''}): time per stage\n{_times_table(times)}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The whole reproduction on tiny fake data: one HDF5 file, figures, report, resume, no silent overwrite."""
+"""The whole reproduction on tiny fake data: one HDF5 file, seeds, ExpandNets, stage times, figures, report, resume."""
 
 from __future__ import annotations
 
@@ -12,12 +12,17 @@ from runners import reproduce
 
 
 TINY = dict(
+    seeds=1,
     relax=["--n-train", "96", "--n-test", "32", "--channels", "2", "--batch-size", "32", "--lr", "0.01", "--epochs", "3",
            "--relax-epochs", "2", "--t-w", "0,1,3", "--space", "efcn,elcn", "--tw1", "1", "--tw2", "1", "--jobs", "1"],
     interpolation=["--points", "3", "--string-points", "3", "--string-steps", "2", "--n-train", "96", "--n-test", "32",
                    "--batch-size", "32"],
     sharpness=["--k", "1", "--n-train", "64", "--basin-directions", "1", "--trace-probes", "3", "--tol", "1e-1"],
+    expandnets=["--modes", "compact,fc", "--l2", "normal,product", "--weight-decay", "0.01", "--epochs", "1", "--n-train", "60",
+                "--n-test", "30", "--batch-size", "20", "--cosine-batches", "2", "--kernel-size", "5", "--probe-points", "3",
+                "--probe-examples", "40"],
 )
+STAGES = {"relax", "weights", "interpolation", "sharpness", "expandnets", "merge", "figures+report"}
 
 
 @pytest.fixture()
@@ -25,50 +30,97 @@ def tiny_settings(monkeypatch):
     monkeypatch.setitem(reproduce.SETTINGS, "quick", TINY)
 
 
-def test_reproduction_end_to_end_then_resume(tmp_path, tiny_settings, capsys):
+def _checkpoint_times(out) -> dict[str, int]:
+    return {str(path.relative_to(out)): path.stat().st_mtime_ns for path in out.rglob("*.pt")}
+
+
+def test_reproduction_end_to_end(tmp_path, tiny_settings, capsys):
     out = tmp_path / "repro"
     args = ["--out", str(out), "--quick", "--data", "fake", "--quiet", "--interpolate-tw", "0,3"]
     assert reproduce.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "1 seed (0); ONE seed" in printed and "stage 7/7" in printed
     with h5py.File(out / "results.h5", "r") as store:
-        assert {"runs", "weights", "interpolation", "sharpness"} <= set(store)
-        assert set(store["interpolation"]) == {"tw0", "tw3"} and store["interpolation/tw3"].attrs["t_w"] == 3
+        assert {"runs", "weights", "interpolation", "sharpness", "expandnets"} <= set(store)
+        assert set(store["interpolation"]) == {"tw0", "tw3"}
+        assert (store["interpolation/tw3"].attrs["t_w"], store["interpolation/tw3"].attrs["seed"]) == (3, 0)
         assert {"linear", "string", "output"} <= set(store["interpolation/tw0"])
         assert {"cnn", "fcn", "efcn_tw0", "efcn_tw3"} == set(store["sharpness"])
         # The root describes the reproduction; each result keeps the provenance its own tool wrote.
         assert store.attrs["created_by"] == "runners.reproduce" and "git_commit" in store.attrs
-        assert json.loads(store.attrs["stages"])["sharpness"] == "sharpness.h5"
-        tools = {name: store[name].attrs["tool"] for name in ("runs", "weights", "interpolation/tw0", "sharpness")}
+        assert (store.attrs["mode"], list(store.attrs["seeds"])) == ("quick", [0])
+        stages = json.loads(store.attrs["stages"])
+        assert (stages["sharpness"], stages["expandnets"]) == ("sharpness.h5", os.path.join("expandnets", "expandnets.h5"))
+        tools = {name: store[name].attrs["tool"] for name in ("runs", "weights", "interpolation/tw0", "sharpness", "expandnets")}
         assert tools == {"runs": "runners.relax", "weights": "runners.weights", "interpolation/tw0": "runners.interpolate",
-                         "sharpness": "runners.sharpness"}
+                         "sharpness": "runners.sharpness", "expandnets": "runners.expandnets"}
         assert all("git_commit" in store[name].attrs and "config" in store[name].attrs for name in tools)
         # Stored paths are relative to the merged file's folder and lead to the checkpoints.
         assert store["runs/cnn"].attrs["checkpoint"] == os.path.join("relax", "checkpoints", "cnn", "final.pt")
+        # The CNN trains on for the matched controls: the paper's final CNN is its snapshot at --epochs.
+        assert store["interpolation/tw3"].attrs["ckpt_a"] == os.path.join("relax", "checkpoints", "cnn", "epoch_3.pt")
         for stored in [store["runs/efcn_tw3"].attrs["checkpoint"], store["interpolation/tw3"].attrs["ckpt_b"],
                        *json.loads(store["sharpness/cnn"].attrs["checkpoints"])]:
             assert (out / stored).is_file(), stored
-        before = {name: store["runs"][name]["history/test_acc"][()] for name in store["runs"]}
     figures = {p.name for p in (out / "figures").iterdir()}
-    assert {"fig3_dynamics.png", "fig3_dynamics.pdf", "fig6_interpolation.png", "poster_sharpness.png"} <= figures
+    assert {"fig3_dynamics.png", "fig3_dynamics.pdf", "fig6_interpolation.png", "poster_sharpness.png",
+            "expandnets_training.png"} <= figures
     report = (out / "report.md").read_text()
-    for heading in ("## Fig. 3-5", "## Fig. 6", "## Sharpness", "![fig1_efcn_matrix](figures/fig1_efcn_matrix.png)"):
-        assert heading in report
-    assert "stage 6/6" in capsys.readouterr().out
-    # The report's Fig. 3 table is the HDF5's numbers.
+    assert "![fig1_efcn_matrix](figures/fig1_efcn_matrix.png)" in report
+    assert "expandnets_training skipped" not in report
+
+
+def test_two_seeds_end_to_end_then_resume_retrains_nothing(tmp_path, tiny_settings, capsys):
+    out = tmp_path / "repro"
+    args = ["--out", str(out), "--quick", "--seeds", "2", "--seed", "3", "--data", "fake", "--quiet", "--interpolate-tw", "0,3"]
+    assert reproduce.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "2 seeds (3,4)" in printed and "ONE seed" not in printed
+    table = printed.split("time per stage")[1]
+    assert {line.split()[0] for line in table.strip().splitlines()[1:]} == STAGES | {"total"}
     with h5py.File(out / "results.h5", "r") as store:
-        runs = {name: dict(store["runs"][name].attrs) for name in store["runs"]}
-    fig3 = report.split("## Fig. 3-5")[1].split("###")[0]
-    for t_w in (0, 1, 3):
-        row = next(line for line in fig3.splitlines() if line.startswith(f"| {t_w} |")).split("|")
-        assert row[2].strip() == f"{100 * runs[f'efcn_tw{t_w}']['final_test_acc']:.1f}"
-        assert row[4].strip() == f"{runs[f'efcn_tw{t_w}']['final_delta']:.3g}"
-        assert row[8].strip() == f"{100 * runs[f'elcn_tw{t_w}']['final_test_acc']:.1f}"
+        runs = {name: dict(group.attrs) for name, group in store["runs"].items()}
+        assert {"cnn_s3", "cnn_s4", "efcn_tw3_s3", "efcn_tw3_s4", "fcn_s4"} <= set(runs)
+        assert {(runs[n]["protocol_run"], runs[n]["seed"]) for n in ("efcn_tw3_s3", "efcn_tw3_s4")} == {("efcn_tw3", 3), ("efcn_tw3", 4)}
+        paths = {name: (group.attrs["t_w"], group.attrs["seed"]) for name, group in store["interpolation"].items()}
+        assert paths == {"tw0_s3": (0, 3), "tw3_s3": (3, 3), "tw0_s4": (0, 4), "tw3_s4": (3, 4)}
+        assert store["interpolation/tw3_s4"].attrs["ckpt_b"] == os.path.join("relax", "checkpoints", "efcn_tw3_s4", "final.pt")
+        assert set(store["sharpness"]) == {f"{run}_s{seed}" for run in ("cnn", "fcn", "efcn_tw0", "efcn_tw3") for seed in (3, 4)}
+        for seed in (3, 4):  # every CNN snapshot (t_w 0, 1, 3 and the final one) has its sharpness row
+            assert len(store[f"sharpness/cnn_s{seed}/curve/epoch"]) == 4
+        expand = {(group.attrs["mode"], group.attrs["l2"], int(group.attrs["seed"])) for group in store["expandnets"].values()}
+        assert expand == {(mode, l2, seed) for mode, l2 in (("compact", "normal"), ("fc", "normal"), ("fc", "product"))
+                          for seed in (3, 4)}
+        stage_seconds = json.loads(store.attrs["stage_seconds"])
+        assert set(stage_seconds) == STAGES and all(seconds > 0 for seconds in stage_seconds.values())
+        assert store.attrs["total_seconds"] == pytest.approx(sum(stage_seconds.values()))
+        before = {name: store["runs"][name]["history/test_acc"][()] for name in store["runs"]}
+    assert "expandnets_training skipped" not in (out / "report.md").read_text()
+    checkpoints = _checkpoint_times(out)
+    assert any(name.startswith("expandnets") for name in checkpoints)
 
     with pytest.raises(SystemExit, match="already holds a reproduction; pass --resume"):
         reproduce.main(args)
-    assert reproduce.main([*args, "--resume"]) == 0  # everything done: nothing retrained, same numbers
+    assert reproduce.main([*args, "--resume"]) == 0
+    assert _checkpoint_times(out) == checkpoints  # nothing retrained: no checkpoint rewritten
     with h5py.File(out / "results.h5", "r") as store:
         for name, curve in before.items():
             assert (store["runs"][name]["history/test_acc"][()] == curve).all()
+
+
+def test_merge_renames_and_refuses_collisions(tmp_path):
+    for name, result in (("a.h5", "runs"), ("b.h5", "runs")):
+        with h5py.File(tmp_path / name, "w") as store:
+            store.create_group(result).attrs["checkpoint"] = "checkpoints/x.pt"
+    (tmp_path / "sub").mkdir()
+    os.replace(tmp_path / "b.h5", tmp_path / "sub" / "b.h5")
+    reproduce.merge({"relax": tmp_path / "a.h5", "expandnets": tmp_path / "sub" / "b.h5"}, tmp_path / "m.h5", attrs={"mode": "x"})
+    with h5py.File(tmp_path / "m.h5", "r") as store:
+        assert store["expandnets"].attrs["checkpoint"] == os.path.join("sub", "checkpoints", "x.pt")
+        assert store["runs"].attrs["checkpoint"] == os.path.join("checkpoints", "x.pt") and store.attrs["mode"] == "x"
+    with pytest.raises(SystemExit, match="result /runs of .* is already in"):
+        reproduce.merge({"relax": tmp_path / "a.h5", "sharpness": tmp_path / "sub" / "b.h5"}, tmp_path / "n.h5")
+    assert not (tmp_path / "n.h5").exists()
 
 
 def test_bad_choices_fail_in_one_line(tmp_path, tiny_settings):
