@@ -26,7 +26,9 @@ from results import read_attrs, read_curve, write_attrs
 
 __all__ = ["NEAR_ZERO_LOSS", "cnn_references", "record_cnn_references"]
 
-NEAR_ZERO_LOSS = 1e-3  # cross-entropy per example: the CNN then fits ~every training sequence with > 99.9% confidence
+# Cross-entropy per example (ln 10 = 2.3 at chance). Measured on MNIST-1D (64 channels, Adam 1e-3): reached at
+# epoch 56 with every training sequence classified right; 1e-3 was not reached in 90 epochs (1.5e-3 at 90).
+NEAR_ZERO_LOSS = 1e-2
 
 
 def cnn_references(history: Mapping[str, np.ndarray], reference_epoch: int, threshold: float = NEAR_ZERO_LOSS) -> dict[str, Any]:
