@@ -27,18 +27,17 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 import h5py
 import numpy as np
 
-from results import paired, rank_correlation, summarize
 from runners._figures.readers import (INTERPOLATE, RELAX, SHARPNESS, InterpolationPath, MissingData, Probed, figure_coordinates,
                                       final_cnn_acc, gain_vs_final_cnn, gain_vs_matched_cnn, gain_vs_sharpness, history, interpolation_paths,
                                       provenance, sharpness_runs)
 from runners._figures.seed_readers import hierarchical_vs_single, protocol_attrs, run_metric, seed_runs, switch_protocols
-from runners._figures.verdicts import Claim, Part, Region, claim, measured
+from runners._figures.verdicts import Claim, Part, Region, claim, correlation_part, mean_part, measured, paired_part
 
 RULE = " ".join(__doc__.split("\n\n")[2].split())
 """The verdict rule, as the report prints it under the claims table."""
@@ -49,23 +48,6 @@ MEMORY_RATIO = 5.0  # "about 10x less memory": at least 5x (10 within a factor 2
 BARRIER_SCALE = 0.01  # a barrier counts when above 1% of the chance-level loss ln(classes)
 MIDPOINT = 0.5  # interpolation paths are compared at alpha = 0.5, fixed in advance (not chosen on test)
 POINTS = {"scale": 100.0, "unit": "points"}
-
-
-def _paired_part(label: str, a: Mapping[int, float], b: Mapping[int, float]) -> Part:
-    seeds = sorted(set(a) & set(b))
-    s = paired([a[k] for k in seeds], [b[k] for k in seeds])
-    return Part(label, s.mean, s.ci_low, s.ci_high, s.n)
-
-
-def _mean_part(label: str, values: Iterable[float]) -> Part:
-    s = summarize(list(values))
-    return Part(label, s.mean, s.ci_low, s.ci_high, s.n)
-
-
-def _correlation_part(x: list[float], y: list[float], seeds: list[int]) -> Part:
-    r = rank_correlation(x, y, seed=0)
-    n_seeds = len({s for s, a, b in zip(seeds, x, y) if np.isfinite(a) and np.isfinite(b)})
-    return Part(f"{r.n} points", r.rho, r.ci_low, r.ci_high, n_seeds)
 
 
 # --- per-seed views of the file ----------------------------------------------------------------------------
@@ -194,20 +176,20 @@ def _final_basin(probed: Probed, coordinates: str) -> tuple[float, bool]:
 @claim("A CNN beats the FCN of the same size", "paper Fig. 3; poster")
 def cnn_beats_fcn(store: h5py.File) -> Claim:
     cnn = {s: final_cnn_acc(a) for s, a in protocol_attrs(store, seed_runs(store), "cnn").items()}
-    part = _paired_part("", cnn, _required(store, "fcn", "final_test_acc"))
+    part = paired_part("", cnn, _required(store, "fcn", "final_test_acc"))
     return measured("CNN − FCN final test acc", [part], Region(low=0.0), **POINTS)
 
 
 @claim("Every eFCN beats the vanilla FCN of the same size", "supp. Fig. 3; poster")
 def efcn_beats_fcn(store: h5py.File) -> Claim:
     fcn = _required(store, "fcn", "final_test_acc")
-    parts = [_paired_part(f"t_w = {t}", v, fcn) for t, v in _by_tw(store, "final_test_acc").items()]
+    parts = [paired_part(f"t_w = {t}", v, fcn) for t, v in _by_tw(store, "final_test_acc").items()]
     return measured("eFCN(t_w) − FCN final test acc, every t_w", parts, Region(low=0.0), **POINTS)
 
 
 def _beats_cnn(store: h5py.File, gains: dict[int, dict[int, float]], name: str, command: str = RELAX) -> Claim:
     inner = {t for t, _ in _intermediate(_switches(store))}
-    parts = [_mean_part(f"t_w = {t}", g.values()) for t, g in gains.items() if t in inner]
+    parts = [mean_part(f"t_w = {t}", g.values()) for t, g in gains.items() if t in inner]
     return measured(f"{name}, some intermediate t_w", parts, Region(low=0.0), mode="any", command=command, **POINTS)
 
 
@@ -225,12 +207,12 @@ def beats_matched_cnn(store: h5py.File) -> Claim:
 def gain_peaks_inside(store: h5py.File) -> Claim:
     gains = _final_gains(store)
     seeds = sorted({s for g in gains.values() for s in g})
-    part = _mean_part("", [_interior_peak({t: g.get(s, math.nan) for t, g in gains.items()}) for s in seeds])
+    part = mean_part("", [_interior_peak({t: g.get(s, math.nan) for t, g in gains.items()}) for s in seeds])
     return measured("per seed: best intermediate gain − better end gain (first, last t_w)", [part], Region(low=0.0), **POINTS)
 
 
 def _trend(statistic: str, x: Mapping[int, Mapping[int, float]], y: Mapping[int, Mapping[int, float]], region: Region) -> Claim:
-    return measured(statistic, [_correlation_part(*_points(x, y))], region)
+    return measured(statistic, [correlation_part(*_points(x, y))], region)
 
 
 @claim("δ decreases with t_w (the earlier we relax, the further we escape)", "supp. Fig. 4 left; poster")
@@ -250,14 +232,14 @@ def optimal_delta(store: h5py.File) -> Claim:
     delta, acc = _by_tw(store, "final_delta"), _by_tw(store, "final_test_acc")
     seeds = sorted({s for v in acc.values() for s in v})
     peaks = [_interior_peak({delta[t].get(s, math.nan): acc[t].get(s, math.nan) for t in acc}) for s in seeds]
-    return measured("per seed: best test acc at an inner δ − better of the two δ extremes", [_mean_part("", peaks)],
+    return measured("per seed: best test acc at an inner δ − better of the two δ extremes", [mean_part("", peaks)],
                     Region(low=0.0), **POINTS)
 
 
 @claim("Off-local blocks alone are useless (near chance)", "paper Fig. 5 right; poster")
 def offlocal_useless(store: h5py.File) -> Claim:
     chance = 1.0 / _classes(store)
-    parts = [_mean_part(f"t_w = {t}", [v - chance for v in values.values()]) for t, values in _by_tw(store, "offlocal_only_acc").items()]
+    parts = [mean_part(f"t_w = {t}", [v - chance for v in values.values()]) for t, values in _by_tw(store, "offlocal_only_acc").items()]
     return measured(f"off-local-only test acc − chance ({100 * chance:g}%), every t_w", parts, Region(high=CHANCE_MARGIN), **POINTS)
 
 
@@ -270,7 +252,7 @@ def local_improves(store: h5py.File) -> Claim:
 @claim("Train loss keeps falling after relaxing, even near convergence", "poster")
 def train_loss_falls(store: h5py.File) -> Claim:
     final, start = _by_tw(store, "final_train_loss"), _by_tw(store, "initial_train_loss")
-    parts = [_paired_part(f"t_w = {t}", final[t], start[t]) for t in final]
+    parts = [paired_part(f"t_w = {t}", final[t], start[t]) for t in final]
     return measured("final − initial eFCN train loss, every t_w", parts, Region(high=0.0))
 
 
@@ -278,9 +260,9 @@ def train_loss_falls(store: h5py.File) -> Claim:
 def linear_barrier(store: h5py.File) -> Claim:
     paths, floor = _paths(store), _barrier_floor(store)
     late = max(paths)
-    parts = [_mean_part(f"t_w = {t}", [_path_value(p, "linear", "barrier") - floor for p in by_seed.values()])
+    parts = [mean_part(f"t_w = {t}", [_path_value(p, "linear", "barrier") - floor for p in by_seed.values()])
              for t, by_seed in paths.items() if t != late]
-    parts.append(_mean_part(f"t_w = {late} (latest)", [floor - _path_value(p, "linear", "barrier") for p in paths[late].values()]))
+    parts.append(mean_part(f"t_w = {late} (latest)", [floor - _path_value(p, "linear", "barrier") for p in paths[late].values()]))
     return measured(f"barrier − {floor:.3g} at earlier t_w, {floor:.3g} − barrier at the latest", parts, Region(low=0.0),
                     command=INTERPOLATE)
 
@@ -293,8 +275,8 @@ def string_lowers_barrier(store: h5py.File) -> Claim:
         if t == max(paths):
             continue
         linear, string = ([_path_value(p, m, "barrier") for p in by_seed.values()] for m in ("linear", "string"))
-        parts += [_mean_part(f"t_w = {t}: lowered", np.subtract(linear, string)),
-                  _mean_part(f"t_w = {t}: remains", np.subtract(string, floor))]
+        parts += [mean_part(f"t_w = {t}: lowered", np.subtract(linear, string)),
+                  mean_part(f"t_w = {t}: remains", np.subtract(string, floor))]
     return measured(f"linear − string barrier and string barrier − {floor:.3g}, every t_w but the latest", parts,
                     Region(low=0.0), command=INTERPOLATE)
 
@@ -306,14 +288,14 @@ def paths_beat_endpoints(store: h5py.File) -> Claim:
         for method in ("linear", "string"):
             gains = [_midpoint_acc(p, method) - max(_path_value(p, method, "test_a_acc"), _path_value(p, method, "test_b_acc"))
                      for p in by_seed.values()]
-            parts.append(_mean_part(f"t_w = {t} {method}", gains))
+            parts.append(mean_part(f"t_w = {t} {method}", gains))
     return measured("test acc at α = 0.5 − better endpoint, linear and string, every t_w", parts, Region(low=0.0),
                     command=INTERPOLATE, **POINTS)
 
 
 @claim("Interpolating in output space gains more than in weight space", "paper Fig. 6")
 def output_beats_weights(store: h5py.File) -> Claim:
-    parts = [_mean_part(f"t_w = {t} vs {method}", [_midpoint_acc(p, "output") - _midpoint_acc(p, method) for p in by_seed.values()])
+    parts = [mean_part(f"t_w = {t} vs {method}", [_midpoint_acc(p, "output") - _midpoint_acc(p, method) for p in by_seed.values()])
              for t, by_seed in _paths(store).items() for method in ("linear", "string")]
     return measured("output − weight-space test acc at α = 0.5, every t_w", parts, Region(low=0.0),
                     command=INTERPOLATE, **POINTS)
@@ -338,7 +320,7 @@ def wider_basins(store: h5py.File) -> Claim:
         if efcn:
             ours, theirs = any(c for _, c in efcn.values()), any(cnn[s][1] for s in efcn)
             bound = "both" if ours and theirs else "lower" if ours else "upper" if theirs else None
-            part = _paired_part(f"t_w = {t_w}", {s: w for s, (w, _) in efcn.items()}, {s: cnn[s][0] for s in efcn})
+            part = paired_part(f"t_w = {t_w}", {s: w for s, (w, _) in efcn.items()}, {s: cnn[s][0] for s in efcn})
             parts.append(replace(part, bound=bound))
     if not parts:
         raise MissingData("/sharpness/cnn and /sharpness/efcn_tw<t> (final models)", SHARPNESS)
@@ -349,7 +331,7 @@ def wider_basins(store: h5py.File) -> Claim:
 @claim("eLCN gains are similar to eFCN gains", "poster")
 def elcn_similar_gain(store: h5py.File) -> Claim:
     efcn = _by_tw(store, "final_test_acc")
-    parts = [_paired_part(f"t_w = {t}", v, efcn[t]) for t, v in _by_tw(store, "final_test_acc", "elcn").items() if t in efcn]
+    parts = [paired_part(f"t_w = {t}", v, efcn[t]) for t, v in _by_tw(store, "final_test_acc", "elcn").items() if t in efcn]
     return measured("eLCN − eFCN final test acc, every t_w", parts, Region(-SIMILAR, SIMILAR), **POINTS)
 
 
@@ -387,19 +369,6 @@ def check_claims(store: h5py.File) -> list[Claim]:
     return [check(store) for check in CLAIMS]
 
 
-def _measured_cell(row: Claim) -> str:
-    part = row.part
-    if part is None:
-        return "-"
-    if math.isnan(part.estimate):
-        return "undefined" + (f" ({part.label})" if part.label else "")
-    fmt = ".3g" if part.exact else "+.2f" if row.unit == "points" else "+.3g"
-    value = f"{part.estimate * row.scale:{fmt}}"
-    if not part.exact and np.isfinite(part.ci_low):
-        value += f" [{part.ci_low * row.scale:{fmt}}, {part.ci_high * row.scale:{fmt}}]"
-    return value + (f" ({part.label})" if part.label else "")
-
-
 def claims_origin(store: h5py.File, label: str) -> str:
     """One line saying which run the claims were measured on: ``label``, its command and git commit."""
     attrs = provenance(store)[0]
@@ -418,5 +387,5 @@ def claims_markdown(claims: list[Claim], *, origin: str = "") -> str:
     for row in claims:
         n = "exact" if row.part is not None and row.part.exact else str(row.part.n if row.part else 0)
         verdict = f"**{row.verdict}**" + (f" ({row.note})" if row.note else "")
-        lines.append(f"| {row.text} | {row.source} | {row.statistic or '-'} | {_measured_cell(row)} | {n} | {verdict} |")
+        lines.append(f"| {row.text} | {row.source} | {row.statistic or '-'} | {row.value_text()} | {n} | {verdict} |")
     return "\n".join([*lines, "", f"Verdict rule: {RULE}", ""])

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
 import h5py
+import numpy as np
 
+from results import paired, rank_correlation, summarize
 from runners._figures.readers import RELAX, MissingData
 
 Verdict = Literal["holds", "fails", "inconclusive", "not measured"]
@@ -89,6 +91,39 @@ class Claim:
     note: str = ""
     scale: float = 1.0
     unit: str = ""
+
+    def value_text(self) -> str:
+        """The deciding estimate as the table prints it: ``value [ci_low, ci_high] (part)`` in display units."""
+        part = self.part
+        if part is None:
+            return "-"
+        if math.isnan(part.estimate):
+            return "undefined" + (f" ({part.label})" if part.label else "")
+        fmt = ".3g" if part.exact else "+.2f" if self.unit == "points" else "+.3g"
+        value = f"{part.estimate * self.scale:{fmt}}"
+        if not part.exact and math.isfinite(part.ci_low):
+            value += f" [{part.ci_low * self.scale:{fmt}}, {part.ci_high * self.scale:{fmt}}]"
+        return value + (f" ({part.label})" if part.label else "")
+
+
+def paired_part(label: str, a: Mapping[int, float], b: Mapping[int, float]) -> Part:
+    """:func:`results.paired` of ``a - b`` over the seeds both have (dicts by seed)."""
+    seeds = sorted(set(a) & set(b))
+    s = paired([a[k] for k in seeds], [b[k] for k in seeds])
+    return Part(label, s.mean, s.ci_low, s.ci_high, s.n)
+
+
+def mean_part(label: str, values: Iterable[float]) -> Part:
+    """:func:`results.summarize` of per-seed values."""
+    s = summarize(list(values))
+    return Part(label, s.mean, s.ci_low, s.ci_high, s.n)
+
+
+def correlation_part(x: list[float], y: list[float], seeds: list[int]) -> Part:
+    """:func:`results.rank_correlation` of the points ``(x, y)``; ``n`` counts the seeds behind them."""
+    r = rank_correlation(x, y, seed=0)
+    n_seeds = len({s for s, a, b in zip(seeds, x, y) if np.isfinite(a) and np.isfinite(b)})
+    return Part(f"{r.n} points", r.rho, r.ci_low, r.ci_high, n_seeds)
 
 
 def decide(part: Part, region: Region) -> tuple[Verdict, str]:
