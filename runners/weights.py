@@ -7,7 +7,9 @@ Figures read HDF5 only, so the weights they show are copied here first:
 * ``/weights/fig2/<run>``: the block (first output channel, first input channel) of the first eFCN
   layer, ``embedded`` (right after embedding the CNN snapshot) and ``trained`` (final);
 * ``/weights/fig5/<run>``: the row of that layer for the middle output position of channel 0,
-  unflattened to the input's shape, at the same two moments; attributes ``t_w`` and ``epochs``.
+  unflattened to the input's shape (``(C, L)``, or ``(C, H, W)`` for 2-D inputs such as ``--data digits``),
+  at the same two moments; attributes ``t_w``, ``epochs`` and ``seed``. With several seeds, the runs of
+  the lowest seed are copied (and its CNN's snapshots, ``checkpoints/cnn_s<seed>/``).
 
     python -m runners.weights --run-dir runs/relax        # adds /weights to runs/relax/results.h5
 
@@ -97,14 +99,17 @@ def _write_weights(store: h5py.File, weights: h5py.Group, run_dir: Path, max_run
     _write(fig1, "filter_index", filter_index_matrix())
     write_attrs(fig1, {"in_size": [4, 4], "kernel_size": 3, "stride": 1, "padding": 0})
     relaxed = {name: read_attrs(group) for name, group in store.get("runs", {}).items()}
+    # With several seeds (runs carry `seed` and `protocol_run`), the figures show one seed: the lowest.
+    seed = min((attrs["seed"] for attrs in relaxed.values() if "seed" in attrs), default=None)
+    cnn_run = next((name for name, attrs in relaxed.items() if attrs.get("protocol_run", name) == "cnn" and attrs.get("seed") == seed), "cnn")
     runs = sorted((name for name, attrs in relaxed.items() if attrs.get("space") == "efcn" and "t_w" in attrs
-                   and "tw1" not in attrs), key=lambda name: relaxed[name]["t_w"])
+                   and "tw1" not in attrs and attrs.get("seed") == seed), key=lambda name: relaxed[name]["t_w"])
     if len(runs) > max_runs:
         runs = [runs[0], runs[len(runs) // 2], runs[-1]]
     written = []
     for name in runs:
         attrs = read_attrs(store["runs"][name])
-        snapshot = run_dir / "checkpoints" / "cnn" / f"epoch_{attrs['t_w']}.pt"
+        snapshot = run_dir / "checkpoints" / cnn_run / f"epoch_{attrs['t_w']}.pt"
         final = run_dir / "checkpoints" / name / "final.pt"
         if not (snapshot.is_file() and final.is_file()):
             continue
@@ -115,7 +120,7 @@ def _write_weights(store: h5py.File, weights: h5py.Group, run_dir: Path, max_run
             group = weights.require_group(figure).require_group(name)
             _write(group, "embedded", extract(embedded))
             _write(group, "trained", extract(trained))
-            write_attrs(group, {"t_w": attrs["t_w"], "epochs": attrs.get("epochs")})
+            write_attrs(group, {"t_w": attrs["t_w"], "epochs": attrs.get("epochs"), "seed": attrs.get("seed")})
         written.append(name)
     return written
 

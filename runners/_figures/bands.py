@@ -64,7 +64,7 @@ def outside_legend(ax: plt.Axes, **kwargs: Any) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8, **kwargs)
 
 
-def n_seeds_note(*stats: SeedStats) -> str:
-    """``"mean ± 95% CI over n seeds"`` (or ``"one seed"``) for a title."""
+def n_seeds_note(*stats: SeedStats, dots: bool = True) -> str:
+    """``"mean ± 95% CI over n seeds"`` (``dots``: and that the dots are the seeds), or ``"one seed"``, for a title."""
     n = max(len(s.seeds) for s in stats)
-    return "one seed, no CI" if n < 2 else f"mean ± 95% CI over {n} seeds; dots: seeds"
+    return "one seed, no CI" if n < 2 else f"mean ± 95% CI over {n} seeds" + ("; dots: seeds" if dots else "")

@@ -86,7 +86,7 @@ def fig3_dynamics(store: h5py.File) -> plt.Figure:
     ax.set_xlabel("CNN training epoch  /  relax time t_w")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"Fig. 3: generalisation of eFCNs relaxed at t_w (crosses: mean per epoch; bar: final 95% CI; "
-                 f"{n_seeds_note(cnn)})", fontsize=10)
+                 f"{n_seeds_note(cnn, dots=False)})", fontsize=10)
     outside_legend(ax)
     return fig
 
@@ -192,6 +192,9 @@ def hierarchical_gain(store: h5py.File) -> plt.Figure:
             notes[i, j] = _cell_note(c)
         sns.heatmap(mean, annot=notes, fmt="", cmap="RdBu", center=0, xticklabels=tw2, yticklabels=tw1, ax=ax,
                     annot_kws={"fontsize": 8}, cbar_kws={"label": "hierarchical − single eFCN, final test acc. (points)"})
+        for c in cells:
+            if c.difference.n == 0:  # seaborn leaves NaN cells blank: say why this one is
+                ax.text(tw2.index(c.tw2) + 0.5, tw1.index(c.tw1) + 0.5, _cell_note(c), ha="center", va="center", fontsize=8, color="grey")
         ax.set(xlabel="tw2 (eLCN -> eFCN, eLCN epochs)", ylabel="tw1 (CNN -> eLCN, CNN epochs)", title=title)
     fig.suptitle("Hierarchical relaxation CNN -> eLCN(tw1) -> eFCN(tw2) against a single CNN -> eFCN relaxation, paired by seed "
                  "(cell: mean [95% CI], n seeds)")

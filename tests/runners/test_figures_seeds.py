@@ -246,12 +246,14 @@ def test_expandnets_figures_draw_from_a_merged_file(tmp_path, seeds_file):
 
 @pytest.mark.slow
 def test_digits_relax_folder_gives_a_2d_fig5(tmp_path):
+    # two seeds: runners.weights copies the lowest seed's runs, from its own CNN's snapshots (checkpoints/cnn_s0)
     run_dir = tmp_path / "digits"
-    assert relax.main(["--data", "digits", "--channels", "2", "--arch-kwargs", '{"pool": false}', "--epochs", "2",
+    assert relax.main(["--data", "digits", "--channels", "2", "--arch-kwargs", '{"pool": false}', "--epochs", "2", "--seeds", "2",
                        "--relax-epochs", "1", "--n-train", "64", "--t-w", "0,1", "--tw1", "", "--out", str(run_dir), "--quiet"]) == 0
     assert weights.main(["--run-dir", str(run_dir)]) == 0
     with h5py.File(run_dir / "results.h5", "r") as store:
-        panel = store["weights/fig5/efcn_tw0"]
+        assert sorted(store["weights/fig5"]) == ["efcn_tw0_s0", "efcn_tw1_s0"]
+        panel = store["weights/fig5/efcn_tw0_s0"]
         assert panel["embedded"].shape == panel["trained"].shape == (1, 8, 8)
         assert (panel["embedded"][()] == 0).any()  # off-local weights right after embedding: drawn at the floor
     assert figures.main(["--results", str(run_dir / "results.h5"), "--out", str(tmp_path / "figs"), "--only", "fig5_filters_blocks"]) == 0
