@@ -481,6 +481,7 @@ class ExpandRun:
     history: Curve
     final_cosines: np.ndarray | None
     surface_1d: Curve | None
+    attrs: dict[str, Any] = field(default_factory=dict)  # the run group's attributes (seed, compressed_test_acc, ...)
 
 
 # Where ExpandNets runs live: ``/runs`` of expandnets.h5, or under ``/expandnets`` once merged into a reproduction.
@@ -511,7 +512,8 @@ def expandnets_runs(store: h5py.File, group: str | None = None) -> dict[str, lis
             label = attrs["mode"] + (" (product L2)" if attrs.get("l2") == "product" else "")
             groups[label].append(ExpandRun(history=read_curve(group["history"]),
                                            final_cosines=group["final_cosines"]["cosine"][()] if "final_cosines" in group else None,
-                                           surface_1d=read_curve(group["surface_1d"]) if "surface_1d" in group else None))
+                                           surface_1d=read_curve(group["surface_1d"]) if "surface_1d" in group else None,
+                                           attrs=attrs))
     if not groups:
         raise MissingData("ExpandNets runs (/runs/<mode>_seed<k>)", EXPANDNETS)
 

@@ -18,8 +18,8 @@ import numpy as np
 
 from results import summarize
 from runners._figures.claims import check_claims, claims_markdown
-from runners._figures.readers import (MissingData, best_test_acc, final_cnn_acc, gain_vs_final_cnn, gain_vs_matched_cnn, history,
-                                      interpolation_peaks, loss_at_embedding, provenance, sharpness_runs)
+from runners._figures.readers import (MissingData, best_test_acc, expandnets_runs, final_cnn_acc, gain_vs_final_cnn,
+                                      gain_vs_matched_cnn, history, interpolation_peaks, loss_at_embedding, provenance, sharpness_runs)
 from runners._figures.seed_readers import hierarchical_vs_single, protocol_attrs, seed_runs, switch_protocols
 
 
@@ -119,6 +119,21 @@ def _sharpness_section(store: h5py.File) -> list[str]:
             *_table(header, rows)]
 
 
+def _expandnets_section(store: h5py.File) -> list[str]:
+    groups = expandnets_runs(store)
+    compact = {r.attrs.get("seed"): r.attrs.get("compressed_test_acc", r.attrs.get("final_test_acc", math.nan))
+               for r in groups.get("compact", [])}
+    rows = []
+    for label, seeds in groups.items():
+        ours = {r.attrs.get("seed"): r.attrs.get("compressed_test_acc", math.nan) for r in seeds}
+        rows.append([label, _cell(r.attrs.get("final_test_acc", math.nan) for r in seeds), _cell(ours.values()),
+                     "-" if label == "compact" else _cell((ours[k] - compact[k] for k in ours if k in compact), fmt="+.1f"),
+                     str(len(seeds))])
+    return ["## ExpandNets: compact network against its linear expansions", "",
+            "Compressed: the expanded network contracted back to the compact one; differences paired by seed.", "",
+            *_table(["expansion", "final test acc (%)", "compressed test acc (%)", "compressed minus compact (points)", "n"], rows)]
+
+
 def claims_section(store: h5py.File) -> list[str]:
     """The claims table with its verdict rule, as the report opens with it."""
     return ["## Claims, checked", "", claims_markdown(check_claims(store))]
@@ -133,7 +148,7 @@ def write_report(results: str | Path, path: str | Path, written: dict, skipped: 
                  *claims_section(store), "## Provenance", "",
                  f"- command: `{attrs.get('command', '?')}`", f"- data: {config.get('data', '?')}, architecture {config.get('arch') or 'default'}, git commit {attrs.get('git_commit', '?')}, "
                  f"torch {attrs.get('torch', '?')}, created {attrs.get('created_utc', '?')}", f"- wall time: {seconds:.0f} s", ""]
-        for section in (_relax_section, _interpolation_section, _sharpness_section):
+        for section in (_relax_section, _interpolation_section, _sharpness_section, _expandnets_section):
             try:
                 lines += section(store)
             except MissingData as missing:

@@ -268,3 +268,19 @@ def test_cli_writes_the_claims_markdown_for_the_readme(tmp_path, capsys):
         assert out.read_text() == claims_markdown(check_claims(store), origin=claims_origin(store, str(path)))
     assert out.read_text().startswith(f"Measured on `{path}`")
     assert "A CNN beats the FCN of the same size" in out.read_text() and not (tmp_path / "figures").exists()
+
+
+def test_the_report_tables_expandnets_compressed_accuracy_paired_with_the_compact_network(tmp_path):
+    path = tmp_path / "expandnets.h5"
+    compact, ck = {0: 0.70, 1: 0.74, 2: 0.72}, {0: 0.73, 1: 0.76, 2: 0.75}
+    with open_store(path) as store:
+        for mode, accs in (("compact", compact), ("ck", ck)):
+            for s in SEEDS:
+                curve = CurveWriter(store, f"runs/{mode}_seed{s}/history", columns=("epoch", "train_acc", "test_acc"), index="epoch")
+                curve.append(epoch=0, train_acc=0.5, test_acc=0.5)
+                write_attrs(store[f"runs/{mode}_seed{s}"], {"mode": mode, "l2": "normal", "seed": s, "status": "done",
+                                                           "final_test_acc": accs[s], "compressed_test_acc": accs[s]})
+    report = write_report(path, tmp_path / "report.md", {}, {}, seconds=0).read_text()
+    mean, low, high = _t_ci([100 * (ck[s] - compact[s]) for s in SEEDS])
+    row = next(line for line in report.splitlines() if line.startswith("| ck |"))
+    assert row.endswith(f"| {mean:+.1f} [{low:+.1f}, {high:+.1f}] | 3 |")
