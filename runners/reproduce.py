@@ -63,7 +63,7 @@ from runners import interpolate as interpolate_cli
 from runners import relax as relax_cli
 from runners import sharpness as sharpness_cli
 from runners._figures import make_figures, write_report
-from runners.cli import DATA_SETS, add_seeds_argument, expand_seeds, fail
+from runners.cli import DATA_SETS, expand_seeds, fail, seeds_arg
 from runners.weights import write_weights
 
 STAGE_FILES = {
@@ -104,14 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m runners.reproduce", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", required=True, help="output folder (stage files, results.h5, figures/, report.md)")
-    parser.add_argument("--quick", action="store_true", help="a small version (16 channels, 1 seed) in under 2 minutes on 2 CPU cores")
+    parser.add_argument("--quick", action="store_true",
+                        help="a small version (16 channels, 1 seed) in under 2 minutes on 2 CPU cores")
     parser.add_argument("--data", default="mnist1d", choices=DATA_SETS, help="data set")
     parser.add_argument("--data-root", default=None, help="folder holding (or caching) the data set files")
     parser.add_argument("--download", action="store_true", help="allow torchvision to download CIFAR into --data-root")
-    parser.add_argument("--arch", default=None, help="architecture of the CNN (default: vanilla1d for sequences, vanilla2d for images)")
+    parser.add_argument("--arch", default=None,
+                        help="architecture of the CNN (default: vanilla1d for sequences, vanilla2d for images)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     parser.add_argument("--seed", type=int, default=0, help="first seed; also the seed of the data and of every probe")
-    add_seeds_argument(parser)
+    parser.add_argument("--seeds", type=seeds_arg, default=None,
+                        help="a count (3 = --seed .. --seed+2) or a list (0,4,7); default: 3 seeds, 1 with --quick")
     parser.add_argument("--interpolate-tw", default=None,
                         help="comma-separated t_w whose eFCN is interpolated with the CNN (default: earliest, middle, latest)")
     parser.add_argument("--resume", action="store_true", help="continue a killed reproduction in --out")

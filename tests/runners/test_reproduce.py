@@ -81,7 +81,8 @@ def test_two_seeds_end_to_end_then_resume_retrains_nothing(tmp_path, tiny_settin
     with h5py.File(out / "results.h5", "r") as store:
         runs = {name: dict(group.attrs) for name, group in store["runs"].items()}
         assert {"cnn_s3", "cnn_s4", "efcn_tw3_s3", "efcn_tw3_s4", "fcn_s4"} <= set(runs)
-        assert {(runs[n]["protocol_run"], runs[n]["seed"]) for n in ("efcn_tw3_s3", "efcn_tw3_s4")} == {("efcn_tw3", 3), ("efcn_tw3", 4)}
+        pairs = {(runs[name]["protocol_run"], runs[name]["seed"]) for name in ("efcn_tw3_s3", "efcn_tw3_s4")}
+        assert pairs == {("efcn_tw3", 3), ("efcn_tw3", 4)}
         paths = {name: (group.attrs["t_w"], group.attrs["seed"]) for name, group in store["interpolation"].items()}
         assert paths == {"tw0_s3": (0, 3), "tw3_s3": (3, 3), "tw0_s4": (0, 4), "tw3_s4": (3, 4)}
         assert store["interpolation/tw3_s4"].attrs["ckpt_b"] == os.path.join("relax", "checkpoints", "efcn_tw3_s4", "final.pt")
@@ -94,6 +95,7 @@ def test_two_seeds_end_to_end_then_resume_retrains_nothing(tmp_path, tiny_settin
         stage_seconds = json.loads(store.attrs["stage_seconds"])
         assert set(stage_seconds) == STAGES and all(seconds > 0 for seconds in stage_seconds.values())
         assert store.attrs["total_seconds"] == pytest.approx(sum(stage_seconds.values()))
+        assert set(store["weights/fig2"]) == {"efcn_tw0_s3", "efcn_tw1_s3", "efcn_tw3_s3"}  # Figs. 2, 5: the first seed
         before = {name: store["runs"][name]["history/test_acc"][()] for name in store["runs"]}
     assert "expandnets_training skipped" not in (out / "report.md").read_text()
     checkpoints = _checkpoint_times(out)
