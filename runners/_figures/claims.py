@@ -34,8 +34,8 @@ import h5py
 import numpy as np
 
 from runners._figures.readers import (INTERPOLATE, RELAX, SHARPNESS, InterpolationPath, MissingData, Probed, figure_coordinates,
-                                      final_cnn_acc, gain_vs_final_cnn, gain_vs_matched_cnn, gain_vs_sharpness, history, interpolation_paths,
-                                      provenance, sharpness_runs)
+                                      final_cnn_acc, gain_vs_final_cnn, gain_vs_matched_cnn, gain_vs_sharpness, history,
+                                      interpolation_paths, provenance, sharpness_runs)
 from runners._figures.seed_readers import hierarchical_vs_single, protocol_attrs, run_metric, seed_runs, switch_protocols
 from runners._figures.verdicts import Claim, Part, Region, claim, correlation_part, mean_part, measured, paired_part
 
@@ -48,6 +48,10 @@ MEMORY_RATIO = 5.0  # "about 10x less memory": at least 5x (10 within a factor 2
 BARRIER_SCALE = 0.01  # a barrier counts when above 1% of the chance-level loss ln(classes)
 MIDPOINT = 0.5  # interpolation paths are compared at alpha = 0.5, fixed in advance (not chosen on test)
 POINTS = {"scale": 100.0, "unit": "points"}
+RELAX_THREE_TW = "python -m runners.relax --out DIR --t-w A,B,C (three or more; or runners.reproduce)"
+RELAX_MATCHED = "python -m runners.relax --out DIR --matched-controls (the CNN trained to t_w + E; or runners.reproduce)"
+RELAX_ELCN = "python -m runners.relax --out DIR --space efcn,elcn (or runners.reproduce)"
+RELAX_EQUAL_BUDGET = "python -m runners.relax --out DIR with tw1 + tw2 among --t-w (or runners.reproduce)"
 
 
 # --- per-seed views of the file ----------------------------------------------------------------------------
@@ -70,7 +74,7 @@ def _switches(store: h5py.File, space: str = "efcn") -> list[tuple[int, str]]:
 def _intermediate(switches: list[tuple[int, str]]) -> list[tuple[int, str]]:
     inner = switches[1:-1]
     if not inner:
-        raise MissingData("three or more t_w (an intermediate one)", RELAX + " --t-w 0,T,...")
+        raise MissingData("three or more t_w (an intermediate one)", RELAX_THREE_TW)
     return inner
 
 
@@ -200,7 +204,7 @@ def beats_final_cnn(store: h5py.File) -> Claim:
 
 @claim("… and above the CNN trained as many epochs (t_w + E)", "paper Fig. 3 (matched control)")
 def beats_matched_cnn(store: h5py.File) -> Claim:
-    return _beats_cnn(store, _matched_gains(store), "gain_vs_matched_cnn", RELAX + " --matched-controls")
+    return _beats_cnn(store, _matched_gains(store), "gain_vs_matched_cnn", RELAX_MATCHED)
 
 
 @claim("The gain is largest at an intermediate t_w", "poster")
@@ -340,7 +344,7 @@ def elcn_less_memory(store: h5py.File) -> Claim:
     efcn, elcn = dict(_switches(store)), dict(_switches(store, "elcn"))
     t_w = min(set(efcn) & set(elcn), default=None)
     if t_w is None:
-        raise MissingData("an eFCN and an eLCN at the same t_w", RELAX + " --space efcn,elcn")
+        raise MissingData("an eFCN and an eLCN at the same t_w", RELAX_ELCN)
     ratio = min(_metric(store, efcn[t_w], "num_params").values()) / min(_metric(store, elcn[t_w], "num_params").values())
     return measured("eFCN / eLCN parameters", [Part("", ratio, ratio, ratio, 1, exact=True)], Region(low=MEMORY_RATIO), unit="×")
 
@@ -349,7 +353,7 @@ def elcn_less_memory(store: h5py.File) -> Claim:
 def hierarchical_adds(store: h5py.File) -> Claim:
     cells = [c for c in hierarchical_vs_single(store, equal_budget=True) if c.difference.n]
     if not cells:
-        raise MissingData("efcn_tw<tw1 + tw2>, the equal-budget single relaxation", RELAX + " --t-w including tw1 + tw2")
+        raise MissingData("efcn_tw<tw1 + tw2>, the equal-budget single relaxation", RELAX_EQUAL_BUDGET)
     parts = [Part(f"tw1 = {c.tw1}, tw2 = {c.tw2}", c.difference.mean, c.difference.ci_low, c.difference.ci_high, c.difference.n)
              for c in cells]
     return measured("hierarchical − eFCN(tw1 + tw2) final test acc, some (tw1, tw2)", parts, Region(low=0.0), mode="any", **POINTS)

@@ -91,7 +91,8 @@ def _interpolation_section(store: h5py.File) -> list[str]:
     for peak in interpolation_peaks(store):
         groups[(str(peak.t_w if peak.t_w is not None else peak.name), peak.method)].append(peak)
     rows = [[key, method, _cell((p.alpha for p in peaks), 1.0, ".2f"), _cell(p.peak_acc for p in peaks),
-             _cell((p.gain for p in peaks), fmt="+.1f"), _cell((p.barrier if p.barrier is not None else math.nan for p in peaks), 1.0, ".3g"),
+             _cell((p.gain for p in peaks), fmt="+.1f"),
+             _cell((p.barrier if p.barrier is not None else math.nan for p in peaks), 1.0, ".3g"),
              str(len(peaks))] for (key, method), peaks in groups.items()]
     return ["## Fig. 6: interpolation CNN (α=0) -> eFCN (α=1)", "",
             "Peaks are chosen on the test set: they describe the figure and enter no verdict (the claims use α = 0.5).", "",
@@ -106,7 +107,8 @@ def _basin_cell(width: float, std: float, censored: float) -> str:
 
 
 def _sharpness_section(store: h5py.File) -> list[str]:
-    header = ["run", "epoch", "final", "λ₁ (own coordinates)", "λ₁ (eFCN coordinates)", "trace ± se", "basin width ± std", "train loss"]
+    header = ["run", "epoch", "final", "λ₁ (own coordinates)", "λ₁ (eFCN coordinates)", "trace ± se", "basin width ± std",
+              "train loss"]
     rows = []
     for name, run in sharpness_runs(store).items():
         curve, own, efcn = run.curve, run.top_eig("own"), run.top_eig("efcn")
