@@ -10,9 +10,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from runners._figures.bands import draw_band, draw_errorbars, n_seeds_note, outside_legend
-from runners._figures.readers import (SHARPNESS, MissingData, figure_coordinates, gain_vs_sharpness, relax_gains,
-                                      sharpness_runs)
-from runners._figures.seed_readers import interpolation_stats, seed_stats
+from runners._figures.readers import SHARPNESS, MissingData, figure_coordinates, gain_vs_sharpness, sharpness_runs
+from runners._figures.seed_readers import interpolation_stats, probe_stats, seed_stats, switch_gain_stats
 from runners._figures.style import save_figure, set_style
 
 METHOD_STYLE = {"linear": ("tab:orange", "linear"), "string": ("tab:blue", "string"), "output": ("tab:green", "output average")}
@@ -64,41 +63,43 @@ def plot_paths(results: str | os.PathLike, name: str) -> list[Path]:
 
 
 def sharpness_vs_gain(store: h5py.File) -> plt.Figure:
-    probed = sharpness_runs(store)
-    if "cnn" not in probed:
-        raise MissingData("/sharpness/cnn (the CNN's snapshots)", SHARPNESS)
-    cnn = probed["cnn"]
-    along = cnn.along
-    coordinates = figure_coordinates(probed)
-    top = cnn.top_eig(coordinates)
+    """λ₁ and trace along the CNN's training, and the paired gain of relaxing at t_w next to λ₁ there (mean ± 95% CI over seeds)."""
+    coordinates = figure_coordinates(sharpness_runs(store))
+    top = probe_stats(store, "cnn", "top_eig", coordinates)
+    trace = probe_stats(store, "cnn", "trace", coordinates)
     where = "eFCN coordinates, CNN embedded" if coordinates == "efcn" else "the CNN's own coordinates"
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-    axes[0].plot(cnn.curve["epoch"][along], top[along], "o-", color="tab:red", label="top eigenvalue λ₁")
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
+    draw_band(axes[0], top, color="tab:red", label="top eigenvalue λ₁")
     axes[0].set(xlabel="CNN training epoch", ylabel="λ₁ of the train-loss Hessian", title=f"sharpness along CNN training ({where})")
     twin = axes[0].twinx()
-    twin.plot(cnn.curve["epoch"][along], cnn.measure("trace", coordinates)[along], "s--", color="tab:purple", label="trace")
+    draw_band(twin, trace, fmt="s--", color="tab:purple", label="trace")
     twin.set_ylabel("Hessian trace")
     twin.grid(False)
-    axes[0].legend(loc="upper left")
-    twin.legend(loc="upper right")
+    _legend_below(axes[0], twin)
     try:
-        gains = relax_gains(store)
+        gains = switch_gain_stats(store)
     except MissingData:
         raise MissingData("eFCN runs and the CNN in /runs to compute the relax gain", "python -m runners.relax") from None
-    sharp_at = dict(zip(cnn.curve["epoch"][along].astype(int), top[along]))
-    axes[1].plot(gains.t_w, 100 * gains.gain, "o-", color="tab:blue", label=RELAX_GAIN_LABEL)
+    draw_band(axes[1], gains, scale=100, color="tab:blue", label=RELAX_GAIN_LABEL)
     axes[1].axhline(0, color="grey", lw=0.8)
-    axes[1].set(xlabel="relax time t_w", ylabel="test accuracy gain (points)", title="gain of relaxing at t_w vs sharpness there")
-    shared = [t for t in gains.t_w if t in sharp_at]
+    axes[1].set(xlabel="relax time t_w", ylabel="test accuracy gain (points)",
+                title=f"gain of relaxing at t_w vs sharpness there ({n_seeds_note(gains, dots=False)})")
+    sharp_at = dict(zip(top.x.astype(int), top.mean))
+    shared = [t for t in gains.x if t in sharp_at]
+    right = axes[1].twinx()
     if shared:
-        right = axes[1].twinx()
-        right.plot(shared, [sharp_at[t] for t in shared], "^:", color="tab:red", label="λ₁ at t_w")
+        right.plot(shared, [sharp_at[t] for t in shared], "^:", color="tab:red", label="λ₁ at t_w (mean)")
         right.set_ylabel("λ₁ of the CNN at t_w")
-        right.grid(False)
-        right.legend(loc="upper right")
-    axes[1].legend(loc="upper left")
+    right.grid(False)
+    _legend_below(axes[1], right)
     fig.suptitle("Sharpness along CNN training and the gain of relaxing at t_w (poster: largest where it is sharpest)")
     return fig
+
+
+def _legend_below(ax: plt.Axes, twin: plt.Axes) -> None:
+    """One legend for an axes and its twin, below the axes, so that it covers neither's data."""
+    handles, labels = (sum(pair, []) for pair in zip(ax.get_legend_handles_labels(), twin.get_legend_handles_labels()))
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=len(handles), fontsize=8, frameon=False)
 
 
 def basin_widths(store: h5py.File) -> plt.Figure:

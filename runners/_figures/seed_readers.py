@@ -20,8 +20,8 @@ import numpy as np
 
 from results import Summary, paired, read_attrs, read_curve, summarize
 from runners._figures.readers import (INTERPOLATE, INTERPOLATION_METHODS, RELAX, Curve, InterpolationPath, MissingData,
-                                      ReferenceLine, final_cnn_acc, gain_vs_final_cnn, gain_vs_matched_cnn, interpolation_paths,
-                                      provenance, reference_lines, runs)
+                                      ReferenceLine, SHARPNESS, Coordinates, final_cnn_acc, gain_vs_final_cnn, gain_vs_matched_cnn,
+                                      interpolation_paths, provenance, reference_lines, runs, sharpness_runs)
 
 SeedRuns = dict[str, dict[int, str]]
 
@@ -177,6 +177,27 @@ def history_stats(store: h5py.File, protocol: str, column: str,
     histories = {s: read_curve(store["runs"][n]["history"]) for s, n in grouped[protocol].items()}
     x, values = _aligned([(h["epoch"], h[column] if transform is None else transform(h)) for h in histories.values()])
     return seed_stats(x, values, list(histories))
+
+
+def probe_stats(store: h5py.File, protocol: str, measure: str, coordinates: Coordinates = "own") -> SeedStats:
+    """A sharpness measure of a protocol run's snapshots along training (not its final row), over epochs and seeds.
+
+    Args:
+        protocol: the probed run's ``protocol_run`` attribute (groups without one: their name).
+        measure: ``"top_eig"`` (λ₁) or a curve column of :class:`~runners._figures.readers.Probed` (``trace``, ...).
+        coordinates: ``"own"`` or ``"efcn"`` (see :func:`runners._figures.readers.figure_coordinates`).
+    """
+    default_seed = int(provenance(store)[1].get("seed", 0))
+    found = {int(run.attrs.get("seed", default_seed)): run for name, run in sharpness_runs(store).items()
+             if run.attrs.get("protocol_run", name) == protocol}
+    if not found:
+        raise MissingData(f"/sharpness/{protocol} (or its seeds {protocol}_s<seed>)", SHARPNESS)
+    curves = []
+    for run in found.values():
+        values = run.top_eig(coordinates) if measure == "top_eig" else run.measure(measure, coordinates)
+        curves.append((run.curve["epoch"][run.along], values[run.along]))
+    x, values = _aligned(curves)
+    return seed_stats(x, values, list(found))
 
 
 # --- the hierarchical grid against a single relaxation ---------------------------------------------------

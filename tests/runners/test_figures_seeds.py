@@ -16,8 +16,8 @@ from runners import figures, relax, weights
 from runners._figures import FIGURES, MissingData, make_figures
 from runners._figures.paper import WEIGHT_FLOOR, log_weights
 from runners._figures.readers import expandnets_runs
-from runners._figures.seed_readers import (hierarchical_vs_single, history_stats, interpolation_stats, seed_runs, switch_gain_stats,
-                                           switch_stats)
+from runners._figures.seed_readers import (hierarchical_vs_single, history_stats, interpolation_stats, probe_stats, seed_runs,
+                                           switch_gain_stats, switch_stats)
 from runners.weights import filter_index_matrix
 
 COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "delta", "lr")
@@ -212,6 +212,25 @@ def _clipped_or_covered(fig: plt.Figure) -> list[str]:
 def test_seed_figures_keep_every_point_inside_and_legends_off_the_data(seeds_file, name):
     with h5py.File(seeds_file, "r") as store:
         fig = FIGURES[name](store)
+    try:
+        assert _clipped_or_covered(fig) == []
+    finally:
+        plt.close(fig)
+
+
+def test_poster_sharpness_averages_the_seeds_probes(seeds_file):
+    with h5py.File(seeds_file, "a") as store:
+        for s in SEEDS:
+            curve = CurveWriter(store, f"sharpness/cnn_s{s}/curve", columns=("row", "epoch", "final", "trace"), index="row")
+            for row, (epoch, final) in enumerate(((2, 0), (4, 0), (8, 1))):
+                curve.append(row=row, epoch=epoch, final=final, trace=10.0 + row + s)
+            store[f"sharpness/cnn_s{s}"].create_dataset("top_eigs", data=np.array([[3.0 + s], [2.0 + s], [1.0]]))
+            write_attrs(store[f"sharpness/cnn_s{s}"], {"seed": s, "protocol_run": "cnn"})
+    with h5py.File(seeds_file, "r") as store:
+        top = probe_stats(store, "cnn", "top_eig")
+        fig = FIGURES["poster_sharpness"](store)
+    assert top.x.tolist() == [2, 4]  # snapshots along training, not the final row
+    _assert_summary(top, 0, [3.0 + s for s in SEEDS])
     try:
         assert _clipped_or_covered(fig) == []
     finally:
