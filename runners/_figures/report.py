@@ -51,6 +51,11 @@ def _relax_section(store: h5py.File) -> list[str]:
     lines += [f"CNN final test accuracy {_cell(final_cnn_acc(a) for a in cnn.values())}%; vanilla FCN of the same size: final "
               f"{_cell(a.get('final_test_acc', math.nan) for a in fcn.values())}%, best (chosen on test) {_cell(best_fcn)}%, "
               f"δ {_cell((a.get('final_delta', math.nan) for a in fcn.values()), 1.0, '.3g')}.", ""]
+    if any("near_zero_loss_epoch" in a for a in cnn.values()):
+        threshold = next(a.get("near_zero_loss_threshold", math.nan) for a in cnn.values())
+        lines += [f"CNN trained until its train loss is near zero (≤ {threshold:g}, the poster's protocol): first at epoch "
+                  f"{_cell((a.get('near_zero_loss_epoch', math.nan) for a in cnn.values()), 1.0, '.0f')}, test accuracy there "
+                  f"{_cell(a.get('near_zero_loss_test_acc', math.nan) for a in cnn.values())}% (- : not reached).", ""]
     try:
         elcn = dict(switch_protocols(store, grouped, "elcn"))
     except MissingData:  # eFCN-only sweeps (--space efcn) leave the eLCN column empty

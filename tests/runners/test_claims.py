@@ -284,3 +284,15 @@ def test_the_report_tables_expandnets_compressed_accuracy_paired_with_the_compac
     mean, low, high = _t_ci([100 * (ck[s] - compact[s]) for s in SEEDS])
     row = next(line for line in report.splitlines() if line.startswith("| ck |"))
     assert row.endswith(f"| {mean:+.1f} [{low:+.1f}, {high:+.1f}] | 3 |")
+
+
+def test_the_report_gives_the_cnn_trained_to_near_zero_loss(tmp_path):
+    fcn = {0: 0.5, 1: 0.7, 2: 0.6}
+    path = _relax_file(tmp_path / "r.h5", {s: fcn[s] + 0.1 for s in SEEDS}, fcn, {0: fcn, 2: fcn, 4: fcn})
+    with h5py.File(path, "r+") as store:
+        for s, (epoch, acc) in zip(SEEDS, ((6, 0.81), (7, 0.83), (8, 0.82))):
+            write_attrs(store[f"runs/cnn_s{s}"], {"near_zero_loss_threshold": 0.01, "near_zero_loss_epoch": epoch,
+                                                  "near_zero_loss_test_acc": acc})
+    report = write_report(path, tmp_path / "report.md", {}, {}, seconds=0).read_text()
+    _, low, high = _t_ci([81, 83, 82])
+    assert f"(≤ 0.01, the poster's protocol): first at epoch 7 [" in report and f"test accuracy there 82.0 [{low:.1f}, {high:.1f}]%" in report
