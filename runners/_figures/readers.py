@@ -200,11 +200,6 @@ def relax_gains(store: h5py.File, space: str = "efcn") -> RelaxGains:
                       runs=tuple(n for _, n in found))
 
 
-def hierarchical_runs(all_runs: Mapping[str, dict]) -> list[dict[str, Any]]:
-    """The attributes of the CNN -> eLCN(tw1) -> eFCN(tw2) runs, by (tw1, tw2)."""
-    return sorted((a for a in all_runs.values() if "tw1" in a and "tw2" in a), key=lambda a: (a["tw1"], a["tw2"]))
-
-
 def provenance(store: h5py.File) -> tuple[dict[str, Any], dict[str, Any]]:
     """Who made the file and with what: its root attributes, and the relax result's decoded ``config``.
 
