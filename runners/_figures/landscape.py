@@ -115,13 +115,15 @@ def basin_widths(store: h5py.File) -> plt.Figure:
         final = np.flatnonzero(run.curve["final"] == 1)
         if len(final):
             row, basin = final[-1], run.basin(coordinates)
-            bars.append((name, basin.width[row], basin.std[row], basin.lower_bound[row], run.top_eig(coordinates)[row]))
+            bars.append((run.attrs.get("protocol_run", name), run.attrs.get("seed", 0), name, basin.width[row], basin.std[row],
+                         basin.lower_bound[row], run.top_eig(coordinates)[row]))
     if not bars:
         raise MissingData("final checkpoints in /sharpness", SHARPNESS)
     order = {"cnn": 0, "fcn": 2}
-    bars.sort(key=lambda b: (order.get(b[0], 1), int("".join(filter(str.isdigit, b[0])) or 0), b[0]))
-    names, width, spread, bound, top = (np.array(column) for column in zip(*bars))
-    colours = ["tab:red" if n == "cnn" else "saddlebrown" if n == "fcn" else "tab:blue" for n in names]
+    # one bar per run, several seeds side by side, coloured and ordered by protocol run (t_w) and then seed
+    bars.sort(key=lambda b: (order.get(b[0], 1), int("".join(filter(str.isdigit, b[0])) or 0), b[0], b[1]))
+    protocols, _, names, width, spread, bound, top = (np.array(column) for column in zip(*bars))
+    colours = ["tab:red" if p == "cnn" else "saddlebrown" if p == "fcn" else "tab:blue" for p in protocols]
     censored = np.isnan(width) & np.isfinite(bound)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     axes[0].bar(names, np.nan_to_num(width), yerr=np.nan_to_num(spread), color=colours, capsize=3)
