@@ -34,9 +34,9 @@ import h5py
 import numpy as np
 
 from runners._figures.readers import (INTERPOLATE, RELAX, SHARPNESS, InterpolationPath, MissingData, Probed, figure_coordinates,
-                                      final_cnn_acc, gain_vs_final_cnn, gain_vs_matched_cnn, gain_vs_sharpness, history,
-                                      interpolation_paths, provenance, sharpness_runs)
-from runners._figures.seed_readers import hierarchical_vs_single, protocol_attrs, run_metric, seed_runs, switch_protocols
+                                      final_cnn_acc, gain_vs_sharpness, interpolation_paths, provenance, sharpness_runs)
+from runners._figures.seed_readers import (hierarchical_vs_single, protocol_attrs, run_metric, seed_runs, switch_gain_stats,
+                                           switch_protocols)
 from runners._figures.verdicts import Claim, Part, Region, claim, correlation_part, mean_part, measured, paired_part
 
 RULE = " ".join(__doc__.split("\n\n")[2].split())
@@ -83,21 +83,10 @@ def _classes(store: h5py.File) -> int:
     return int(config.get("num_classes", 100 if config.get("data") == "cifar100" else 10))
 
 
-def _final_gains(store: h5py.File) -> dict[int, dict[int, float]]:
-    """gain_vs_final_cnn of every eFCN switched from the CNN (same seed), by t_w then seed."""
-    grouped = seed_runs(store)
-    cnn = protocol_attrs(store, grouped, "cnn")
-    return {t_w: {s: gain_vs_final_cnn(a, cnn[s]) for s, a in protocol_attrs(store, grouped, p).items() if s in cnn}
-            for t_w, p in _switches(store)}
-
-
-def _matched_gains(store: h5py.File) -> dict[int, dict[int, float]]:
-    """gain_vs_matched_cnn (the CNN at t_w + E epochs, same seed), by t_w then seed; NaN where the CNN stopped earlier."""
-    grouped = seed_runs(store)
-    protocol_attrs(store, grouped, "cnn")
-    cnn = {s: history(store, name) for s, name in grouped["cnn"].items()}
-    return {t_w: {s: gain_vs_matched_cnn(a, cnn[s]) for s, a in protocol_attrs(store, grouped, p).items() if s in cnn}
-            for t_w, p in _switches(store)}
+def _gains(store: h5py.File, reference: str) -> dict[int, dict[int, float]]:
+    """gain_vs_final_cnn (``final``) or gain_vs_matched_cnn (``matched``) of every eFCN, by t_w then seed (finite only)."""
+    gains = switch_gain_stats(store, reference=reference)
+    return {int(t): {s: float(v) for s, v in zip(gains.seeds, row) if np.isfinite(v)} for t, row in zip(gains.x, gains.values)}
 
 
 def _points(per_tw: Mapping[int, Mapping[int, float]], other: Mapping[int, Mapping[int, float]]) -> tuple[list, list, list]:
@@ -199,17 +188,17 @@ def _beats_cnn(store: h5py.File, gains: dict[int, dict[int, float]], name: str, 
 
 @claim("An eFCN relaxed at an intermediate t_w ends above the final CNN", "paper Fig. 3; supp. Fig. 3; poster")
 def beats_final_cnn(store: h5py.File) -> Claim:
-    return _beats_cnn(store, _final_gains(store), "gain_vs_final_cnn")
+    return _beats_cnn(store, _gains(store, "final"), "gain_vs_final_cnn")
 
 
 @claim("… and above the CNN trained as many epochs (t_w + E)", "paper Fig. 3 (matched control)")
 def beats_matched_cnn(store: h5py.File) -> Claim:
-    return _beats_cnn(store, _matched_gains(store), "gain_vs_matched_cnn", RELAX_MATCHED)
+    return _beats_cnn(store, _gains(store, "matched"), "gain_vs_matched_cnn", RELAX_MATCHED)
 
 
 @claim("The gain is largest at an intermediate t_w", "poster")
 def gain_peaks_inside(store: h5py.File) -> Claim:
-    gains = _final_gains(store)
+    gains = _gains(store, "final")
     seeds = sorted({s for g in gains.values() for s in g})
     part = mean_part("", [_interior_peak({t: g.get(s, math.nan) for t, g in gains.items()}) for s in seeds])
     return measured("per seed: best intermediate gain − better end gain (first, last t_w)", [part], Region(low=0.0), **POINTS)
