@@ -22,9 +22,10 @@ def expandnets_training(store: h5py.File, group: str | None = None) -> plt.Figur
             error = _seed_curve(seeds, column, lambda acc: 100 * (1 - acc))
             draw_band(ax, error, fmt="-", seeds=False, label=f"{label} ({len(seeds)} seeds)")
     for ax, split in zip(axes, ("train", "test")):
-        # symlog: a 0% train error stays on the plot (a log axis would drop it)
         ax.set(xlabel="epoch", ylabel=f"{split} error (%)", title=f"{split} error (mean, 95% CI band over seeds)")
-        ax.set_yscale("symlog", linthresh=1)
+        lowest = min((np.nanmin(line.get_ydata()) for line in ax.get_lines()), default=1.0)
+        # the paper's log axis, unless an error of 0% would fall off it (symlog keeps it, linear below 1%)
+        ax.set_yscale("log") if lowest > 0 else ax.set_yscale("symlog", linthresh=1)
     outside_legend(axes[1])
     fig.suptitle("ExpandNets: compact SmallNet vs its linear expansions (expanded nets evaluated as trained)")
     return fig

@@ -190,7 +190,8 @@ def hierarchical_gain(store: h5py.File) -> plt.Figure:
             i, j = tw1.index(c.tw1), tw2.index(c.tw2)
             mean[i, j] = 100 * c.difference.mean
             notes[i, j] = _cell_note(c)
-        sns.heatmap(mean, annot=notes, fmt="", cmap="RdBu", center=0, xticklabels=tw2, yticklabels=tw1, ax=ax,
+        limit = float(np.nanmax(np.abs(mean))) if np.isfinite(mean).any() else 1.0  # symmetric: white = no difference
+        sns.heatmap(mean, annot=notes, fmt="", cmap="RdBu", center=0, vmin=-limit, vmax=limit, xticklabels=tw2, yticklabels=tw1, ax=ax,
                     annot_kws={"fontsize": 8}, cbar_kws={"label": "hierarchical − single eFCN, final test acc. (points)"})
         for c in cells:
             if c.difference.n == 0:  # seaborn leaves NaN cells blank: say why this one is
