@@ -10,8 +10,8 @@ Stages, each a thin call of the runner that owns it, each resumable after a kill
 3. ``interpolation``: linear, string and output-space paths between the final CNN (the snapshot at
    ``--epochs``) and the eFCNs of several t_w, for every seed -> ``DIR/interpolation.h5``
    (``/interpolation/tw<t_w>[_s<seed>]``, attributes ``t_w`` and ``seed``);
-4. ``sharpness``: top Hessian eigenvalue, trace and basin width of every seed's CNN snapshots, FCN
-   and interpolated eFCNs, in their own coordinates and in the eFCN's -> ``DIR/sharpness.h5``;
+4. ``sharpness``: top Hessian eigenvalue, trace and basin width of every seed's CNN snapshots and
+   interpolated eFCNs, in their own coordinates and in the eFCN's -> ``DIR/sharpness.h5``;
 5. ``expandnets``: ExpandNets (compact net vs its CL / FC / CK expansions, normal and product L2) for
    every seed -> ``DIR/expandnets/expandnets.h5`` (its checkpoints and state beside it);
 6. ``merge``: one file, ``DIR/results.h5``, with every result of the stage files (ExpandNets' ``/runs``
@@ -21,24 +21,30 @@ Stages, each a thin call of the runner that owns it, each resumable after a kill
 
 The time of every stage is printed in a table at the end and stored in ``stage_seconds``.
 
-Budget (2 idle CPU cores, MNIST-1D with its 6000-sequence test set). Measured: the issue-12 default
-(32 channels, 1 seed, 1000 test sequences) took 392 s (relax 251, interpolation 23, sharpness 109).
-At 64 channels an eFCN/FCN epoch costs 2.3x the 32-channel one, a CNN epoch 1.2x (measured side by
-side, ``runners.train``, 1 thread); the 6000-sequence test set adds about 30% to every epoch (evaluated
-every epoch). The full run's estimate, per seed, in worker-seconds (relax trains 2 runs at a time):
-CNN 80 epochs (60 + the matched controls' 20) 55 s, FCN 60 epochs 145 s, 7 eFCNs x 20 epochs 335 s,
-2 eLCNs x 20 epochs 60 s: about 300 s of wall time per seed, 900 s for 3 seeds; sharpness about
-75 s per seed (6 CNN rows in both coordinates, FCN and 3 eFCNs, reduced probes): 225 s; interpolation
-3 pairs per seed at 11 points, about 15 s each: 135 s; ExpandNets 21 runs x 3 epochs (measured 2-4 s
-per run-epoch): 150 s; weights, merge, figures, report: about 40 s. Total about 1450 s (24 min) of the
-30-minute budget. What was cut to fit, against the paper and the issue-12 default:
+Budget: <= 30 minutes on 2 idle CPU cores (MNIST-1D, 6000 test sequences), not measured whole (the
+machine was shared); estimated from measured pieces. The issue-12 default (32 channels, 1 seed, 1000
+test sequences) took 392 s: relax 251, interpolation 23, sharpness 109. Measured on 64-channel
+checkpoints (machine at load ~3.5, so an idle machine is taken as 2x faster): an FCN/eFCN epoch costs
+2.3x the 32-channel one and a CNN epoch 1.2x (``runners.train``, side by side); one sharpness row of
+these settings, CNN in both coordinates 45 s and eFCN 36 s at 1000 examples and 2 basin directions;
+one CNN-eFCN interpolation at 11 points, 4000 train / 6000 test examples, 2 string epochs 152 s; the
+ExpandNets nets 2-4 s per run-epoch. Estimate of the default (3 seeds), idle:
 
-* switch times 0,4,16,32,60 (not every power of two) and 20 relax epochs (not 30); eLCNs only where
-  the hierarchical grid needs them (tw1 = 0, 16, one tw2 = 16: every hierarchical eFCN has its
-  equal-budget single relaxation, ``efcn_tw<tw1+tw2>``, and its same-switch one, ``efcn_tw<tw1>``);
-* sharpness: top eigenvalue only (k = 1, tolerance 1e-2), 1000 training examples, 6 trace products,
-  2 basin directions; the interpolation: 11 points, 2 string epochs;
-* ExpandNets: 3 epochs, 10 mini-batches for the gradient cosines, a 7-point 1-D loss surface.
+* relax ~900 s: per seed, in worker-seconds (2 runs train at a time): CNN 80 epochs (60 + the matched
+  controls' 20) 55, FCN 60 epochs 145, 7 eFCNs x 20 epochs 335, 2 eLCNs x 20 epochs 60;
+* interpolation ~200 s: 2 pairs per seed (t_w 0 and 60), ~34 s each; sharpness ~210 s: per seed 6 CNN
+  rows in both coordinates (~9 s) and 2 eFCN rows (~7.5 s); ExpandNets ~150 s (21 runs x 3 epochs);
+  weights, merge, figures, report ~50 s. Total ~1500 s (25 min).
+
+What was cut to fit, against the paper and the issue-12 default: switch times 0,4,16,32,60 (not every
+power of two), 20 relax epochs (not 30); eLCNs only where the hierarchical grid needs them (tw1 = 0,16
+and one tw2 = 16, so every hierarchical eFCN has its equal-budget single relaxation ``efcn_tw<tw1+tw2>``
+and its same-switch one ``efcn_tw<tw1>``); interpolation of t_w 0 and 60 only, 7 points, the train-set
+metrics and the string's steps on 2000 of the 4000 training sequences, 4 string points, 8 string steps
+(the paper: 3 epochs); sharpness of the CNN snapshots and those 2 eFCNs (no FCN), top eigenvalue only
+(k = 1, tolerance 1e-2), 500 training examples, 6 trace products, 1 basin direction (both ways);
+ExpandNets 3 epochs, 10 mini-batches for the gradient cosines, a 7-point 1-D loss surface. If the
+measured run exceeds 30 minutes, cut the FCN's and CNN's --epochs next (the FCN is ~1/4 of relax).
 
 ``--quick`` (CI, first contact; 16 channels, ONE seed, so no confidence intervals: the console says
 so) stays under 2 minutes. ``--data cifar10 --data-root ROOT --arch vanilla2d`` runs the paper-scale
@@ -75,10 +81,12 @@ STAGE_FILES = {
 # Results renamed in the merged file: ExpandNets' /runs would collide with the relax protocol's.
 RENAMES = {"expandnets": {"runs": "expandnets"}}
 
-# Flags per mode and stage; "seeds" is the number of seeds when --seeds is not given.
+# Flags per mode and stage; "seeds": the number of seeds when --seeds is not given; "switch_times": how many
+# t_w per seed are interpolated and probed when --interpolate-tw is not given (earliest to latest).
 SETTINGS = {
     "quick": dict(
         seeds=1,
+        switch_times=3,
         relax=["--channels", "16", "--epochs", "20", "--relax-epochs", "8", "--t-w", "0,4,20", "--space", "efcn,elcn",
                "--tw1", "0", "--tw2", "4"],
         interpolation=["--points", "9", "--string-points", "4", "--string-epochs", "1", "--string-lr", "0.01"],
@@ -89,10 +97,11 @@ SETTINGS = {
     ),
     "default": dict(
         seeds=3,
+        switch_times=2,
         relax=["--channels", "64", "--epochs", "60", "--relax-epochs", "20", "--t-w", "0,4,16,32,60", "--space", "efcn",
                "--tw1", "0,16", "--tw2", "16"],
-        interpolation=["--points", "11", "--string-epochs", "2", "--string-lr", "0.01"],
-        sharpness=["--k", "1", "--n-train", "1000", "--basin-directions", "2", "--trace-probes", "6", "--tol", "1e-2",
+        interpolation=["--points", "7", "--n-train", "2000", "--string-points", "4", "--string-steps", "8", "--string-lr", "0.01"],
+        sharpness=["--k", "1", "--n-train", "500", "--basin-directions", "1", "--trace-probes", "6", "--tol", "1e-2",
                    "--coordinates", "both"],
         expandnets=["--modes", "compact,fc,cl,ck", "--l2", "normal,product", "--weight-decay", "5e-4", "--epochs", "3",
                     "--cosine-batches", "10", "--probe-points", "7"],
@@ -161,8 +170,15 @@ def _protocol_runs(relax_file: Path, default_seed: int) -> dict[int, dict[str, t
     return dict(sorted(by_seed.items()))
 
 
-def _chosen_switch_times(args: argparse.Namespace, runs: Mapping[str, tuple[str, dict]]) -> list[int]:
-    """The t_w whose eFCN is interpolated and probed: ``--interpolate-tw`` or the earliest, middle and latest."""
+def _chosen_switch_times(args: argparse.Namespace, runs: Mapping[str, tuple[str, dict]], count: int) -> list[int]:
+    """The t_w whose eFCN is interpolated and probed: ``--interpolate-tw``, else ``count`` of them from earliest to latest.
+
+    Example:
+        >>> runs = {f"efcn_tw{t}": ("", {"space": "efcn", "t_w": t}) for t in (0, 4, 16, 32, 60)}
+        >>> args = argparse.Namespace(interpolate_tw=None)
+        >>> _chosen_switch_times(args, runs, 2), _chosen_switch_times(args, runs, 3)
+        ([0, 60], [0, 16, 60])
+    """
     available = sorted(attrs["t_w"] for _, attrs in runs.values()
                        if attrs.get("space") == "efcn" and "t_w" in attrs and "tw1" not in attrs)
     if args.interpolate_tw:
@@ -172,7 +188,9 @@ def _chosen_switch_times(args: argparse.Namespace, runs: Mapping[str, tuple[str,
             raise fail(f"--interpolate-tw {','.join(map(str, sorted(missing)))}: no eFCN was relaxed at these t_w "
                        f"(available: {','.join(map(str, available))})")
         return sorted(wanted)
-    return available if len(available) <= 3 else [available[0], available[len(available) // 2], available[-1]]
+    if len(available) <= count:
+        return available
+    return sorted({available[round(k * (len(available) - 1) / max(count - 1, 1))] for k in range(count)})
 
 
 def _final_cnn(checkpoints: Path, cnn: str, attrs: dict) -> Path:
@@ -186,7 +204,7 @@ def _interpolation(args: argparse.Namespace, out: Path, settings: dict, relax_fi
     checkpoints = relax_file.parent / "checkpoints"
     for seed, runs in _protocol_runs(relax_file, args.seed).items():
         cnn, cnn_attrs = runs["cnn"]
-        for t_w in _chosen_switch_times(args, runs):
+        for t_w in _chosen_switch_times(args, runs, settings["switch_times"]):
             name = f"tw{t_w}_s{seed}" if len(seeds) > 1 else f"tw{t_w}"
             interpolate_cli.main([
                 *settings["interpolation"], *_common(args), "--ckpt-a", str(_final_cnn(checkpoints, cnn, cnn_attrs)),
@@ -199,11 +217,12 @@ def _interpolation(args: argparse.Namespace, out: Path, settings: dict, relax_fi
 
 
 def _sharpness(args: argparse.Namespace, out: Path, settings: dict, relax_file: Path) -> Path:
-    """Every seed's CNN snapshots (its sharpness along training), vanilla FCN and interpolated eFCNs."""
+    """Every seed's CNN snapshots (its sharpness along training) and interpolated eFCNs."""
     path = out / STAGE_FILES["sharpness"]
     names = []
     for runs in _protocol_runs(relax_file, args.seed).values():
-        names += [runs[run][0] for run in ("cnn", "fcn", *(f"efcn_tw{t}" for t in _chosen_switch_times(args, runs)))]
+        chosen = _chosen_switch_times(args, runs, settings["switch_times"])
+        names += [runs[run][0] for run in ("cnn", *(f"efcn_tw{t}" for t in chosen))]
     sharpness_cli.main([*settings["sharpness"], *_common(args), "--run-dir", str(relax_file.parent),
                         "--runs", ",".join(names), "--out", str(path), *_mode_flags(args)])
     return path

@@ -13,6 +13,7 @@ from runners import reproduce
 
 TINY = dict(
     seeds=1,
+    switch_times=3,
     relax=["--n-train", "96", "--n-test", "32", "--channels", "2", "--batch-size", "32", "--lr", "0.01", "--epochs", "3",
            "--relax-epochs", "2", "--t-w", "0,1,3", "--space", "efcn,elcn", "--tw1", "1", "--tw2", "1", "--jobs", "1"],
     interpolation=["--points", "3", "--string-points", "3", "--string-steps", "2", "--n-train", "96", "--n-test", "32",
@@ -45,7 +46,7 @@ def test_reproduction_end_to_end(tmp_path, tiny_settings, capsys):
         assert set(store["interpolation"]) == {"tw0", "tw3"}
         assert (store["interpolation/tw3"].attrs["t_w"], store["interpolation/tw3"].attrs["seed"]) == (3, 0)
         assert {"linear", "string", "output"} <= set(store["interpolation/tw0"])
-        assert {"cnn", "fcn", "efcn_tw0", "efcn_tw3"} == set(store["sharpness"])
+        assert {"cnn", "efcn_tw0", "efcn_tw3"} == set(store["sharpness"])
         # The root describes the reproduction; each result keeps the provenance its own tool wrote.
         assert store.attrs["created_by"] == "runners.reproduce" and "git_commit" in store.attrs
         assert (store.attrs["mode"], list(store.attrs["seeds"])) == ("quick", [0])
@@ -86,7 +87,7 @@ def test_two_seeds_end_to_end_then_resume_retrains_nothing(tmp_path, tiny_settin
         paths = {name: (group.attrs["t_w"], group.attrs["seed"]) for name, group in store["interpolation"].items()}
         assert paths == {"tw0_s3": (0, 3), "tw3_s3": (3, 3), "tw0_s4": (0, 4), "tw3_s4": (3, 4)}
         assert store["interpolation/tw3_s4"].attrs["ckpt_b"] == os.path.join("relax", "checkpoints", "efcn_tw3_s4", "final.pt")
-        assert set(store["sharpness"]) == {f"{run}_s{seed}" for run in ("cnn", "fcn", "efcn_tw0", "efcn_tw3") for seed in (3, 4)}
+        assert set(store["sharpness"]) == {f"{run}_s{seed}" for run in ("cnn", "efcn_tw0", "efcn_tw3") for seed in (3, 4)}
         for seed in (3, 4):  # every CNN snapshot (t_w 0, 1, 3 and the final one) has its sharpness row
             assert len(store[f"sharpness/cnn_s{seed}/curve/epoch"]) == 4
         expand = {(group.attrs["mode"], group.attrs["l2"], int(group.attrs["seed"])) for group in store["expandnets"].values()}
