@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from results import Summary, paired, read_attrs, read_curve, summarize
-from runners._figures.readers import (INTERPOLATE, INTERPOLATION_METHODS, RELAX, Curve, InterpolationPath, MissingData,
+from runners._figures.readers import (INTERPOLATE, INTERPOLATION_METHODS, RELAX, InterpolationPath, MissingData,
                                       ReferenceLine, SHARPNESS, Coordinates, final_cnn_acc, gain_vs_final_cnn, gain_vs_matched_cnn,
                                       interpolation_paths, provenance, reference_lines, runs, sharpness_runs)
 
@@ -169,13 +169,12 @@ def switch_gain_stats(store: h5py.File, space: str = "efcn", reference: Literal[
     return seed_stats([t for t, _ in found], np.array(values), seeds)
 
 
-def history_stats(store: h5py.File, protocol: str, column: str,
-                  transform: Callable[[Curve], np.ndarray] | None = None) -> SeedStats:
+def history_stats(store: h5py.File, protocol: str, column: str) -> SeedStats:
     """Column ``column`` of a protocol run's history over epochs and seeds (epochs: the union of the seeds')."""
     grouped = seed_runs(store)
     protocol_attrs(store, grouped, protocol)
     histories = {s: read_curve(store["runs"][n]["history"]) for s, n in grouped[protocol].items()}
-    x, values = _aligned([(h["epoch"], h[column] if transform is None else transform(h)) for h in histories.values()])
+    x, values = _aligned([(h["epoch"], h[column]) for h in histories.values()])
     return seed_stats(x, values, list(histories))
 
 
