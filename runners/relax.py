@@ -46,8 +46,8 @@ import h5py
 from embeddings import MemoryBudgetError
 from results import ResultError, open_result, read_attrs
 from runners._engine import (
-    SPACES,
     add_training_arguments,
+    aggregate_table,
     context_from_args,
     default_switch_times,
     default_threads,
@@ -62,8 +62,9 @@ from runners._engine import (
     shard_arg,
     shard_folder,
     shard_runs,
+    SPACES,
+    write_aggregates,
 )
-from runners._engine.aggregates import aggregate_table, write_aggregates
 from runners.cli import add_common_arguments, add_seeds_argument, expand_seeds, fail
 
 

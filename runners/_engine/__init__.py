@@ -12,6 +12,7 @@ running probing CLIs under ``torchrun`` (:mod:`.launch`). CLIs import what this 
 re-exports, never its modules.
 """
 
+from runners._engine.aggregates import aggregate_table, write_aggregates
 from runners._engine.controls import NEAR_ZERO_LOSS, cnn_references, record_cnn_references
 from runners._engine.data import MNIST1D_TEST_SIZE, Dataset, default_cache, load_data
 from runners._engine.execute import execute, fresh_cnn
@@ -55,7 +56,7 @@ __all__ = [
     # the relax protocol and job arrays
     "SPACES", "protocol", "default_switch_times", "seeded", "seeded_name", "shard_runs", "shard_folder",
     # the CNN references of relaxed runs (final, matched, near-zero training loss)
-    "NEAR_ZERO_LOSS", "cnn_references", "record_cnn_references",
+    "NEAR_ZERO_LOSS", "cnn_references", "record_cnn_references", "aggregate_table", "write_aggregates",
     # the pool
     "run_all", "default_threads",
     # ExpandNets runs

@@ -21,6 +21,7 @@ import h5py
 import numpy as np
 
 from results import Summary, paired, read_curve, summarize, write_attrs
+from runners._engine.controls import cnn_references
 
 __all__ = ["METRICS", "GAIN", "seed_groups", "cnn_final_test_acc", "aggregate", "write_aggregates", "aggregate_table"]
 
@@ -50,7 +51,8 @@ def seed_groups(runs: h5py.Group) -> dict[str, dict[int, h5py.Group]]:
 
 
 def cnn_final_test_acc(cnn: h5py.Group) -> float:
-    """The CNN's "final" test accuracy: its history at epoch ``reference_epoch`` when the group sets it, else the last row.
+    """The CNN's "final" test accuracy: ``reference_test_acc`` of :func:`~runners._engine.controls.cnn_references`
+    (its history at ``reference_epoch``) when the group sets a reference epoch, else the history's last row.
 
     A CNN trained longer than the protocol's budget (a matched control) sets ``reference_epoch`` to the
     protocol's end, so the final-CNN reference stays the CNN at the end of its budget.
@@ -59,11 +61,11 @@ def cnn_final_test_acc(cnn: h5py.Group) -> float:
     if "reference_epoch" not in cnn.attrs:
         return float(history["test_acc"][-1]) if len(history["test_acc"]) else float(cnn.attrs.get("final_test_acc", math.nan))
     epoch = int(cnn.attrs["reference_epoch"])
-    at = np.flatnonzero(history["epoch"] == epoch)
-    if not at.size:
+    accuracy = cnn_references(history, epoch)["reference_test_acc"]
+    if math.isnan(accuracy):
         raise ValueError(f"the CNN run {cnn.name} has reference_epoch {epoch} but no history row at that epoch; "
                          "retrain it (runners.relax --resume) or drop the attribute")
-    return float(history["test_acc"][at[0]])
+    return accuracy
 
 
 def aggregate(runs: h5py.Group) -> dict[str, dict[str, Summary]]:

@@ -69,7 +69,7 @@ def test_the_cnn_reference_is_its_reference_epoch_when_set(tmp_path):
     with h5py.File(tmp_path / "r.h5", "w") as f:
         cnn = f.create_group("cnn")
         history = cnn.create_group("history")
-        history["epoch"], history["test_acc"] = np.arange(4), np.array([0.1, 0.2, 0.3, 0.4])
+        history["epoch"], history["test_acc"], history["train_loss"] = np.arange(4), np.array([0.1, 0.2, 0.3, 0.4]), np.full(4, 1.0)
         assert cnn_final_test_acc(cnn) == 0.4
         cnn.attrs["reference_epoch"] = 2
         assert cnn_final_test_acc(cnn) == 0.3
@@ -88,7 +88,8 @@ def test_the_gain_is_paired_by_seed_attribute_not_by_name(tmp_path):
                                                         ("c", "efcn_tw2", 1, 0.9, [0.0]), ("d", "efcn_tw2", 0, 0.8, [0.0])):
             group = runs.create_group(name)
             group.attrs.update(status="done", protocol_run=protocol_run, seed=seed, final_test_acc=acc)
-            group.create_group("history").update(epoch=np.arange(len(history)), test_acc=np.array(history))
+            group.create_group("history").update(epoch=np.arange(len(history)), test_acc=np.array(history),
+                                                 train_loss=np.ones(len(history)))
             if protocol_run == "cnn":
                 group.attrs["reference_epoch"] = 1  # trained on past the protocol's end: the reference is epoch 1
         gain = aggregate(runs)["efcn_tw2"][GAIN]
