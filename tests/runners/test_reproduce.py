@@ -131,3 +131,17 @@ def test_bad_choices_fail_in_one_line(tmp_path, tiny_settings):
         reproduce.main(["--out", str(tmp_path / "x"), "--resume", "--overwrite"])
     with pytest.raises(SystemExit, match=r"--interpolate-tw 7: no eFCN was relaxed at these t_w \(available: 0,1,3\)"):
         reproduce.main(["--out", str(tmp_path / "y"), "--quick", "--data", "fake", "--quiet", "--interpolate-tw", "7"])
+
+
+@pytest.mark.parametrize("mode", ["quick", "default"])
+def test_every_stage_accepts_its_settings(mode):
+    """The flags of each mode parse in the runner that gets them (a typo would fail only minutes into a run)."""
+    from runners import expandnets, interpolate, relax, sharpness
+
+    settings = reproduce.SETTINGS[mode]
+    channels = relax.build_parser().parse_args(settings["relax"]).channels
+    assert channels == 64 if mode == "default" else channels <= 32  # the paper's width; quick: faster
+    interpolate.build_parser().parse_args([*settings["interpolation"], "--ckpt-a", "a.pt", "--ckpt-b", "b.pt"])
+    sharpness.build_parser().parse_args([*settings["sharpness"], "--run-dir", "r"])
+    expandnets.build_parser().parse_args([*settings["expandnets"], "--out", "x"])
+    assert settings["seeds"] >= (1 if mode == "quick" else 3) and settings["switch_times"] >= 2
