@@ -283,6 +283,11 @@ def _stage(times: dict[str, float], number: int, name: str, what: str, started: 
         times[name] = times.get(name, 0.0) + time.perf_counter() - begin
 
 
+def _store_times(results: Path, times: Mapping[str, float]) -> None:
+    with h5py.File(results, "a") as store:
+        write_attrs(store, {"stage_seconds": dict(times), "total_seconds": sum(times.values())})
+
+
 def _times_table(times: Mapping[str, float]) -> str:
     rows = [f"{'stage':<14}{'seconds':>9}", *(f"{stage:<14}{seconds:>9.1f}" for stage, seconds in times.items())]
     return "\n".join([*rows, f"{'total':<14}{sum(times.values()):>9.1f}"])
@@ -319,15 +324,14 @@ def main(argv: list[str] | None = None) -> int:
     with _stage(times, 5, "expandnets", "ExpandNets: compact net vs its expansions", started):
         stage_files["expandnets"] = _expandnets(args, out, settings, seeds)
     results = out / "results.h5"
-    root = {"mode": mode, "seeds": list(seeds)}
     with _stage(times, 6, "merge", "merge into one HDF5 file", started):
         merge(stage_files, results, argv=sys.argv if argv is None else ["runners.reproduce", *argv],
-              attrs={**root, "stage_seconds": times})
+              attrs={"mode": mode, "seeds": list(seeds)})
+    _store_times(results, times)  # stages 1-6 for the report; the last write adds figures+report
     with _stage(times, 7, "figures+report", "figures and report", started):
         written, skipped = make_figures(results, out / "figures")
         report = write_report(results, out / "report.md", written, skipped, seconds=time.perf_counter() - started)
-    with h5py.File(results, "a") as store:
-        write_attrs(store, {"stage_seconds": times, "total_seconds": sum(times.values())})
+    _store_times(results, times)
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
     print(f"results: {results}\nfigures: {out / 'figures'} ({len(written)} figures)\nreport:  {report}")
