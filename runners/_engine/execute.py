@@ -85,6 +85,8 @@ def execute(spec: RunSpec, context: RunContext, emit: Emit) -> Outcome:
         "best_test_acc": max(record.test_acc for record in result.history),
         **masked_accuracies(result.model, data.batches("test", config.eval_batch_size), context.device),
         "num_params": sum(p.numel() for p in result.model.parameters()),
+        # The sizes the accuracies rest on: one test sample is 100 / num_test points.
+        "num_train": len(data.y_train), "num_test": len(data.y_test),
         "peak_memory_bytes": result.peak_memory_bytes,
         # CPU seconds (all threads of this process) tell the cost apart from the machine's load.
         "seconds": result.seconds, "cpu_seconds": time.process_time() - cpu_started, "resumed_from": result.resumed_from,

@@ -19,7 +19,7 @@ import numpy as np
 from results import summarize
 from runners._figures.claims import check_claims, claims_markdown
 from runners._figures.readers import (MissingData, best_test_acc, expandnets_runs, final_cnn_acc, gain_vs_final_cnn,
-                                      gain_vs_matched_cnn, history, interpolation_peaks, loss_at_embedding, provenance, sharpness_runs)
+                                      gain_vs_matched_cnn, history, interpolation_peaks, loss_at_embedding, provenance, runs, sharpness_runs)
 from runners._figures.seed_readers import hierarchical_vs_single, protocol_attrs, seed_runs, switch_protocols
 
 
@@ -146,6 +146,15 @@ def claims_section(store: h5py.File) -> list[str]:
     return ["## Claims, checked", "", claims_markdown(check_claims(store))]
 
 
+def _data_sizes(store: h5py.File) -> list[str]:
+    """The training and test set sizes the accuracies rest on (runs record them), as one report line."""
+    sized = [a for a in runs(store).values() if "num_test" in a] if "runs" in store else []
+    if not sized:
+        return []
+    train, test = int(sized[0]["num_train"]), int(sized[0]["num_test"])
+    return [f"- {train} training and {test} test examples: one test example is {100 / test:.3g} points of accuracy"]
+
+
 def write_report(results: str | Path, path: str | Path, written: dict, skipped: dict[str, str], *, seconds: float) -> Path:
     """Write ``report.md`` next to the figures: the claims table first; sections whose data are missing say what produces them."""
     path = Path(path)
@@ -154,7 +163,8 @@ def write_report(results: str | Path, path: str | Path, written: dict, skipped: 
         lines = ["# Reproduction of d'Ascoli et al. (2019), 'Finding the needle in the haystack with convolutions'", "",
                  *claims_section(store), "## Provenance", "",
                  f"- command: `{attrs.get('command', '?')}`", f"- data: {config.get('data', '?')}, architecture {config.get('arch') or 'default'}, git commit {attrs.get('git_commit', '?')}, "
-                 f"torch {attrs.get('torch', '?')}, created {attrs.get('created_utc', '?')}", f"- wall time: {seconds:.0f} s", ""]
+                 f"torch {attrs.get('torch', '?')}, created {attrs.get('created_utc', '?')}", *_data_sizes(store),
+                 f"- wall time: {seconds:.0f} s", ""]
         for section in (_relax_section, _interpolation_section, _sharpness_section, _expandnets_section):
             try:
                 lines += section(store)

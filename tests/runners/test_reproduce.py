@@ -69,6 +69,10 @@ def test_reproduction_end_to_end(tmp_path, tiny_settings, capsys):
     report = (out / "report.md").read_text()
     assert "![fig1_efcn_matrix](figures/fig1_efcn_matrix.png)" in report
     assert "expandnets_training skipped" not in report
+    with h5py.File(out / "results.h5", "r") as store:  # the report states the set sizes the accuracies rest on
+        cnn = store["runs/cnn"].attrs
+        assert f"- {cnn['num_train']} training and {cnn['num_test']} test examples" in report
+        assert (cnn["num_train"], cnn["num_test"]) == (96, 32)  # TINY's --n-train / --n-test
 
 
 def test_two_seeds_end_to_end_then_resume_retrains_nothing(tmp_path, tiny_settings, capsys):
