@@ -3,6 +3,7 @@
 from results.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from results.store import CurveWriter, open_store, provenance, read_attrs, read_curve, write_attrs
 from results.merge import PATH_ATTRIBUTES, merge_stores, rebase_paths
+from results.seeds import run_key
 from results.writer import Result, ResultError, check_result_name, open_result, result_names
 from results.stats import RankCorrelation, Summary, paired, rank_correlation, summarize
 
@@ -18,6 +19,8 @@ __all__ = [
     "ResultError",
     "result_names",
     "check_result_name",
+    # runs of several seeds: (protocol_run, seed) of a run group
+    "run_key",
     # HDF5 store
     "open_store",
     "CurveWriter",

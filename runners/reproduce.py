@@ -63,7 +63,7 @@ from pathlib import Path
 
 import h5py
 
-from results import ResultError, provenance, read_attrs, rebase_paths, write_attrs
+from results import ResultError, provenance, read_attrs, rebase_paths, run_key, write_attrs
 from runners import expandnets as expandnets_cli
 from runners import interpolate as interpolate_cli
 from runners import relax as relax_cli
@@ -166,7 +166,8 @@ def _protocol_runs(relax_file: Path, default_seed: int) -> dict[int, dict[str, t
     with h5py.File(relax_file, "r") as store:
         for name, group in store["runs"].items():
             attrs = read_attrs(group)
-            by_seed.setdefault(int(attrs.get("seed", default_seed)), {})[attrs.get("protocol_run", name)] = (name, attrs)
+            protocol, seed = run_key(name, attrs, default_seed)
+            by_seed.setdefault(seed, {})[protocol] = (name, attrs)
     return dict(sorted(by_seed.items()))
 
 

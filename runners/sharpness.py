@@ -71,7 +71,7 @@ from landscape import (
     parameter_subspace,
     slq,
 )
-from results import CheckpointError, CurveWriter, ResultError, load_checkpoint, open_result, read_attrs, write_attrs
+from results import CheckpointError, CurveWriter, ResultError, load_checkpoint, open_result, read_attrs, run_key, write_attrs
 from runners._engine import launched, load_data, on_device, peak_memory_bytes, reset_peak_memory
 from runners.cli import add_common_arguments, add_seeds_argument, expand_seeds, fail, progress_disabled, resolve_device
 
@@ -164,19 +164,17 @@ def run_index(run_dir: str | os.PathLike, names: Iterable[str]) -> dict[str, tup
     A run the file does not describe (no file, an older file) is its own protocol run; its seed is the
     relax result's ``seed`` when the file has one, else ``None``.
     """
-    described: dict[str, tuple[str, int | None]] = {}
+    described: dict[str, dict] = {}
     default_seed = None
     try:
         with h5py.File(Path(run_dir) / "results.h5", "r") as store:
             runs = store.get("runs")
             if isinstance(runs, h5py.Group):
                 default_seed = int(runs.attrs["seed"]) if "seed" in runs.attrs else None
-                for name, group in runs.items():
-                    if isinstance(group, h5py.Group) and "protocol_run" in group.attrs:
-                        described[name] = (str(group.attrs["protocol_run"]), int(group.attrs["seed"]))
+                described = {name: dict(group.attrs) for name, group in runs.items() if isinstance(group, h5py.Group)}
     except OSError:  # no results.h5 (a run dir of checkpoints only) or one being written: fall back to names
         pass
-    return {name: described.get(name, (name, default_seed)) for name in names}
+    return {name: run_key(name, described.get(name, {}), default_seed) for name in names}
 
 
 def _check_args(args: argparse.Namespace) -> None:

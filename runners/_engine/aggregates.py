@@ -20,7 +20,7 @@ from collections.abc import Mapping
 import h5py
 import numpy as np
 
-from results import Summary, paired, read_curve, summarize, write_attrs
+from results import Summary, paired, read_curve, run_key, summarize, write_attrs
 from runners._engine.controls import cnn_references
 
 __all__ = ["METRICS", "GAIN", "seed_groups", "cnn_final_test_acc", "aggregate", "write_aggregates", "aggregate_table"]
@@ -45,8 +45,8 @@ def seed_groups(runs: h5py.Group) -> dict[str, dict[int, h5py.Group]]:
     for name, group in runs.items():
         if not isinstance(group, h5py.Group) or "status" not in group.attrs:
             continue
-        protocol_run = str(group.attrs.get("protocol_run", name))
-        grouped[protocol_run][int(group.attrs.get("seed", default_seed))] = group
+        protocol_run, seed = run_key(name, group.attrs, default_seed)
+        grouped[protocol_run][seed] = group
     return {run: dict(sorted(seeds.items())) for run, seeds in sorted(grouped.items())}
 
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import h5py
 import numpy as np
 
-from results import RankCorrelation, rank_correlation, read_attrs, read_curve
+from results import RankCorrelation, rank_correlation, read_attrs, read_curve, run_key
 
 RELAX = "python -m runners.relax --out DIR (or runners.reproduce)"
 WEIGHTS = "python -m runners.weights --run-dir DIR (runners.reproduce runs it)"
@@ -145,8 +145,8 @@ def cnn_accuracy_at(store_or_runs: h5py.File | h5py.Group, seed: int, epoch: int
     """
     group = store_or_runs["runs"] if isinstance(store_or_runs, h5py.File) else store_or_runs
     default_seed = json.loads(group.attrs.get("config", "{}")).get("seed", 0)
-    found = [run for name, run in group.items() if isinstance(run, h5py.Group) and run.attrs.get("protocol_run", name) == "cnn"
-             and int(run.attrs.get("seed", default_seed)) == seed]
+    found = [run for name, run in group.items()
+             if isinstance(run, h5py.Group) and run_key(name, run.attrs, default_seed) == ("cnn", seed)]
     if not found:
         raise MissingData(f"the CNN run of seed {seed} in {group.name}", RELAX)
     curve = read_curve(found[0]["history"])
@@ -442,18 +442,16 @@ def gain_vs_sharpness(store: h5py.File, coordinates: Coordinates = "efcn", space
     all_runs = runs(store)
     default_seed = int(provenance(store)[1].get("seed", 0))
 
-    def key(name: str, attrs: Mapping[str, Any]) -> tuple[str, int]:
-        return str(attrs.get("protocol_run", name)), int(attrs.get("seed", default_seed))
-
-    cnn = {seed: attrs for name, attrs in all_runs.items() for protocol, seed in [key(name, attrs)] if protocol == "cnn"}
+    cnn = {seed: attrs for name, attrs in all_runs.items() for protocol, seed in [run_key(name, attrs, default_seed)] if protocol == "cnn"}
     if not cnn:
         raise MissingData("the CNN runs /runs/cnn (or cnn_s<seed>)", RELAX)
-    probed = {seed: run for name, run in sharpness_runs(store).items() for protocol, seed in [key(name, run.attrs)] if protocol == "cnn"}
+    probed = {seed: run for name, run in sharpness_runs(store).items()
+              for protocol, seed in [run_key(name, run.attrs, default_seed)] if protocol == "cnn"}
     if not probed:
         raise MissingData("/sharpness/cnn (the CNN's snapshots at every t_w)", SHARPNESS)
     points = []
     for name, attrs in all_runs.items():
-        seed = key(name, attrs)[1]
+        seed = run_key(name, attrs, default_seed)[1]
         if attrs.get("space") != space or "t_w" not in attrs or "tw1" in attrs or seed not in cnn:
             continue
         run = probed.get(seed)

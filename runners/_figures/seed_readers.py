@@ -18,7 +18,7 @@ from typing import Any, Literal
 import h5py
 import numpy as np
 
-from results import Summary, paired, read_attrs, read_curve, summarize
+from results import Summary, paired, read_attrs, read_curve, run_key, summarize
 from runners._figures.readers import (INTERPOLATE, INTERPOLATION_METHODS, RELAX, InterpolationPath, MissingData,
                                       ReferenceLine, SHARPNESS, Coordinates, final_cnn_acc, gain_vs_final_cnn, gain_vs_matched_cnn,
                                       interpolation_paths, provenance, reference_lines, runs, sharpness_runs)
@@ -73,7 +73,8 @@ def seed_runs(store: h5py.File) -> SeedRuns:
     default_seed = int(provenance(store)[1].get("seed", 0))
     grouped: SeedRuns = defaultdict(dict)
     for name, attrs in all_runs.items():
-        grouped[attrs.get("protocol_run", name)][int(attrs.get("seed", default_seed))] = name
+        protocol, seed = run_key(name, attrs, default_seed)
+        grouped[protocol][seed] = name
     return {protocol: dict(sorted(by_seed.items())) for protocol, by_seed in grouped.items()}
 
 
