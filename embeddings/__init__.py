@@ -32,7 +32,9 @@ registry; ``expandnets.py`` with ``_expand_layers.py`` the ExpandNets expansion 
 compression (Guo et al., NeurIPS 2020). Everything public is re-exported here, grouped in ``__all__``.
 """
 
-from .architectures import ARCHITECTURES, AlexNet, VanillaCNN, build_model, register_architecture
+from .architectures import (
+    ARCHITECTURES, AlexNet, VanillaCNN, build_model, factory_accepts, register_architecture, resolve_factory,
+)
 from .embed import embed_parameters, fcn_of_same_size, model_space, to_cnn, to_efcn, to_elcn
 from .geometry import ConvGeometry
 from .layers import EmbeddedDense, LocallyConnected1d, LocallyConnected2d
@@ -64,6 +66,8 @@ __all__ = [
     "ARCHITECTURES",
     "build_model",
     "register_architecture",
+    "resolve_factory",
+    "factory_accepts",
     "VanillaCNN",
     "AlexNet",
 ]

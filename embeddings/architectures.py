@@ -1,7 +1,11 @@
-"""Architecture registry: models are rebuilt by name and keyword arguments.
+"""Architecture registry: models are rebuilt by name, or by import path, and keyword arguments.
 
-Checkpoints store ``arch`` and ``arch_kwargs`` only, so every model here must be reproducible from
-JSON-like keyword arguments. The paper's nets:
+Checkpoints store ``arch`` and ``arch_kwargs`` only, so every model must be reproducible from
+JSON-like keyword arguments. ``arch`` is a name registered here or an import path
+``"package.module:factory"`` (any callable returning an ``nn.Module``, e.g.
+``"torchvision.models:resnet18"``): an import path is resolved afresh by every process, so a
+checkpoint of a user's own model rebuilds itself where a ``register_architecture`` call made in
+another process would be unknown. The paper's nets:
 
 * ``vanilla1d`` / ``vanilla2d`` -- the VanillaCNN: three convolutions of 64 channels (kernels 4/5/3
   with max-pooling in 2-D, as in d'Ascoli et al.'s code; kernels 5/3/3 with strides 1/2/2 in 1-D for
@@ -13,6 +17,7 @@ JSON-like keyword arguments. The paper's nets:
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,7 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["ARCHITECTURES", "build_model", "register_architecture", "VanillaCNN", "AlexNet"]
+__all__ = [
+    "ARCHITECTURES", "build_model", "register_architecture", "resolve_factory", "factory_accepts", "VanillaCNN", "AlexNet",
+]
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
 
@@ -29,39 +36,145 @@ def register_architecture(name: str) -> Callable[[Callable[..., nn.Module]], Cal
     """Register a model factory under ``name`` so that checkpoints can rebuild it.
 
     Factories take keyword arguments only, and one of them must be ``input_shape`` (with a default).
+    A registration lives in its process only; for models used across processes (a CLI reading a
+    checkpoint) pass the factory's import path ``"package.module:factory"`` to :func:`build_model`.
     """
 
     def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in ARCHITECTURES:
             raise ValueError(f"architecture {name!r} is already registered")
+        if ":" in name:
+            raise ValueError(f"architecture name {name!r} must not contain ':', which marks an import path")
         ARCHITECTURES[name] = factory
         return factory
 
     return decorator
 
 
+def resolve_factory(arch: str) -> Callable[..., nn.Module]:
+    """The factory of a registry name or of an import path ``"package.module:attr[.attr]"``.
+
+    Raises:
+        ValueError: one line: unknown name, module that cannot be imported, missing attribute, or
+            an attribute that is not callable.
+
+    Example:
+        >>> resolve_factory("torch.nn:Linear") is torch.nn.Linear
+        True
+    """
+    if not isinstance(arch, str) or not arch:
+        raise ValueError(f"a model is a registry name or an import path 'package.module:factory', got {arch!r}")
+    if arch in ARCHITECTURES:
+        return ARCHITECTURES[arch]
+    if ":" not in arch:
+        known = ", ".join(sorted(ARCHITECTURES))
+        raise ValueError(f"unknown architecture {arch!r}; expected one of: {known}, or an import path 'package.module:factory'")
+    module_name, _, attribute = arch.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"import path {arch!r} needs both parts, 'package.module:factory' (e.g. torchvision.models:resnet18)")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"cannot import module {module_name!r} of {arch!r} ({_first_line(err)}); check the spelling, "
+                         "that it is installed, and that its folder is on PYTHONPATH") from None
+    except Exception as err:  # the user's module failed while importing: say so in one line
+        raise ValueError(f"importing module {module_name!r} of {arch!r} raised {type(err).__name__}: {_first_line(err)}") from None
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise ValueError(f"module {module_name!r} has no attribute {attribute!r} (import path {arch!r}); check the name after ':'")
+        target = getattr(target, part)
+    if not callable(target):
+        raise ValueError(f"{arch!r} is not callable (it is of type {type(target).__name__}); point the import path at a factory returning an nn.Module")
+    return target
+
+
+def factory_accepts(arch: str, name: str, *, explicit: bool = False) -> bool:
+    """Whether the factory of ``arch`` takes the keyword ``name`` (``explicit``: as a named parameter, not via ``**kwargs``).
+
+    Example:
+        >>> factory_accepts("vanilla1d", "channels"), factory_accepts("torchvision.models:resnet18", "input_shape", explicit=True)
+        (True, False)
+    """
+    try:
+        parameters = inspect.signature(resolve_factory(arch)).parameters
+    except (TypeError, ValueError):  # builtins without a signature: assume they take what they are given
+        return not explicit
+    if name in parameters and parameters[name].kind not in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL):
+        return True
+    return not explicit and any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
 def build_model(arch: str, **arch_kwargs: Any) -> nn.Module:
-    """Build a registered architecture.
+    """Build a registered architecture or the model returned by an import path's factory.
+
+    ``input_shape`` (one input without the batch dimension) is forwarded only to a factory that has
+    a parameter of that name; for any other it is recorded on the model, not passed, so that the
+    embeddings and checkpoints know it (``torchvision.models:resnet18`` takes no input shape).
+
+    Args:
+        arch: a registry name (``"vanilla1d"``) or an import path ``"package.module:factory"``.
+        **arch_kwargs: JSON-like keyword arguments of the factory (and ``input_shape``).
+
+    Returns:
+        The model, carrying ``.arch`` (``arch`` as given), ``.arch_kwargs``, ``.input_shape`` (a
+        tuple, or ``None`` when neither given nor a default of the factory) and ``.space = "cnn"``.
+
+    Raises:
+        ValueError: one line: unknown name, bad import path, arguments the factory does not take,
+            a factory that raised, or one that returned something other than an ``nn.Module``.
 
     Example:
         >>> model = build_model("vanilla1d", channels=8)
         >>> model(torch.zeros(2, 1, 40)).shape
         torch.Size([2, 10])
+        >>> net = build_model("torchvision.models:resnet18", num_classes=10, input_shape=(3, 16, 16))
+        >>> net.input_shape, net(torch.zeros(2, 3, 16, 16)).shape
+        ((3, 16, 16), torch.Size([2, 10]))
     """
-    if arch not in ARCHITECTURES:
-        known = ", ".join(sorted(ARCHITECTURES))
-        raise ValueError(f"unknown architecture {arch!r}; expected one of: {known}")
-    factory = ARCHITECTURES[arch]
+    factory = resolve_factory(arch)
+    forward_shape = factory_accepts(arch, "input_shape", explicit=True)
+    call_kwargs = {k: v for k, v in arch_kwargs.items() if forward_shape or k != "input_shape"}
     try:
-        model = factory(**arch_kwargs)
+        inspect.signature(factory).bind(**call_kwargs)
     except TypeError as err:
-        raise ValueError(f"architecture {arch!r} does not accept arguments {arch_kwargs}: {err}") from None
-    # Recorded on the module so that checkpoints (results.save_checkpoint) can rebuild it by name.
+        raise ValueError(f"architecture {arch!r} does not accept arguments {call_kwargs}: {err}; check --model-kwargs") from None
+    except ValueError:  # no signature to check against: calling it will tell
+        pass
+    try:
+        model = factory(**call_kwargs)
+    except TypeError as err:  # a value of the wrong type, e.g. channels="wide"
+        raise ValueError(f"architecture {arch!r} does not accept arguments {call_kwargs}: {_first_line(err)}") from None
+    except Exception as err:
+        if arch in ARCHITECTURES:  # the registry's nets raise one-line ValueErrors (and RuntimeErrors on too-small inputs)
+            raise
+        # the user's code: any failure is one line naming the factory
+        raise ValueError(f"{arch}({_format_kwargs(call_kwargs)}) raised {type(err).__name__}: {_first_line(err)}") from None
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{arch!r} returned an object of type {type(model).__name__}, not an nn.Module; point the import path at a model factory")
+    input_shape = arch_kwargs.get("input_shape", _default(factory, "input_shape"))
+    # Recorded on the module so that checkpoints (results.save_checkpoint) can rebuild it by name or path.
     model.arch = arch
     model.arch_kwargs = dict(arch_kwargs)
-    model.input_shape = tuple(arch_kwargs.get("input_shape", inspect.signature(factory).parameters["input_shape"].default))
+    model.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
     model.space = "cnn"
     return model
+
+
+def _default(factory: Callable[..., Any], name: str) -> Any:
+    try:
+        parameter = inspect.signature(factory).parameters.get(name)
+    except (TypeError, ValueError):
+        return None
+    return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def _format_kwargs(kwargs: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value!r}" for key, value in kwargs.items())
 
 
 def _as_tuple(values: int | Sequence[int], count: int, what: str) -> tuple[int, ...]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from typing import Any
 
 import torch
 
@@ -18,6 +20,70 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ...")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def json_dict(text: str) -> dict[str, Any]:
+    """Parse a JSON object such as ``'{"channels": 32}'`` for argparse.
+
+    Example:
+        >>> json_dict('{"num_classes": 10}')
+        {'num_classes': 10}
+    """
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"channels\": 32}}', got {text!r} ({err.msg})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"channels\": 32}}', got {text!r}")
+    return value
+
+
+def shape_arg(text: str) -> tuple[int, ...]:
+    """Parse ``--input-shape``: one input without the batch dimension, ``"3,16,16"`` or ``"1,40"``.
+
+    Example:
+        >>> shape_arg("3,16,16"), shape_arg("1x40")
+        ((3, 16, 16), (1, 40))
+    """
+    try:
+        shape = tuple(int(part) for part in text.replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if not shape or any(size <= 0 for size in shape):
+        raise argparse.ArgumentTypeError(f"expected positive sizes without the batch dimension like 3,16,16 or 1,40, got {text!r}")
+    return shape
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, default: str | None = None, default_help: str = "") -> None:
+    """Add ``--model`` (alias ``--arch``), ``--model-kwargs`` (alias ``--arch-kwargs``) and ``--input-shape``.
+
+    They land in ``args.arch``, ``args.arch_kwargs`` and ``args.input_shape``; build the model with
+    ``embeddings.build_model(args.arch, **model_kwargs(args))``.
+
+    Args:
+        parser: the command's parser.
+        default: the default ``--model``.
+        default_help: what the default is, for ``--help`` (e.g. "vanilla1d for sequences, vanilla2d for images").
+    """
+    said = f" (default: {default_help or default})" if default_help or default else ""
+    parser.add_argument("--model", "--arch", dest="arch", default=default, metavar="MODEL",
+                        help="a registry name (vanilla1d, vanilla2d, alexnet, mlp, smallnet1d, smallnet2d) or an import path "
+                             f"package.module:factory, e.g. torchvision.models:resnet18{said}")
+    parser.add_argument("--model-kwargs", "--arch-kwargs", dest="arch_kwargs", type=json_dict, default={}, metavar="JSON",
+                        help="JSON keyword arguments of the model's factory, e.g. '{\"num_classes\": 10}'")
+    parser.add_argument("--input-shape", type=shape_arg, default=None, metavar="SHAPE",
+                        help="one input without the batch dimension, e.g. 3,16,16 (default: the data set's, else the factory's)")
+
+
+def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``--model-kwargs`` with ``--input-shape`` added (a shape in both must agree: one line otherwise)."""
+    kwargs = dict(args.arch_kwargs)
+    if args.input_shape is not None:
+        given = kwargs.get("input_shape")
+        if given is not None and tuple(given) != tuple(args.input_shape):
+            raise fail(f"--input-shape {','.join(map(str, args.input_shape))} and --model-kwargs input_shape {given} disagree; give one")
+        kwargs["input_shape"] = tuple(args.input_shape)
+    return kwargs
 
 
 def seeds_arg(text: str) -> int | tuple[int, ...]:

@@ -25,13 +25,18 @@ __all__ = ["fresh_cnn", "starting_model", "masked_accuracies", "execute"]
 
 
 def fresh_cnn(context: RunContext, input_shape: tuple[int, ...], num_classes: int, seed: int | None = None) -> torch.nn.Module:
-    """The CNN at initialisation, the same for a given seed whatever else the process did."""
+    """The CNN at initialisation, the same for a given seed whatever else the process did.
+
+    The data's ``input_shape`` is always given (forwarded or recorded by ``build_model``);
+    ``num_classes`` only to a factory that takes it, so any ``package.module:factory`` builds.
+    """
+    defaults = {"input_shape": input_shape}
+    if embeddings.factory_accepts(context.arch, "num_classes"):
+        defaults["num_classes"] = num_classes
     with torch.random.fork_rng(devices=[]):
         # nn.Module constructors draw from torch's global RNG; fork_rng keeps that draw local.
         torch.manual_seed(context.seed if seed is None else seed)
-        return embeddings.build_model(
-            context.arch, **{"input_shape": input_shape, "num_classes": num_classes, **context.arch_kwargs}
-        )
+        return embeddings.build_model(context.arch, **{**defaults, **context.arch_kwargs})
 
 
 def starting_model(spec: RunSpec, context: RunContext, input_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:

@@ -26,7 +26,7 @@ from runners._engine import layout
 from runners._engine.execute import fresh_cnn
 from runners._engine.loop import TrainConfig
 from runners._engine.specs import RunContext
-from runners.cli import fail, progress_disabled, resolve_device
+from runners.cli import fail, model_kwargs, progress_disabled, resolve_device
 
 __all__ = ["EXECUTION_ONLY", "experiment_config", "context_from_args", "preflight", "open_experiment"]
 
@@ -56,7 +56,7 @@ def context_from_args(args: argparse.Namespace) -> RunContext:
         raise fail(f"{err} (check the --{str(err).split()[0].replace('_', '-')} flag)") from None
     if args.arch is None:
         args.arch = "vanilla2d" if args.data in ("digits", "cifar10", "cifar100") else "vanilla1d"
-    arch_kwargs = dict(args.arch_kwargs)
+    arch_kwargs = model_kwargs(args)
     if args.arch in ("vanilla1d", "vanilla2d"):
         arch_kwargs.setdefault("channels", args.channels)
     return RunContext(
@@ -75,21 +75,25 @@ def preflight(context: RunContext, init: str | None = None, *, embeds: Literal["
             load_checkpoint(init)
     except (ValueError, FileNotFoundError) as err:
         raise fail(str(err).splitlines()[0]) from None
+    shape = context.arch_kwargs.get("input_shape")
+    if shape is not None and tuple(shape) != tuple(data.input_shape):
+        raise fail(f"--input-shape {','.join(map(str, shape))} does not match the inputs of {data.name}, "
+                   f"{','.join(map(str, data.input_shape))}; drop the flag or choose the data set it fits")
     try:
         cnn = fresh_cnn(context, data.input_shape, data.num_classes)
-    except ValueError as err:  # unknown name or arguments: the registry's message says it all
+    except ValueError as err:  # unknown name, import path or arguments: build_model's message says it all
         raise fail(str(err).splitlines()[0]) from None
     except RuntimeError as err:  # torch refusing the shapes while the model sizes its classifier
         raise fail(
-            f"--arch {context.arch} with {context.arch_kwargs} cannot take {data.name} inputs of shape "
-            f"{data.input_shape}: {str(err).splitlines()[0]} (adjust --arch-kwargs, e.g. '{{\"pool\": false}}' for small images)"
+            f"--model {context.arch} with {context.arch_kwargs} cannot take {data.name} inputs of shape "
+            f"{data.input_shape}: {str(err).splitlines()[0]} (adjust --model-kwargs, e.g. '{{\"pool\": false}}' for small images)"
         ) from None
     if embeds:
         source = load_checkpoint(init)[0] if init else cnn
         needed = embeddings.estimate_memory(source, data.input_shape, embeds) if source.space != embeds else 0
         budget = context.max_bytes or embeddings.default_max_bytes(context.device)
         if needed > budget:
-            raise fail(f"the {embeds} of --arch {context.arch} on {data.name} needs {needed / 2**30:.3g} GiB of parameters, more than "
+            raise fail(f"the {embeds} of --model {context.arch} on {data.name} needs {needed / 2**30:.3g} GiB of parameters, more than "
                        f"{'--max-bytes' if context.max_bytes else 'half the free memory of ' + context.device} "
                        f"({budget / 2**30:.3g} GiB); raise --max-bytes, use a smaller --channels, or a device with more memory")
 

@@ -9,8 +9,8 @@ command shares come from ``runners.cli``.
 from __future__ import annotations
 
 import argparse
-import json
-from typing import Any
+
+from runners.cli import add_model_arguments, json_dict
 
 __all__ = ["int_list", "json_dict", "byte_size", "shard_arg", "add_training_arguments"]
 
@@ -26,17 +26,6 @@ def int_list(text: str) -> tuple[int, ...]:
         return tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers like 0,2,8, got {text!r}") from None
-
-
-def json_dict(text: str) -> dict[str, Any]:
-    """Parse a JSON object such as ``'{"channels": 32}'`` for argparse."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"channels\": 32}}', got {text!r} ({err.msg})") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"channels\": 32}}', got {text!r}")
-    return value
 
 
 def byte_size(text: str) -> int:
@@ -72,11 +61,9 @@ def shard_arg(text: str) -> tuple[int, int]:
 def add_training_arguments(parser: argparse.ArgumentParser, *, out: str, epochs: int) -> None:
     """Architecture, optimizer and output flags (the data/device/seed flags come from runners.cli)."""
     parser.add_argument("--out", default=out, help=f"output folder: results.h5, checkpoints/, state/ (default: {out})")
-    parser.add_argument("--arch", default=None,
-                        help="architecture name in the embeddings registry (default: vanilla1d for sequences, vanilla2d for images)")
+    add_model_arguments(parser, default_help="vanilla1d for sequences, vanilla2d for images")
     parser.add_argument("--channels", type=int, default=32,
                         help="conv width of the VanillaCNN (default: 32, whose eFCN has 1.1M parameters on MNIST-1D; the paper uses 64)")
-    parser.add_argument("--arch-kwargs", type=json_dict, default={}, help="extra JSON keyword arguments of the architecture, e.g. '{\"pool\": true}'")
     parser.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default: {epochs})")
     parser.add_argument("--batch-size", type=int, default=100, help="examples per step (default: 100)")
     parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="optimizer (default: adam; SGD uses --momentum)")

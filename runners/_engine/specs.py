@@ -59,7 +59,8 @@ class RunContext:
     Attributes:
         out: the output folder (file layout: :mod:`runners._engine.layout`).
         data, data_root, download, n_train, n_test, augment: the data set (:func:`load_data`).
-        arch, arch_kwargs: the architecture, by its name in the embeddings registry.
+        arch, arch_kwargs: the model, by its name in the embeddings registry or an import path
+            ``package.module:factory`` (``embeddings.build_model``), and the factory's keyword arguments.
         config: the training loop's settings (each run replaces ``epochs``).
         seed: the experiment's seed (data of the ``fake`` set; runs without their own seed).
         device: where runs train.
