@@ -9,6 +9,7 @@ dicts must agree key by key and shape by shape; anything else means the architec
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -25,15 +26,31 @@ def _describe(model: nn.Module) -> str:
     return f"{arch}({json.dumps(kwargs, sort_keys=True)})" if kwargs is not None else str(arch)
 
 
-def _embed(model: nn.Module, target: str) -> nn.Module:
-    shape = getattr(model, "input_shape", None)
+def _embed(model: nn.Module, target: str, input_shape: Sequence[int] | None, side: str) -> nn.Module:
+    # The shape given wins; the one build_model recorded (``model.input_shape``) is the fallback.
+    shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
+    if shape is None:
+        raise ValueError(f"embedding model {side} ({_space_name(model)}) into the {target} space needs its input shape; "
+                         "pass input_shape=(C, L) or (C, H, W) without the batch dimension (CLI: --input-shape 3,32,32)")
     device = next(model.parameters()).device
     embed = embeddings.to_efcn if _RANK[target] == 2 else embeddings.to_elcn
-    return embed(model, shape, device=device)
+    return embed(model, tuple(shape), device=device)
 
 
-def align_endpoints(model_a: nn.Module, model_b: nn.Module) -> tuple[nn.Module, nn.Module, dict[str, str]]:
+def _space_name(model: nn.Module) -> str:
+    """``<arch> <space>`` of a model, for messages."""
+    return f"{getattr(model, 'arch', type(model).__name__)} {embeddings.model_space(model)}"
+
+
+def align_endpoints(
+    model_a: nn.Module, model_b: nn.Module, *, input_shape: Sequence[int] | None = None,
+) -> tuple[nn.Module, nn.Module, dict[str, str]]:
     """Bring the endpoint in the smaller space (CNN < eLCN < eFCN) into the larger one.
+
+    Args:
+        model_a, model_b: the endpoints.
+        input_shape: one input without the batch dimension, needed to embed a CNN endpoint; default:
+            the ``input_shape`` that ``embeddings.build_model`` recorded on the model.
 
     Returns:
         ``(a, b, spaces)``: the two models in one space (an endpoint already there is returned as
@@ -41,7 +58,8 @@ def align_endpoints(model_a: nn.Module, model_b: nn.Module) -> tuple[nn.Module, 
 
     Raises:
         ValueError: one line saying why the two models cannot share a path (different registered
-            architectures, or parameters whose names or shapes disagree after embedding).
+            architectures, parameters whose names or shapes disagree after embedding, or a CNN to
+            embed whose input shape is neither given nor recorded).
     """
     arch_a, arch_b = getattr(model_a, "arch", None), getattr(model_b, "arch", None)
     if arch_a is not None and arch_b is not None and (arch_a, model_a.arch_kwargs) != (arch_b, model_b.arch_kwargs):
@@ -52,9 +70,9 @@ def align_endpoints(model_a: nn.Module, model_b: nn.Module) -> tuple[nn.Module, 
     space_a, space_b = embeddings.model_space(model_a), embeddings.model_space(model_b)
     common = space_a if _RANK[space_a] >= _RANK[space_b] else space_b
     if _RANK[space_a] < _RANK[common]:
-        model_a = _embed(model_a, common)
+        model_a = _embed(model_a, common, input_shape, "A")
     if _RANK[space_b] < _RANK[common]:
-        model_b = _embed(model_b, common)
+        model_b = _embed(model_b, common, input_shape, "B")
     shapes_a = {name: tuple(p.shape) for name, p in model_a.named_parameters()}
     shapes_b = {name: tuple(p.shape) for name, p in model_b.named_parameters()}
     if shapes_a != shapes_b:

@@ -147,6 +147,7 @@ def interpolate(
     string: StringConfig | None = None,
     on_point: Callable[[dict[str, float]], None] | None = None,
     progress: bool = False,
+    input_shape: Sequence[int] | None = None,
 ) -> PathResult:
     """Evaluate a path from ``model_a`` (alpha = 0) to ``model_b`` (alpha = 1) on train and test data.
 
@@ -168,6 +169,9 @@ def interpolate(
         on_point: called with each point's row (``alpha``, ``train_loss``, ... and the extras) as soon
             as it is evaluated, e.g. to append it to a result file.
         progress: show tqdm bars.
+        input_shape: one input without the batch dimension, e.g. ``(3, 32, 32)``; needed only when
+            the endpoints' spaces differ and the CNN endpoint must be embedded (default: the
+            ``input_shape`` that ``embeddings.build_model`` recorded on it; a one-line error without either).
 
     Returns:
         A :class:`PathResult`.
@@ -183,7 +187,7 @@ def interpolate(
     loss_fn = check_mean_loss(loss_fn)
     batches = check_training_batches(batches)
     test_batches = check_training_batches(test_batches) if test_batches is not None else None
-    model_a, model_b, spaces = align_endpoints(model_a, model_b)
+    model_a, model_b, spaces = align_endpoints(model_a, model_b, input_shape=input_shape)
     device = torch.device(device) if device is not None else next(model_a.parameters()).device
     recalibrate = has_batchnorm(model_a) if bn_recalibrate is None else bool(bn_recalibrate)
     if method == "output":
