@@ -7,8 +7,10 @@ of an eFCN's local blocks, or the CNN subspace; see :mod:`landscape.subspace`) t
 
     v \\mapsto P^\\top \\Big( \\sum_b \\tfrac{n_b}{N} \\nabla^2 \\ell_b(\\theta) \\Big) P v,
 
-the exact average over every batch, each product computed forward-over-reverse with ``torch.func``
-(``jvp(grad(...))``, as curvlinops does) at about twice the cost of a gradient. Both operators here
+the exact average over every batch. Each batch's gradient graph is built once and kept within
+``cache_bytes`` (:mod:`landscape._objective`), so a product costs one backward pass through it, about
+twice a gradient; batches past the budget are recomputed forward-over-reverse (``jvp(grad(...))``, as
+curvlinops does). Both operators here
 satisfy the :class:`~landscape.LinearOperator` protocol (``matvec``, ``matmat``, ``size``/``shape``,
 ``dtype``, ``device``, ``to_scipy``), so the free algorithms of :mod:`landscape.lanczos`,
 :mod:`landscape.trace` and :mod:`landscape.density` run on a Hessian as on a plain symmetric matrix,
@@ -22,7 +24,7 @@ import scipy.sparse.linalg
 import torch
 from torch import nn
 
-from landscape._objective import Objective
+from landscape._objective import DEFAULT_CACHE_BYTES, Objective
 from landscape._types import Batches, LinearOperator, LossFn, OperatorLike
 from landscape.subspace import ParameterSubspace, parameter_subspace
 
@@ -58,6 +60,8 @@ class HessianOperator(_Operator):
         batches: re-iterable ``(x, y)`` tensor pairs; the operator averages over all of them.
         subspace: the directions to restrict to (:func:`landscape.parameter_subspace`); default all
             trainable parameters.
+        cache_bytes: memory the per-batch gradient graphs may keep between products (default 1 GiB);
+            batches beyond it are recomputed at every product (about 1.7x slower each), 0 caches none.
 
     Example:
         Least squares :math:`L(w) = \\frac{1}{n}\\|Xw - y\\|^2` has :math:`H = \\frac{2}{n} X^\\top X`:
@@ -69,9 +73,19 @@ class HessianOperator(_Operator):
         (2, [1.0, 4.0])
     """
 
-    def __init__(self, model: nn.Module, loss_fn: LossFn, batches: Batches, *, subspace: ParameterSubspace | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        batches: Batches,
+        *,
+        subspace: ParameterSubspace | None = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
+        if isinstance(cache_bytes, bool) or not isinstance(cache_bytes, int) or cache_bytes < 0:
+            raise ValueError(f"cache_bytes must be a non-negative integer (0 caches nothing), got {cache_bytes!r}")
         self.subspace = parameter_subspace(model) if subspace is None else subspace
-        self.objective = Objective(model, loss_fn, batches, moving=self.subspace.moving)
+        self.objective = Objective(model, loss_fn, batches, moving=self.subspace.moving, cache_bytes=cache_bytes)
         first = next(iter(self.objective.point.values()))
         self.size = self.subspace.size
         self.device = first.device
@@ -84,18 +98,18 @@ class HessianOperator(_Operator):
         return self.subspace.restrict(self.objective.hvp(self.subspace.lift(v.to(self.device, self.dtype))))
 
     def matmat(self, rows: torch.Tensor, *, block: int = 8) -> torch.Tensor:
-        """:math:`P^\\top H P` applied to each row of ``rows`` (``(b, size)``), ``block`` rows per pass.
+        """:math:`P^\\top H P` applied to each row of ``rows`` (``(b, size)``), ``block`` rows per pass over the data.
 
-        The rows of a block share the primal forward and backward passes (``vmap`` over tangents), so
-        a product costs less than through :meth:`matvec`; memory grows with ``block``.
+        Each product costs what :meth:`matvec` costs on a cached batch; on a batch past ``cache_bytes`` the
+        rows of a block share one graph built for them, so a product costs less than through
+        :meth:`matvec`. (Mapping ``vmap`` over the tangents was slower per vector than single products on
+        convolutions, ``python -m runners.bench hessian``.) Memory grows with ``block``.
         """
         out = []
         for chunk in rows.to(self.device, self.dtype).split(block):
             self.num_matvecs += len(chunk)
-            lifted = [self.subspace.lift(row) for row in chunk]
-            stacked = {name: torch.stack([t[name] for t in lifted]) for name in lifted[0]}
-            products = self.objective.hvp(stacked, stacked=True)
-            out += [self.subspace.restrict({name: value[i] for name, value in products.items()}) for i in range(len(chunk))]
+            products = self.objective.hvps([self.subspace.lift(row) for row in chunk])
+            out += [self.subspace.restrict(product) for product in products]
         return torch.stack(out)
 
     def gradient(self) -> torch.Tensor:
