@@ -1,6 +1,7 @@
 """Persistence: self-describing checkpoints and the HDF5 result store (schema in ``results/README.md``)."""
 
 from results.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
+from results.durable import DurableWriteError, atomic_save, payload_sha256
 from results.store import CurveWriter, open_store, provenance, read_attrs, read_curve, write_attrs
 from results.merge import PATH_ATTRIBUTES, merge_stores, rebase_paths
 from results.seeds import run_key
@@ -13,6 +14,10 @@ __all__ = [
     "CheckpointError",
     "save_checkpoint",
     "load_checkpoint",
+    # durable files: temp + fsync + rename, one-line write errors; SHA-256 of checkpoint / state payloads
+    "atomic_save",
+    "DurableWriteError",
+    "payload_sha256",
     # the one result writer of every CLI: named results, resume / overwrite one name
     "open_result",
     "Result",
