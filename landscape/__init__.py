@@ -35,6 +35,11 @@ API convention (every public function follows it; a new one must too)
   algorithms (:func:`lanczos`, :func:`hutchinson`, :func:`hutch_plus_plus`, :func:`slq`) also accept a
   square tensor or array. Algorithms return frozen dataclasses with their diagnostics;
   :func:`hessian_eigenvalues` and :func:`hessian_trace` are conveniences returning the bare estimate.
+* **Finite numbers**: every probe refuses a model with a NaN or infinite parameter or buffer before it
+  starts, and a non-finite result is raised as :class:`NonFiniteError` (a ``ValueError``, one line),
+  never returned as a value; :func:`interpolate` instead marks the non-finite points of a path
+  (``PathResult.nonfinite_alphas``). :func:`check_finite_model` is the check, for callers that want it
+  before anything else.
 * **Types** shared by the signatures are defined once, in ``landscape._types``, and re-exported here:
   :data:`Batches`, :data:`Params`, :data:`LossFn`, :class:`LinearOperator`.
 """
@@ -60,6 +65,9 @@ from landscape.string_method import StringConfig, StringResult, elastic_string
 
 # --- shared types of every signature (the convention above) ---
 from landscape._types import Batches, LinearOperator, LossFn, Params
+
+# --- finite numbers (issue 16): probes refuse non-finite parameters and never return NaN as a value ---
+from landscape._checks import NonFiniteError, check_finite_model
 
 # --- curvature (issue 6): Hessian operators on parameter subspaces, Lanczos, traces, densities, basins ---
 from landscape.hessian import HessianOperator, MatrixOperator, as_operator
@@ -102,6 +110,8 @@ __all__ = [
     "LinearOperator",
     "LossFn",
     "Params",
+    "NonFiniteError",
+    "check_finite_model",
     "HessianOperator",
     "MatrixOperator",
     "as_operator",

@@ -4,7 +4,7 @@ received and what to do about it. Shared by the modules of the package; add func
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -171,3 +171,50 @@ def check_alphas(alphas: Any, method: str) -> torch.Tensor:
             f"min {float(values.min()):g}, max {float(values.max()):g}; extrapolate with method='linear' only"
         )
     return values
+
+
+class NonFiniteError(ValueError):
+    """A probe met a NaN or an infinity: in the parameters before it started, or in one of its results.
+
+    A ``ValueError`` (a bad input, like every other check here) with a one-line message; the usual cause
+    is a diverged training run, whose checkpoints after the divergence hold NaN weights.
+    """
+
+
+def check_finite_tensors(named: Mapping[str, torch.Tensor] | Iterable[tuple[str, torch.Tensor]], what: str = "parameter") -> None:
+    """Raise :class:`NonFiniteError` naming the first floating-point tensor holding a NaN or an infinity.
+
+    Example:
+        >>> check_finite_tensors({"weight": torch.tensor([1.0, float("nan")])})
+        Traceback (most recent call last):
+        ...
+        landscape._checks.NonFiniteError: parameter 'weight' holds 1 non-finite value (NaN or inf) of 2; the model probably diverged: probe a checkpoint saved before its loss became non-finite
+    """
+    for name, tensor in named.items() if isinstance(named, Mapping) else named:
+        if torch.is_tensor(tensor) and tensor.is_floating_point():
+            bad = int((~torch.isfinite(tensor.detach())).sum())
+            if bad:
+                raise NonFiniteError(
+                    f"{what} {name!r} holds {bad} non-finite value{'s' if bad > 1 else ''} (NaN or inf) of {tensor.numel()}; "
+                    "the model probably diverged: probe a checkpoint saved before its loss became non-finite"
+                )
+
+
+def check_finite_model(model: nn.Module) -> None:
+    """Parameters, then floating-point buffers (BatchNorm statistics), all finite, or :class:`NonFiniteError`.
+
+    Every probe calls this before it starts (through ``Objective``, :func:`~landscape.interpolate`), so a
+    diverged model is refused in one line instead of failing deep inside SciPy or returning NaN.
+    """
+    check_finite_tensors(model.named_parameters(), "parameter")
+    check_finite_tensors(model.named_buffers(), "buffer")
+
+
+def check_finite_result(what: str, value: Any) -> Any:
+    """``value`` (a number, array or tensor) if every entry is finite, else :class:`NonFiniteError` naming ``what``."""
+    values = value.detach().cpu() if torch.is_tensor(value) else torch.as_tensor(value, dtype=torch.float64)
+    if values.is_floating_point() and not bool(torch.isfinite(values).all()):
+        shown = f"{float(values):g}" if values.numel() == 1 else f"{int((~torch.isfinite(values)).sum())} non-finite entries"
+        raise NonFiniteError(f"{what} is not finite ({shown}); the loss or its derivatives overflow there: "
+                             "probe a checkpoint saved before training diverged, or a smaller region")
+    return value

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp
 
-from landscape._checks import check_deterministic_mode, check_hessian_batches, check_mean_loss
+from landscape._checks import check_deterministic_mode, check_finite_model, check_hessian_batches, check_mean_loss
 from landscape._precision import full_float32
 from landscape._types import Batches, LossFn, Params
 from landscape.distributed import all_reduce_sum, reduce_floats, shard
@@ -66,6 +66,7 @@ class Objective:
         self, model: nn.Module, loss_fn: LossFn, batches: Batches, *, moving: tuple[str, ...], cache_bytes: int = DEFAULT_CACHE_BYTES
     ) -> None:
         check_deterministic_mode(model)
+        check_finite_model(model)  # every curvature and basin probe starts here: refuse a diverged model once
         pairs = check_hessian_batches(batches)
         self.model = model
         self.loss_fn = check_mean_loss(loss_fn)

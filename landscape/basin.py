@@ -20,13 +20,14 @@ layer, the local or off-local blocks of an eFCN, or its CNN subspace. Loss surfa
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import nn
 
-from landscape._checks import check_positive_float, check_positive_int
+from landscape._checks import NonFiniteError, check_finite_result, check_finite_tensors, check_positive_float, check_positive_int
 from landscape._objective import Objective
 from landscape._types import Batches, LossFn
 from landscape.subspace import ParameterSubspace, parameter_subspace
@@ -56,6 +57,8 @@ def filter_normalized_direction(subspace: ParameterSubspace, *, seed: int = 0, i
 
 def _filter_normalized_direction(subspace: ParameterSubspace, generator: torch.Generator, *, ignore_biases: bool = True) -> torch.Tensor:
     """:func:`filter_normalized_direction` drawn from ``generator`` (the next of a sequence of directions)."""
+    # A NaN filter norm makes every direction NaN, which the zero test below would blame on all-zero filters.
+    check_finite_tensors(subspace.reference)
     structured = {}
     for name, ref in subspace.reference.items():
         mask = None if subspace.masks is None else subspace.masks.get(name)
@@ -151,9 +154,12 @@ def basin_width(
     objective = Objective(model, loss_fn, batches, moving=subspace.moving)
 
     def loss_at(direction: torch.Tensor, t: float) -> float:
-        return objective.loss(objective.at(subspace.lift(t * direction)))
+        loss = objective.loss(objective.at(subspace.lift(t * direction)))
+        if math.isnan(loss):  # NaN compares False with the threshold: it would count as inside the basin
+            raise NonFiniteError(f"the loss at distance {t:g} along a basin ray is NaN; lower max_distance (now {max_distance:g})")
+        return loss  # +inf is a loss that rose past any threshold, a finite answer
 
-    base = objective.loss()
+    base = check_finite_result("the loss at the model's parameters", objective.loss())
     rise = threshold if mode == "absolute" else threshold * base
     generator = torch.Generator().manual_seed(seed)
     grid = torch.linspace(0.0, max_distance, grid_points).tolist()
@@ -231,9 +237,9 @@ def epsilon_sharpness(
     y = (2.0 * torch.rand(subspace.size, generator=generator, dtype=torch.float64) - 1.0).to(half_width) * half_width
 
     def loss_at(y: torch.Tensor) -> float:
-        return objective.loss(objective.at(subspace.lift(y)))
+        return check_finite_result(f"the loss in the epsilon={epsilon:g} box", objective.loss(objective.at(subspace.lift(y))))
 
-    base = objective.loss()
+    base = check_finite_result("the loss at the model's parameters", objective.loss())
     losses = [loss_at(y)]
     for _ in range(steps):
         gradient = subspace.restrict(objective.gradient(objective.at(subspace.lift(y))))

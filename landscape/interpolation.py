@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from landscape._checks import check_alphas, check_mean_loss, check_training_batches
+from landscape._checks import NonFiniteError, check_alphas, check_finite_model, check_mean_loss, check_training_batches
 from landscape._endpoints import align_endpoints
 from landscape._types import Batches, LossFn
 from landscape.evaluation import Evaluation, buffer_dict, evaluate, has_batchnorm, param_dict, predict, recalibrate_batchnorm, stack_params
@@ -61,6 +61,9 @@ class PathResult:
             the string's points for ``"string"``, ``None`` for ``"output"``); e.g. for
             :func:`~landscape.paths.polyline_length` over another range of alpha.
         bn_recalibrated: whether BatchNorm statistics were recomputed at every point.
+        nonfinite_alphas: the alphas whose train or test loss is NaN or infinite (an extrapolated
+            point far outside the endpoints' basin); their accuracies are NaN, not the argmax of NaN
+            logits, and the metrics are computed over the other points.
     """
 
     method: str
@@ -76,6 +79,7 @@ class PathResult:
     string: StringResult | None = None
     knots: dict[str, torch.Tensor] | None = None
     bn_recalibrated: bool = False
+    nonfinite_alphas: tuple[float, ...] = ()
 
     def curves(self) -> dict[str, np.ndarray]:
         """Every per-alpha curve, keyed by column name (``alpha`` first)."""
@@ -90,10 +94,38 @@ def _measure(model: nn.Module, params, buffers, batches, test_batches, loss_fn, 
 
 def _row(alpha: float, train: Evaluation, test: Evaluation | None) -> dict[str, float]:
     nan = math.nan
+    # The argmax of NaN logits is class 0: an accuracy at a non-finite loss would be a made-up number.
+    finite = math.isfinite(train.loss) and (test is None or math.isfinite(test.loss))
     return {
-        "alpha": alpha, "train_loss": train.loss, "train_acc": train.accuracy,
-        "test_loss": test.loss if test else nan, "test_acc": test.accuracy if test else nan,
+        "alpha": alpha, "train_loss": train.loss, "train_acc": train.accuracy if finite else nan,
+        "test_loss": test.loss if test else nan, "test_acc": test.accuracy if test and finite else nan,
     }
+
+
+def _check_endpoints(ends: dict[str, tuple[Evaluation, Evaluation | None]]) -> None:
+    """Finite endpoint losses, or :class:`NonFiniteError`: a path between undefined losses has no barrier or gain."""
+    for key, evaluations in ends.items():
+        for split, evaluation in zip(("train", "test"), evaluations):
+            if evaluation is not None and not math.isfinite(evaluation.loss):
+                raise NonFiniteError(f"endpoint {key.upper()}'s {split} loss is {evaluation.loss}; interpolate between models "
+                                     "whose losses are finite (a checkpoint saved before training diverged)")
+
+
+def _check_extrapolated_variances(buffers_a: dict[str, torch.Tensor], buffers_b: dict[str, torch.Tensor], alphas: list[float]) -> None:
+    """Refuse alphas at which interpolating BatchNorm's ``running_var`` linearly makes it negative.
+
+    Outside [0, 1] the lerp of two positive variances can cross zero: the normalisation then divides by
+    the square root of a negative number and every loss is NaN. Recomputing the statistics at each point
+    (``bn_recalibrate=True``) is the answer; clamping would hide that the statistics describe no network.
+    """
+    for name, var_a in buffers_a.items():
+        if not name.endswith("running_var"):
+            continue
+        for alpha in alphas:
+            if bool((torch.lerp(var_a, buffers_b[name], alpha) < 0).any()):
+                raise ValueError(f"at alpha={alpha:g} the interpolated BatchNorm variance {name!r} is negative (NaN losses); "
+                                 "pass bn_recalibrate=True (CLI: --bn-recalibrate) to recompute the statistics at every point, "
+                                 "or keep alphas in [0, 1]")
 
 
 def _mixture(log_a: torch.Tensor, log_b: torch.Tensor, alpha: float, mode: str) -> torch.Tensor:
@@ -187,6 +219,8 @@ def interpolate(
     loss_fn = check_mean_loss(loss_fn)
     batches = check_training_batches(batches)
     test_batches = check_training_batches(test_batches) if test_batches is not None else None
+    check_finite_model(model_a)
+    check_finite_model(model_b)
     model_a, model_b, spaces = align_endpoints(model_a, model_b, input_shape=input_shape)
     device = torch.device(device) if device is not None else next(model_a.parameters()).device
     recalibrate = has_batchnorm(model_a) if bn_recalibrate is None else bool(bn_recalibrate)
@@ -198,6 +232,8 @@ def interpolate(
     else:
         ends_params = [param_dict(model_a, device=device), param_dict(model_b, device=device)]
         ends_buffers = [buffer_dict(model_a, device=device), buffer_dict(model_b, device=device)]
+        if not recalibrate:
+            _check_extrapolated_variances(*ends_buffers, alpha_values)
         string_result = None
         if method == "string":
             string_result = elastic_string(model_a, loss_fn, batches, params_a=ends_params[0], params_b=ends_params[1],
@@ -215,17 +251,24 @@ def interpolate(
         ends = {}
         for key, alpha, params in (("a", 0.0, ends_params[0]), ("b", 1.0, ends_params[1])):
             ends[key] = _measure(model_a, params, buffers_at(alpha, params), batches, test_batches, loss_fn, device)
+        _check_endpoints(ends)
         rows = []
         for alpha in tqdm(alpha_values, desc=method, disable=not progress):
             params = polyline_point(knots, alpha)
             rows.append(_row(alpha, *_measure(model_a, params, buffers_at(alpha, params), batches, test_batches, loss_fn, device)))
             if on_point is not None:
                 on_point(rows[-1])
+    if method == "output":
+        _check_endpoints(ends)
     curves = {name: np.asarray([row[name] for row in rows], dtype=np.float64) for name in rows[0]}
+    finite = np.isfinite(curves["train_loss"]) & (np.isfinite(curves["test_loss"]) if test_batches else True)
+    if not finite.any():
+        raise NonFiniteError(f"the loss is non-finite at every alpha in [{min(alpha_values):g}, {max(alpha_values):g}]; "
+                             "evaluate alphas nearer the endpoints")
     endpoints = {f"train_{k}": v[0] for k, v in ends.items()} | {f"test_{k}": v[1] for k, v in ends.items() if v[1] is not None}
     nan = math.nan
     metrics = path_metrics(
-        curves["alpha"], curves["train_loss"], curves["test_acc"],
+        curves["alpha"][finite], curves["train_loss"][finite], curves["test_acc"][finite],
         endpoint_train_loss=(endpoints["train_a"].loss, endpoints["train_b"].loss),
         endpoint_test_acc=(endpoints["test_a"].accuracy, endpoints["test_b"].accuracy) if test_batches else (nan, nan),
         length=polyline_length(knots, min(alpha_values), max(alpha_values)) if knots is not None else nan,
@@ -240,4 +283,5 @@ def interpolate(
         string=string_result,
         knots=knots,
         bn_recalibrated=recalibrate and method != "output",
+        nonfinite_alphas=tuple(float(a) for a in curves["alpha"][~finite]),
     )

@@ -24,7 +24,7 @@ import scipy.linalg
 import torch
 from torch import nn
 
-from landscape._checks import check_num_eigenvalues, check_positive_float, check_positive_int
+from landscape._checks import check_finite_result, check_num_eigenvalues, check_positive_float, check_positive_int
 from landscape._types import Batches, LinearOperator, LossFn, OperatorLike
 from landscape.hessian import HessianOperator, as_operator
 from landscape.subspace import ParameterSubspace
@@ -102,6 +102,8 @@ def tridiagonalize(
             w = w - basis[: j + 1].T @ (basis[: j + 1] @ w)
         betas[j] = float(w.norm())
         steps = j + 1
+        # SciPy's tridiagonal solver would fail later with a traceback on NaN: name the cause now.
+        check_finite_result(f"the Lanczos recurrence after {steps} operator products", alphas[j] + betas[j])
         scale = max(np.abs(alphas[:steps]).max(), betas[:steps].max(), 1e-300)
         exhausted = betas[j] <= breakdown * scale
         if exhausted:

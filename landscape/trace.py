@@ -19,7 +19,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from landscape._checks import check_positive_int
+from landscape._checks import check_finite_result, check_positive_int
 from landscape._types import Batches, LinearOperator, LossFn, OperatorLike
 from landscape.hessian import HessianOperator, as_operator
 from landscape.subspace import ParameterSubspace
@@ -79,7 +79,7 @@ def hutchinson(operator: OperatorLike, *, num_matvecs: int = 100, seed: int = 0)
     check_positive_int("num_matvecs", num_matvecs)
     like = torch.empty(0, dtype=operator.dtype, device=operator.device)
     probes = _rademacher(num_matvecs, operator.size, torch.Generator().manual_seed(seed), like)
-    samples = torch.einsum("ij,ij->i", probes, _apply(operator, probes, like)).double().cpu()
+    samples = check_finite_result("Hutchinson's trace samples", torch.einsum("ij,ij->i", probes, _apply(operator, probes, like)).double().cpu())
     return TraceResult(float(samples.mean()), _stderr(samples), samples, num_matvecs, "hutchinson")
 
 
@@ -110,10 +110,10 @@ def hutch_plus_plus(operator: OperatorLike, *, num_matvecs: int = 99, seed: int 
 
     sketch = _apply(operator, _rademacher(third, operator.size, generator, like), like)
     basis = torch.linalg.qr(sketch.T).Q.T
-    exact = float(torch.einsum("ij,ij->", basis, _apply(operator, basis, like)))
+    exact = float(check_finite_result("Hutch++'s sketched trace", torch.einsum("ij,ij->", basis, _apply(operator, basis, like))))
     probes = _rademacher(third, operator.size, generator, like)
     deflated = probes - (probes @ basis.T) @ basis
-    samples = torch.einsum("ij,ij->i", deflated, _apply(operator, deflated, like)).double().cpu()
+    samples = check_finite_result("Hutch++'s trace samples", torch.einsum("ij,ij->i", deflated, _apply(operator, deflated, like)).double().cpu())
     return TraceResult(exact + float(samples.mean()), _stderr(samples), samples, 3 * third, "hutch++")
 
 
