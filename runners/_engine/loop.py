@@ -6,7 +6,9 @@ cross-entropy and accuracy fraction, eval mode, after the epoch's steps), the le
 (``embeddings.offlocal_ratio``). Row 0 of a history is the model as given, before any step.
 
 Resuming: with ``state_path`` the loop saves, after every epoch, the model, the optimizer, the
-shuffling generator, torch's RNG (dropout) and the history, atomically. ``resume=True`` continues
+shuffling generator, torch's RNG (dropout) and the history, atomically (``results.atomic_save``) and
+with a SHA-256 of its contents that a resume verifies (a flipped bit is one error naming the file; state
+files of format ``/1``, before checksums, are resumed with a warning). ``resume=True`` continues
 from that file, so a killed run loses at most one epoch and ends with the same numbers as an
 uninterrupted one: bit for bit on CPU with the same thread count (tested), and up to cuDNN's own
 nondeterminism on GPU.
@@ -20,6 +22,7 @@ import math
 import os
 import resource
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -31,14 +34,15 @@ from tqdm.auto import tqdm
 
 import embeddings
 from landscape import evaluate
-from results import save_checkpoint
+from results import atomic_save, payload_sha256, save_checkpoint
 from runners._engine.data import Dataset
 
 __all__ = [
     "TrainConfig", "EpochRecord", "TrainResult", "train", "on_device", "peak_memory_bytes", "reset_peak_memory", "HISTORY_COLUMNS", "STATE_FORMAT",
 ]
 
-STATE_FORMAT = "needle-train-state/1"
+STATE_FORMAT = "needle-train-state/2"
+_UNVERIFIED_STATE_FORMAT = "needle-train-state/1"  # before checksums: resumed with a warning
 
 
 @dataclass(frozen=True)
@@ -221,10 +225,14 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
 
 
 def _save_state(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(payload, partial)
-    os.replace(partial, path)
+    atomic_save({**payload, "sha256": payload_sha256(payload)}, path)
+
+
+def _intact(state: dict) -> bool:
+    try:
+        return state.get("sha256") == payload_sha256(state)
+    except (RecursionError, TypeError, ValueError, RuntimeError):
+        return False  # contents the digest cannot walk were not written by _save_state
 
 
 def _load_state(path: Path, config: TrainConfig, seed: int) -> dict:
@@ -232,8 +240,13 @@ def _load_state(path: Path, config: TrainConfig, seed: int) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # any unreadable file means the same thing to the user
         raise ValueError(f"training state {path} is unreadable ({type(err).__name__}); delete it or rerun with --overwrite") from None
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+    if not isinstance(state, dict) or state.get("format") not in (STATE_FORMAT, _UNVERIFIED_STATE_FORMAT):
         raise ValueError(f"{path} is not a training state ({STATE_FORMAT}); delete it or rerun with --overwrite")
+    if state["format"] == _UNVERIFIED_STATE_FORMAT:
+        warnings.warn(f"training state {path} ({_UNVERIFIED_STATE_FORMAT}) carries no checksum; resuming from it unverified", stacklevel=3)
+    elif not _intact(state):
+        raise ValueError(f"training state {path} fails its SHA-256 check: it changed after it was written (disk or copy "
+                         f"error); delete it (the run then trains again from the start) or rerun with --overwrite")
     if state["config"] != asdict(config) or state["seed"] != seed:
         raise ValueError(
             f"training state {path} was written with another configuration or seed; resume with the "
