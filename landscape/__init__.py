@@ -5,7 +5,9 @@ API convention (every public function follows it; a new one must too)
 * **Order**: ``f(model, loss_fn, batches, *, ...)``. A function of two endpoints takes them in place of
   ``model`` (``interpolate(model_a, model_b, loss_fn, batches, *, alphas, ...)``); one that computes
   no loss (:func:`predict`, :func:`recalibrate_batchnorm`) or needs no data
-  (:func:`filter_normalized_direction`) drops those arguments and keeps the order of the rest.
+  (:func:`filter_normalized_direction`) drops those arguments and keeps the order of the rest;
+  :func:`align` computes no loss and reads data only for activation matching, so ``batches`` is a
+  keyword there (``align(model_a, model_b, *, method, batches, seed, max_iter)``).
   Everything after ``batches`` is keyword-only. The free algorithms take an operator instead:
   ``f(operator, *, ...)``.
 * **loss_fn** is always the second positional argument, with no default: a batch-mean loss
@@ -63,6 +65,9 @@ from landscape.interpolation import PathResult, interpolate
 from landscape.paths import PathMetrics, barrier_height, path_metrics, polyline_length, polyline_point
 from landscape.string_method import StringConfig, StringResult, elastic_string
 
+# --- paths between independently trained networks (issue 14): permutation alignment (Git Re-Basin) ---
+from landscape.align import AlignResult, align
+
 # --- shared types of every signature (the convention above) ---
 from landscape._types import Batches, LinearOperator, LossFn, Params
 
@@ -106,6 +111,8 @@ __all__ = [
     "StringConfig",
     "StringResult",
     "elastic_string",
+    "AlignResult",
+    "align",
     "Batches",
     "LinearOperator",
     "LossFn",
