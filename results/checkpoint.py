@@ -173,22 +173,51 @@ def _meta_build(arch: str, arch_kwargs: dict) -> nn.Module | None:
     except NotImplementedError:
         return None
     except RuntimeError as err:
+        if "overflow" in str(err):  # shapes whose byte count does not fit 64 bits
+            raise OverflowError(f"its tensors are too large to address ({' '.join(str(err).split())[:120]})") from None
         if "meta" in str(err):
             return None
         raise
 
 
-def _estimated_bytes(arch: str, arch_kwargs: dict, space: str, input_shape: tuple[int, ...]) -> int | None:
-    """Bytes of the CNN plus its embedding in ``space`` (both exist while building), from shapes alone."""
+def _nbytes(tensors: Any) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _layout(arch: str, arch_kwargs: dict, space: str, input_shape: tuple[int, ...]) -> tuple[int, int, dict | None] | None:
+    """From shapes alone: the bytes a build needs at its peak (the CNN and its embedding both exist
+    while embedding), the model's bytes in ``space``, and its state dict on meta tensors where one can
+    be built (CNN, eLCN; an eFCN's dense layers need data-dependent indexing, so for eFCN/FCN only its
+    bytes, from :func:`embeddings.estimate_memory`). ``None`` if the factory cannot run on meta tensors."""
     import embeddings
 
     cnn = _meta_build(arch, arch_kwargs)
     if cnn is None:
         return None
-    cnn_bytes = sum(t.numel() * t.element_size() for t in [*cnn.parameters(), *cnn.buffers()])
+    cnn_bytes = _nbytes(cnn.state_dict().values())
     if space == "cnn":
-        return cnn_bytes
-    return cnn_bytes + embeddings.estimate_memory(cnn, input_shape, "elcn" if space == "elcn" else "efcn")
+        return cnn_bytes, cnn_bytes, cnn.state_dict()
+    if space == "elcn":
+        elcn = embeddings.to_elcn(cnn, input_shape, max_bytes=2**62)  # the budget is checked by the caller
+        elcn_bytes = _nbytes(elcn.state_dict().values())
+        return cnn_bytes + elcn_bytes, elcn_bytes, elcn.state_dict()
+    # Embedding keeps the buffers and replaces conv weights by dense ones: parameters + buffers.
+    efcn_bytes = embeddings.estimate_memory(cnn, input_shape, "efcn") + _nbytes(cnn.buffers())
+    return cnn_bytes + efcn_bytes, efcn_bytes, None
+
+
+def _check_layout(path: Path, layout: tuple[int, int, dict | None], state_dict: dict, what: str, max_bytes: int) -> None:
+    """Refuse, before any real allocation, a model over the budget or weights that cannot fit it."""
+    needed, model_bytes, expected = layout
+    if needed > max_bytes:
+        raise CheckpointError(f"checkpoint {path} describes a model ({what}) of {needed:,} bytes, more than the memory budget of "
+                              f"{max_bytes:,} bytes; pass max_bytes={needed} or more (CLI: --max-bytes) if it is meant to be that large")
+    mismatch = state_mismatch(expected, state_dict) if expected is not None else ""
+    stored = _nbytes(state_dict.values())
+    if not mismatch and stored != model_bytes:
+        mismatch = f"the file holds {stored:,} bytes of tensors, the model {model_bytes:,}"
+    if mismatch:
+        raise CheckpointError(f"checkpoint {path}: weights do not fit {what}: {mismatch}")
 
 
 def _rebuild(arch: str, arch_kwargs: dict[str, Any], space: str, input_shape: tuple[int, ...], max_bytes: int) -> nn.Module:
@@ -211,19 +240,18 @@ def _rebuild_ours(path: Path, payload: dict, max_bytes: int) -> tuple[nn.Module,
         arch, arch_kwargs, space, input_shape, state_dict, meta = checkpoint_fields(payload)
     except ValueError as err:
         raise CheckpointError(f"checkpoint {path}: {err}; re-create it with results.save_checkpoint") from None
+    what = f"{arch} ({space})"
     try:
-        needed = _estimated_bytes(arch, arch_kwargs, space, input_shape)
-        if needed is not None and needed > max_bytes:
-            raise CheckpointError(
-                f"checkpoint {path} describes a {space} model of {needed:,} bytes ({arch} {arch_kwargs}), more than the memory "
-                f"budget of {max_bytes:,} bytes; pass max_bytes={needed} or more (CLI: --max-bytes) if it is meant to be that large")
+        layout = _layout(arch, arch_kwargs, space, input_shape)
+        if layout is not None:
+            _check_layout(path, layout, state_dict, what, max_bytes)
         model = _rebuild(arch, arch_kwargs, space, input_shape, max_bytes)
     except CheckpointError:
         raise
     except Exception as err:  # noqa: BLE001 -- any factory may raise anything for kwargs it does not accept
         first = " ".join(str(err).split())[:300]
         raise CheckpointError(f"checkpoint {path} names an architecture that cannot be built: {first}") from None
-    _load_into(model, state_dict, path, f"{arch} ({space})")
+    _load_into(model, state_dict, path, what)
     return model, meta
 
 
