@@ -8,6 +8,9 @@ import sys
 from typing import Any
 
 import torch
+from torch import nn
+
+import embeddings
 
 DATA_SETS = ("mnist1d", "digits", "cifar10", "cifar100", "fake")
 
@@ -65,14 +68,15 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default: str | None 
         default: the default ``--model``.
         default_help: what the default is, for ``--help`` (e.g. "vanilla1d for sequences, vanilla2d for images").
     """
-    said = f" (default: {default_help or default})" if default_help or default else ""
+    # "%(default).0s" prints nothing but tells ArgumentDefaultsHelpFormatter not to add a second "(default: None)".
+    said = f" (default: {default_help or default})%(default).0s" if default_help or default else ""
     parser.add_argument("--model", "--arch", dest="arch", default=default, metavar="MODEL",
                         help="a registry name (vanilla1d, vanilla2d, alexnet, mlp, smallnet1d, smallnet2d) or an import path "
                              f"package.module:factory, e.g. torchvision.models:resnet18{said}")
     parser.add_argument("--model-kwargs", "--arch-kwargs", dest="arch_kwargs", type=json_dict, default={}, metavar="JSON",
-                        help="JSON keyword arguments of the model's factory, e.g. '{\"num_classes\": 10}'")
+                        help="JSON keyword arguments of the model's factory, e.g. '{\"num_classes\": 10}'%(default).0s")
     parser.add_argument("--input-shape", type=shape_arg, default=None, metavar="SHAPE",
-                        help="one input without the batch dimension, e.g. 3,16,16 (default: the data set's, else the factory's)")
+                        help="one input without the batch dimension, e.g. 3,16,16 (default: the data set's, else the checkpoint's)%(default).0s")
 
 
 def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -84,6 +88,21 @@ def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             raise fail(f"--input-shape {','.join(map(str, args.input_shape))} and --model-kwargs input_shape {given} disagree; give one")
         kwargs["input_shape"] = tuple(args.input_shape)
     return kwargs
+
+
+def model_from_args(args: argparse.Namespace) -> nn.Module | None:
+    """A fresh model from ``--model``/``--model-kwargs``/``--input-shape`` to load a plain state dict into; ``None`` without ``--model``.
+
+    Built inside ``fork_rng``: its random initialisation (overwritten by the weights loaded) leaves
+    the global generator as it was.
+    """
+    if args.arch is None:
+        return None
+    with torch.random.fork_rng(devices=[]):
+        try:
+            return embeddings.build_model(args.arch, **model_kwargs(args))
+        except (ValueError, RuntimeError) as err:
+            raise fail(f"--model {args.arch}: {str(err).splitlines()[0]}") from None
 
 
 def seeds_arg(text: str) -> int | tuple[int, ...]:

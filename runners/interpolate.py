@@ -25,7 +25,7 @@ import torch
 from landscape import StringConfig, align_endpoints, interpolate, path_metrics, polyline_length
 from results import CheckpointError, CurveWriter, ResultError, check_result_name, load_checkpoint, open_result, read_attrs, write_attrs
 from runners._engine import launched, load_data, on_device, peak_memory_bytes, reset_peak_memory
-from runners.cli import add_common_arguments, fail, progress_disabled, resolve_device
+from runners.cli import add_common_arguments, add_model_arguments, fail, model_from_args, progress_disabled, resolve_device
 
 METHODS = ("linear", "string", "output")
 COLUMNS = ("alpha", "train_loss", "train_acc", "test_loss", "test_acc")
@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_arguments(parser)
     parser.add_argument("--ckpt-a", required=True, help="checkpoint at alpha = 0 (e.g. the CNN)")
     parser.add_argument("--ckpt-b", required=True, help="checkpoint at alpha = 1 (e.g. the eFCN trained from it)")
+    add_model_arguments(parser, default_help="the one the checkpoints record; needed for plain state dicts")
     parser.add_argument("--methods", type=_methods, default=METHODS, help="comma-separated: linear, string, output")
     parser.add_argument("--points", type=int, default=21, help="alphas evaluated per path, equally spaced over --alpha-range")
     parser.add_argument("--alpha-range", type=_alpha_range, default=(0.0, 1.0),
@@ -91,9 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path: str, device: torch.device):
+def _load(path: str, device: torch.device, args: argparse.Namespace):
     try:
-        model, _ = load_checkpoint(path, map_location=device)
+        # --model builds what a plain state dict is loaded into; our checkpoints rebuild themselves.
+        model, _ = load_checkpoint(path, model=model_from_args(args), map_location=device)
     except CheckpointError as err:
         raise fail(str(err).splitlines()[0]) from None
     return model
@@ -149,13 +151,13 @@ def _prepare(args: argparse.Namespace, device: torch.device):
     """Everything that can fail on bad input, before the result file is touched."""
     _check_args(args)
     config = _string_config(args)
-    model_a, model_b = _load(args.ckpt_a, device), _load(args.ckpt_b, device)
-    input_shape = tuple(model_a.input_shape)
+    model_a, model_b = _load(args.ckpt_a, device, args), _load(args.ckpt_b, device, args)
+    input_shape = _input_shape(args, model_a)
     try:
         # Embedded once here (the CNN endpoint into the other's space), not again for every method.
-        model_a, model_b, spaces = align_endpoints(model_a, model_b)
+        model_a, model_b, spaces = align_endpoints(model_a, model_b, input_shape=input_shape)
     except ValueError as err:
-        raise fail(str(err)) from None
+        raise fail(str(err).replace("input_shape=", "--input-shape ")) from None
     num_classes = int(getattr(model_a, "arch_kwargs", {}).get("num_classes", 10))
     try:
         data = load_data(args.data, root=args.data_root, download=args.download, seed=args.seed, n_train=args.n_train,
@@ -166,6 +168,15 @@ def _prepare(args: argparse.Namespace, device: torch.device):
         raise fail(f"--data {args.data} has inputs of shape {tuple(data.input_shape)} but the checkpoints expect "
                    f"{input_shape}; pass the data set the models were trained on")
     return model_a, model_b, spaces, data, config
+
+
+def _input_shape(args: argparse.Namespace, model: torch.nn.Module) -> tuple[int, ...]:
+    """``--input-shape``, else the shape the checkpoint records; one line when neither is known."""
+    shape = args.input_shape or getattr(model, "input_shape", None)
+    if shape is None:
+        raise fail(f"the input shape of {args.ckpt_a} is unknown (model {getattr(model, 'arch', type(model).__name__)}); "
+                   "pass --input-shape, e.g. 3,32,32")
+    return tuple(shape)
 
 
 def _write_trajectory(group, result) -> None:

@@ -73,7 +73,9 @@ from landscape import (
 )
 from results import CheckpointError, CurveWriter, ResultError, load_checkpoint, open_result, read_attrs, run_key, write_attrs
 from runners._engine import launched, load_data, on_device, peak_memory_bytes, reset_peak_memory
-from runners.cli import add_common_arguments, add_seeds_argument, expand_seeds, fail, progress_disabled, resolve_device
+from runners.cli import (
+    add_common_arguments, add_model_arguments, add_seeds_argument, expand_seeds, fail, model_from_args, progress_disabled, resolve_device,
+)
 
 MEASURES = (
     "train_loss", "trace", "trace_se", "basin_width", "basin_width_std", "basin_censored", "basin_rise", "eps_sharpness",
@@ -90,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m runners.sharpness", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_common_arguments(parser)
+    add_model_arguments(parser, default_help="the one the checkpoints record; needed for plain state dicts")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run-dir", help="folder of a relax/train run: every checkpoints/<run>/*.pt is probed")
     source.add_argument("--ckpt", nargs="+", help="checkpoint files to probe, in this order")
@@ -221,9 +224,10 @@ def _weights_digest(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _load(path: Path, device: torch.device | str) -> tuple[nn.Module, dict]:
+def _load(path: Path, device: torch.device | str, args: argparse.Namespace) -> tuple[nn.Module, dict]:
     try:
-        return load_checkpoint(path, map_location=device)
+        # --model builds what a plain state dict is loaded into; our checkpoints rebuild themselves.
+        return load_checkpoint(path, model=model_from_args(args), map_location=device)
     except CheckpointError as err:
         raise fail(str(err).splitlines()[0]) from None
 
@@ -240,7 +244,9 @@ def _prepare(args: argparse.Namespace):
     for run, paths in _discover(args).items():
         runs[run] = []
         for path in paths:
-            model, _ = _load(path, "cpu")
+            model, _ = _load(path, "cpu", args)
+            if model.input_shape is None:  # a factory that takes none, e.g. torchvision's, and no --input-shape
+                raise fail(f"the input shape of {path} is unknown (model {model.arch}); pass --input-shape, e.g. 3,32,32")
             _subspace(model, args.subspace, path)
             shapes.append((tuple(model.input_shape), int(getattr(model, "arch_kwargs", {}).get("num_classes", 10))))
             source = path.name if args.ckpt else f"{run}/{path.name}"
@@ -365,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _probe_checkpoint(args, checkpoint: _Checkpoint, device, batches, group: h5py.Group, row: int, earlier: int) -> dict:
     """Load one checkpoint onto the device, probe it (or copy the row of its earlier twin), and let it go."""
-    model, meta = _load(checkpoint.path, device)
+    model, meta = _load(checkpoint.path, device, args)
     # Readers pair runs by seed and protocol run (attributes, never names); relax records both in every checkpoint.
     write_attrs(group, {"space": model_space(model), **{key: meta[key] for key in ("seed", "protocol_run", "t_w") if key in meta}})
     if earlier < row:

@@ -1,0 +1,140 @@
+"""Own models from the command line: a torchvision ResNet-18 state dict through interpolate and sharpness,
+--model flags and their one-line errors, and a checkpoint of an import-path model rebuilt in a fresh process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from embeddings import build_model
+from landscape import evaluate
+from runners._engine import load_data
+from runners.interpolate import main as interpolate_main
+from runners.sharpness import main as sharpness_main
+
+RESNET = ["--model", "torchvision.models:resnet18", "--model-kwargs", '{"num_classes": 10}', "--input-shape", "3,16,16"]
+FAKE = ["--data", "fake", "--n-train", "16", "--batch-size", "16", "--quiet"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def state_dicts(tmp_path_factory):
+    """Two randomly initialised ResNet-18s (3x16x16 inputs, ten classes), saved as plain state dicts."""
+    folder = tmp_path_factory.mktemp("resnet")
+    paths = []
+    for seed, name in ((0, "a.pt"), (1, "b.pt")):
+        torch.manual_seed(seed)
+        model = build_model("torchvision.models:resnet18", num_classes=10)
+        torch.save(model.state_dict(), folder / name)
+        paths.append(folder / name)
+    return paths
+
+
+def test_resnet18_state_dicts_interpolate_from_the_command_line(state_dicts, tmp_path, capsys):
+    out = tmp_path / "paths.h5"
+    argv = ["--ckpt-a", str(state_dicts[0]), "--ckpt-b", str(state_dicts[1]), *RESNET, *FAKE, "--n-test", "8", "--methods", "linear",
+            "--points", "3", "--no-bn-recalibrate", "--out", str(out), "--name", "resnets"]
+    assert interpolate_main(argv) == 0
+    assert "common space cnn" in capsys.readouterr().out
+    # the endpoints' losses are those of the state dicts loaded into fresh ResNets, evaluated here independently
+    data = load_data("fake", n_train=16, n_test=8, input_shape=(3, 16, 16), num_classes=10)
+    losses = []
+    for path in state_dicts:
+        model = build_model("torchvision.models:resnet18", num_classes=10)
+        model.load_state_dict(torch.load(path, weights_only=True))
+        losses.append(evaluate(model.eval(), None, data.batches("train", 16)).loss)
+    with h5py.File(out, "r") as store:
+        curve = store["interpolation/resnets/linear"]
+        assert curve["alpha"][()].tolist() == [0.0, 0.5, 1.0]
+        np.testing.assert_allclose(curve["train_loss"][()][[0, -1]], losses, rtol=1e-5)
+
+
+@pytest.mark.slow  # ~17 s on 2 loaded cores: basin_width's 40 loss evaluations perturb 11M ResNet parameters
+def test_resnet18_state_dict_sharpness_from_the_command_line(state_dicts, tmp_path):
+    out = tmp_path / "sharp.h5"
+    argv = ["--ckpt", str(state_dicts[0]), *RESNET, *FAKE, "--coordinates", "own", "--k", "1", "--tol", "0.2",
+            "--trace-probes", "3", "--basin-directions", "1", "--basin-max", "0.2", "--out", str(out)]
+    assert sharpness_main(argv) == 0
+    with h5py.File(out, "r") as store:
+        (run,) = store["sharpness"].keys()
+        curve = store[f"sharpness/{run}/curve"]
+        assert np.isfinite(curve["train_loss"][()]).all() and np.isfinite(curve["trace"][()]).all()
+        assert np.isfinite(store[f"sharpness/{run}/top_eigs"][0, 0])
+
+
+@pytest.mark.parametrize("flags, message", [
+    ([], r"is a plain state dict .* pass --model package.module:factory"),
+    (["--model", "torchvision.models:no_such_net"], r"--model torchvision.models:no_such_net: module 'torchvision.models' has no attribute"),
+    (["--model", "no_such_pkg_xyz.models:net"], r"--model no_such_pkg_xyz.models:net: cannot import module 'no_such_pkg_xyz.models'"),
+    (["--model", "torchvision.models:resnet18", "--model-kwargs", '{"depth": 3}'],
+     r"--model torchvision.models:resnet18: architecture 'torchvision.models:resnet18' does not accept arguments"),
+    (["--model", "torchvision.models:resnet18"], r"weights do not fit|size mismatch|fc.weight"),  # 1000 classes by default
+])
+def test_bad_model_flags_are_one_line(state_dicts, tmp_path, capsys, flags, message):
+    argv = ["--ckpt-a", str(state_dicts[0]), "--ckpt-b", str(state_dicts[1]), *flags, *FAKE, "--methods", "linear",
+            "--points", "2", "--out", str(tmp_path / "x.h5")]
+    with pytest.raises(SystemExit) as info:
+        interpolate_main(argv)
+    text = str(info.value.code)
+    assert text.startswith("error: ") and "\n" not in text
+    assert __import__("re").search(message, text), text
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_arch_aliases_still_parse():
+    from runners.interpolate import build_parser
+
+    args = build_parser().parse_args(["--ckpt-a", "a", "--ckpt-b", "b", "--arch", "mlp", "--arch-kwargs", '{"hidden": [4]}'])
+    assert (args.arch, args.arch_kwargs, args.input_shape) == ("mlp", {"hidden": [4]}, None)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--ckpt-a", "a", "--ckpt-b", "b", "--input-shape", "3,x"])
+
+
+USER_MODULE = """
+from torch import nn
+
+
+def net(width=3, num_classes=4):
+    return nn.Sequential(nn.Conv1d(1, width, 3, padding=1), nn.BatchNorm1d(width), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(width * 8, num_classes))
+"""
+
+FRESH_PROCESS = """
+import sys, torch
+from results import load_checkpoint
+model, meta = load_checkpoint(sys.argv[1])
+x = torch.load(sys.argv[2], weights_only=True)
+torch.save({"y": model(x), "arch": model.arch, "shape": list(model.input_shape), "meta": meta}, sys.argv[3])
+"""
+
+
+def test_import_path_model_checkpoint_reloads_in_a_fresh_process(tmp_path):
+    from results import save_checkpoint
+
+    (tmp_path / "own_models_for_test.py").write_text(textwrap.dedent(USER_MODULE))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        torch.manual_seed(0)
+        model = build_model("own_models_for_test:net", width=2, input_shape=(1, 8)).eval()
+        with torch.no_grad():  # non-trivial BatchNorm statistics: buffers must travel too
+            model[1].running_mean.uniform_(-1, 1)
+        save_checkpoint(tmp_path / "own.pt", model, epoch=2)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("own_models_for_test", None)
+    x = torch.randn(5, 1, 8)
+    torch.save(x, tmp_path / "x.pt")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(tmp_path / "own.pt"), str(tmp_path / "x.pt"), str(tmp_path / "y.pt")],
+                   check=True, env=env, cwd=tmp_path, timeout=120)
+    fresh = torch.load(tmp_path / "y.pt", weights_only=True)
+    assert fresh["arch"] == "own_models_for_test:net" and fresh["shape"] == [1, 8] and fresh["meta"] == {"epoch": 2}
+    torch.testing.assert_close(fresh["y"], model(x), rtol=0, atol=0)
