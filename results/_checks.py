@@ -46,6 +46,9 @@ def check_model_attributes(model: torch.nn.Module) -> tuple[str, dict, tuple[int
         )
     if model.space not in SPACES:
         raise ValueError(f"model.space must be one of {', '.join(SPACES)}, got {model.space!r}")
+    if model.input_shape is None:
+        raise ValueError(f"model.input_shape is unknown, so a checkpoint could not embed or probe it; build it with "
+                         f"embeddings.build_model({model.arch!r}, input_shape=(C, H, W), ...)")
     check_plain(model.arch_kwargs, "model.arch_kwargs")
     return model.arch, dict(model.arch_kwargs), tuple(int(s) for s in model.input_shape), model.space
 

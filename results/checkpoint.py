@@ -170,12 +170,11 @@ def _meta_build(arch: str, arch_kwargs: dict) -> nn.Module | None:
     try:
         with torch.device("meta"):
             return embeddings.build_model(arch, **arch_kwargs)
-    except NotImplementedError:
-        return None
-    except RuntimeError as err:
-        if "overflow" in str(err):  # shapes whose byte count does not fit 64 bits
+    except Exception as err:  # noqa: BLE001 -- build_model wraps a user factory's errors in ValueError
+        text = f"{type(err).__name__}: {err}"
+        if "overflow" in text:  # shapes whose byte count does not fit 64 bits
             raise OverflowError(f"its tensors are too large to address ({' '.join(str(err).split())[:120]})") from None
-        if "meta" in str(err):
+        if "meta" in text or "NotImplementedError" in text:  # code that needs real data: build it for real
             return None
         raise
 
@@ -198,7 +197,11 @@ def _layout(arch: str, arch_kwargs: dict, space: str, input_shape: tuple[int, ..
     if space == "cnn":
         return cnn_bytes, cnn_bytes, cnn.state_dict()
     if space == "elcn":
-        elcn = embeddings.to_elcn(cnn, input_shape, max_bytes=2**62)  # the budget is checked by the caller
+        try:
+            elcn = embeddings.to_elcn(cnn, input_shape, max_bytes=2**62)  # the budget is checked by the caller
+        except (NotImplementedError, RuntimeError):  # layers that need real data: their bytes from the estimate
+            elcn_bytes = embeddings.estimate_memory(cnn, input_shape, "elcn") + _nbytes(cnn.buffers())
+            return cnn_bytes + elcn_bytes, elcn_bytes, None
         elcn_bytes = _nbytes(elcn.state_dict().values())
         return cnn_bytes + elcn_bytes, elcn_bytes, elcn.state_dict()
     # Embedding keeps the buffers and replaces conv weights by dense ones: parameters + buffers.
