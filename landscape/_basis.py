@@ -110,12 +110,14 @@ def check_basis_memory(
     work_dtype: torch.dtype,
     device: torch.device,
     max_bytes: int | None,
+    least: int,
 ) -> None:
     """Raise :class:`~embeddings.MemoryBudgetError` before a run whose vectors cannot fit ``max_bytes``.
 
     The estimate is ``stored`` basis vectors in ``dtype`` plus :data:`WORK_VECTORS` in ``work_dtype``;
     the default budget is half of the memory free now on ``device`` (:func:`embeddings.default_max_bytes`).
-    The message names the number of stored vectors that would fit (``max_basis_vectors``).
+    The message names the number of stored vectors that would fit (``max_basis_vectors``) when that is
+    at least ``least``, the fewest the run can work with.
     """
     per, work = vector_bytes(size, dtype), WORK_VECTORS * vector_bytes(size, work_dtype)
     needed = stored * per + work
@@ -125,7 +127,7 @@ def check_basis_memory(
     fits = (budget - work) // per
     origin = "max_bytes" if max_bytes is not None else f"half of the memory free on {device}"
     advice = (f"pass max_basis_vectors={fits} (CLI: --max-basis-vectors {fits}; fewer vectors restart more often)"
-              if fits >= 3 else "no basis fits: free memory, keep the basis on another device (basis_device) or in a narrower basis_dtype")
+              if least <= fits < stored else "no basis fits: free memory, keep the basis on another device (basis_device) or in a narrower basis_dtype")
     raise MemoryBudgetError(
         f"Lanczos would keep {stored} vectors of {size:,} entries plus {WORK_VECTORS} working ones, {needed / 2**30:.3g} GiB, "
         f"more than the budget of {budget / 2**30:.3g} GiB ({origin}); {advice}"

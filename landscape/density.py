@@ -111,10 +111,12 @@ def slq(
     if sigma is not None:
         check_positive_float("sigma", sigma)
     steps = min(max_iter, operator.size)
-    if max_basis_vectors is not None and max_basis_vectors != 0:
-        check_positive_int("max_basis_vectors", max_basis_vectors)
+    if max_basis_vectors is not None and (isinstance(max_basis_vectors, bool) or not isinstance(max_basis_vectors, int) or max_basis_vectors < 0):
+        raise ValueError(f"max_basis_vectors must be an integer >= 0 (0: no reorthogonalisation) or None (all), got {max_basis_vectors!r}")
     stored = steps if max_basis_vectors is None else min(max_basis_vectors, steps)
-    check_basis_memory(operator.size, stored, dtype=operator.dtype, work_dtype=operator.dtype, device=operator.device, max_bytes=max_bytes)
+    check_basis_memory(
+        operator.size, stored, dtype=operator.dtype, work_dtype=operator.dtype, device=operator.device, max_bytes=max_bytes, least=0
+    )
     generator = torch.Generator().manual_seed(seed)
     nodes = np.full((num_probes, steps), np.nan)
     weights = np.zeros((num_probes, steps))

@@ -299,7 +299,9 @@ def lanczos(
                          "to grow; pass max_basis_vectors >= k + 2")
     basis_device = torch.device(basis_device or operator.device)
     basis_dtype = basis_dtype or operator.dtype
-    check_basis_memory(n, stored, dtype=basis_dtype, work_dtype=operator.dtype, device=basis_device, max_bytes=max_bytes)
+    check_basis_memory(
+        n, stored, dtype=basis_dtype, work_dtype=operator.dtype, device=basis_device, max_bytes=max_bytes, least=k + 2
+    )
     generator = torch.Generator().manual_seed(seed)
     start = _random_unit(n, generator, torch.empty(0, dtype=operator.dtype, device=operator.device))
     order = _order(which)

@@ -4,7 +4,7 @@ from results.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoi
 from results.durable import DurableWriteError, atomic_save, payload_sha256
 from results.store import CurveWriter, open_store, provenance, read_attrs, read_curve, write_attrs
 from results.merge import PATH_ATTRIBUTES, merge_stores, rebase_paths
-from results.seeds import run_key
+from results.seeds import run_key, unfinished_runs
 from results.writer import Result, ResultError, check_result_name, open_result, result_names
 from results.stats import RankCorrelation, Summary, paired, rank_correlation, summarize
 
@@ -26,6 +26,7 @@ __all__ = [
     "check_result_name",
     # runs of several seeds: (protocol_run, seed) of a run group
     "run_key",
+    "unfinished_runs",
     # HDF5 store
     "open_store",
     "CurveWriter",

@@ -58,7 +58,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from embeddings import embed_parameters, local_masks, model_space, to_cnn, to_efcn
+from embeddings import MemoryBudgetError, embed_parameters, local_masks, model_space, to_cnn, to_efcn
 from landscape import (
     HessianOperator,
     ParameterSubspace,
@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="sharpness.h5", help="HDF5 result file")
     parser.add_argument("--k", type=int, default=5, help="top-k Hessian eigenvalues (Lanczos)")
     parser.add_argument("--tol", type=float, default=1e-3, help="relative Ritz residual at which Lanczos stops")
+    parser.add_argument("--max-basis-vectors", type=int, default=None,
+                        help="most Lanczos vectors stored at once; fewer restart more often (default max(20, 3k); "
+                             "a run that cannot fit is refused before it starts, naming a value that fits)")
     parser.add_argument("--trace-probes", type=int, default=30, help="operator products of the trace estimate")
     parser.add_argument("--trace-method", choices=("hutchinson", "hutch++"), default="hutch++", help="trace estimator")
     parser.add_argument("--basin-directions", type=int, default=5, help="filter-normalised directions (each measured both ways)")
@@ -182,7 +185,8 @@ def run_index(run_dir: str | os.PathLike, names: Iterable[str]) -> dict[str, tup
 
 def _check_args(args: argparse.Namespace) -> None:
     for flag, value, low in (("--k", args.k, 1), ("--trace-probes", args.trace_probes, 3), ("--basin-directions", args.basin_directions, 1),
-                             ("--batch-size", args.batch_size, 1), ("--surface-points", args.surface_points, 2)):
+                             ("--batch-size", args.batch_size, 1), ("--surface-points", args.surface_points, 2),
+                             ("--max-basis-vectors", args.k + 2 if args.max_basis_vectors is None else args.max_basis_vectors, args.k + 2)):
         if value < low:
             raise fail(f"{flag} must be >= {low}, got {value}")
     for flag, value in (("--tol", args.tol), ("--basin-threshold", args.basin_threshold), ("--basin-max", args.basin_max)):
@@ -269,7 +273,10 @@ def _measure(args, model: nn.Module, subspace: ParameterSubspace | None, batches
     loss_fn = nn.CrossEntropyLoss()
     operator = HessianOperator(model, loss_fn, batches, subspace=subspace)
     k = min(args.k, operator.size)
-    eigen = lanczos(operator, k=k, tol=args.tol, seed=args.seed)
+    try:
+        eigen = lanczos(operator, k=k, tol=args.tol, seed=args.seed, max_basis_vectors=args.max_basis_vectors)
+    except MemoryBudgetError as err:
+        raise fail(str(err)) from None
     if args.trace_method == "hutch++":
         trace = hutch_plus_plus(operator, num_matvecs=args.trace_probes, seed=args.seed)
     else:

@@ -12,6 +12,12 @@ files of format ``/1``, before checksums, are resumed with a warning). ``resume=
 from that file, so a killed run loses at most one epoch and ends with the same numbers as an
 uninterrupted one: bit for bit on CPU with the same thread count (tested), and up to cuDNN's own
 nondeterminism on GPU.
+
+Divergence: training stops at the end of the first epoch in which a step's loss or the epoch's full-data
+training loss is NaN or infinite; that epoch is returned as ``TrainResult.diverged_epoch``, and its row,
+whose accuracies would be the argmax of NaN logits, is neither recorded nor emitted nor snapshotted.
+The steps' losses are checked once per epoch (a flag on the device), not after every step, so
+the check costs no GPU synchronisation per step.
 """
 
 from __future__ import annotations
@@ -137,6 +143,9 @@ class TrainResult:
         seconds: wall time of this call.
         peak_memory_bytes: peak memory of the call (:func:`peak_memory_bytes` after
             :func:`reset_peak_memory`): allocated GPU memory on a GPU, the resident set on a CPU.
+        diverged_epoch: the epoch (1-based, on the run's clock) in which the training loss became
+            non-finite, after which training stopped; ``None`` for a run that finished. The history
+            then ends at the epoch before, and ``model`` holds the non-finite weights.
     """
 
     model: nn.Module
@@ -144,6 +153,7 @@ class TrainResult:
     resumed_from: int
     seconds: float
     peak_memory_bytes: int = 0
+    diverged_epoch: int | None = None
 
     @property
     def final(self) -> EpochRecord:
@@ -331,21 +341,27 @@ def train(
             history.append(_record(model, data, config, 0, float("nan"), device))
             emit(history[0])
             snapshot(0)
+        diverged_epoch = None
         bar = tqdm(range(resumed_from, config.epochs), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
         for epoch in bar:
             lr = config.lr_at(epoch)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             model.train()
+            finite = torch.ones((), dtype=torch.bool, device=device)
             with _training_precision(device):
                 for x, y in data.shuffled_batches(config.batch_size, generator=generator):
                     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                     optimizer.zero_grad(set_to_none=True)
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
                         loss = nn.functional.cross_entropy(model(x), y)
+                    finite &= torch.isfinite(loss.detach())
                     loss.backward()
                     optimizer.step()
             record = _record(model, data, config, epoch + 1, lr, device)
+            if not (bool(finite) and math.isfinite(record.train_loss)):
+                diverged_epoch = epoch + 1
+                break
             history.append(record)
             emit(record)
             snapshot(epoch + 1)
@@ -361,5 +377,5 @@ def train(
         bar.close()
     model.eval()
     return TrainResult(model=model, history=tuple(history), resumed_from=resumed_from, seconds=time.perf_counter() - started,
-                       peak_memory_bytes=peak_memory_bytes(device))
+                       peak_memory_bytes=peak_memory_bytes(device), diverged_epoch=diverged_epoch)
 

@@ -53,3 +53,5 @@ def test_bad_input_gives_a_clear_error():
         slq(torch.eye(3), max_iter=0)
     with pytest.raises(ValueError, match="sigma must be a positive number, got -1"):
         slq(torch.eye(3), sigma=-1)
+    with pytest.raises(ValueError, match=r"max_basis_vectors must be an integer >= 0 \(0: no reorthogonalisation\) or None \(all\), got -1"):
+        slq(torch.eye(3), max_basis_vectors=-1)

@@ -90,8 +90,10 @@ def test_a_run_that_cannot_fit_is_refused_before_any_product_naming_a_size_that_
         lanczos(operator, k=3, max_bytes=budget)
     assert operator.products == 0
     assert lanczos(operator, k=3, max_bytes=budget, max_basis_vectors=6).stored_vectors <= 6
-    with pytest.raises(MemoryBudgetError, match="no basis fits"):
+    with pytest.raises(MemoryBudgetError, match="pass max_basis_vectors=0"):
         slq(operator, max_basis_vectors=None, max_bytes=WORK_VECTORS * per)
+    with pytest.raises(MemoryBudgetError, match="no basis fits"):
+        lanczos(operator, k=1, max_bytes=WORK_VECTORS * per - 1)
     assert slq(operator, max_iter=30, max_bytes=WORK_VECTORS * per).nodes.shape == (1, 30)
 
 
