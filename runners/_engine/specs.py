@@ -99,9 +99,12 @@ class RunContext:
         return layout.state_path(self.out, run)
 
     def load(self) -> Dataset:
+        # The fake set takes the model's --input-shape and classes (only it has no shape of its own).
+        shaped = {key: tuple(value) if key == "input_shape" else value
+                  for key, value in self.arch_kwargs.items() if key in ("input_shape", "num_classes")}
         return load_data(
             self.data, root=self.data_root, download=self.download, seed=self.seed,
-            n_train=self.n_train, n_test=self.n_test, augment=self.augment,
+            n_train=self.n_train, n_test=self.n_test, augment=self.augment, **(shaped if self.data == "fake" else {}),
         )
 
 

@@ -138,3 +138,27 @@ def test_import_path_model_checkpoint_reloads_in_a_fresh_process(tmp_path):
     fresh = torch.load(tmp_path / "y.pt", weights_only=True)
     assert fresh["arch"] == "own_models_for_test:net" and fresh["shape"] == [1, 8] and fresh["meta"] == {"epoch": 2}
     torch.testing.assert_close(fresh["y"], model(x), rtol=0, atol=0)
+
+
+TRAIN = ["--data", "fake", "--n-train", "32", "--n-test", "16", "--epochs", "1", "--batch-size", "16", "--quiet"]
+
+
+def test_train_an_import_path_model_and_probe_its_checkpoint(tmp_path):
+    """train --model package.module:factory, then interpolate its checkpoints with no --model (they rebuild themselves)."""
+    (tmp_path / "own_train_models.py").write_text(textwrap.dedent(USER_MODULE))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from runners.train import main as train_main
+
+        out = tmp_path / "run"
+        own = ["--model", "own_train_models:net", "--model-kwargs", '{"width": 2, "num_classes": 3}', "--input-shape", "1,8"]
+        assert train_main([*own, *TRAIN, "--out", str(out), "--save-at", "0"]) == 0
+        checkpoints = out / "checkpoints" / "cnn"
+        assert interpolate_main(["--ckpt-a", str(checkpoints / "epoch_0.pt"), "--ckpt-b", str(checkpoints / "final.pt"),
+                                 "--data", "fake", "--n-train", "32", "--n-test", "16", "--quiet",
+                                 "--methods", "linear", "--points", "2", "--out", str(tmp_path / "p.h5")]) == 0
+        with pytest.raises(SystemExit, match=r"--input-shape 1,9 does not match the inputs of digits, 1,8,8; drop the flag"):
+            train_main([*own[:4], "--input-shape", "1,9", "--data", "digits", "--out", str(tmp_path / "bad")])
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("own_train_models", None)
