@@ -3,7 +3,8 @@
 Figures read HDF5 only, never retrain. Each is written as PNG and PDF; a figure whose data are not in
 the file is skipped with one line naming the command that produces them. ``--claims-md OUT.md`` writes
 the claims table with its verdict rule (what the README's "claims, checked" paragraph includes), with or
-without ``--out``.
+without ``--out``; ``--alignment-md FILE`` the linear barriers before and after ``runners.interpolate
+--align`` (between the ``<!-- alignment-table -->`` markers when FILE has them, as the README does).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import h5py
 
-from runners._figures import FIGURES, check_claims, claims_markdown, claims_origin, make_figures
+from runners._figures import FIGURES, check_claims, claims_markdown, claims_origin, make_figures, write_alignment_markdown
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,9 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="folder for the PNG and PDF files (required unless --claims-md)")
     parser.add_argument("--only", default=None, help="comma-separated figure names: " + ", ".join(FIGURES))
     parser.add_argument("--claims-md", default=None, help="also write the claims table and its verdict rule as Markdown to this file")
+    parser.add_argument("--alignment-md", default=None,
+                        help="also write the barriers before/after alignment (runners.interpolate --align) as a Markdown "
+                             "table to this file, between its <!-- alignment-table --> markers if it has them")
     args = parser.parse_args(argv)
-    if args.out is None and args.claims_md is None:
-        parser.error("pass --out DIR for the figures, --claims-md OUT.md for the claims table, or both")
+    if args.out is None and args.claims_md is None and args.alignment_md is None:
+        parser.error("pass --out DIR for the figures, --claims-md OUT.md for the claims table, --alignment-md FILE, or several")
     if not Path(args.results).is_file():
         raise SystemExit(f"error: results file {args.results} does not exist; run python -m runners.reproduce --out DIR first")
     only = [name for name in args.only.split(",") if name] if args.only else None
@@ -36,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
             with h5py.File(args.results, "r") as store:
                 Path(args.claims_md).write_text(claims_markdown(check_claims(store), origin=claims_origin(store, args.results)))
             print(f"wrote the claims table: {args.claims_md}")
+        if args.alignment_md is not None:
+            try:
+                count = write_alignment_markdown(args.results, args.alignment_md)
+            except ValueError as err:
+                raise SystemExit(f"error: {err}") from None
+            print(f"wrote the alignment table ({count} pairs): {args.alignment_md}")
         written, skipped = make_figures(args.results, args.out, only=only) if args.out is not None else ({}, {})
     except OSError as err:
         raise SystemExit(f"error: cannot read {args.results} as HDF5 ({err})") from None

@@ -7,6 +7,10 @@ curve ``/interpolation/<name>/<method>`` (index ``alpha``; ``train_loss``, ``tra
 ``test_acc``, and for ``output`` the ``disagree_a/b`` and ``kl_a/b`` columns) with the path metrics
 and the endpoints' values as attributes; the string's trajectory (mini-batch loss of every point)
 is the curve ``/interpolation/<name>/string_trajectory`` (index ``step``; ``point_0`` .. ``point_{M-1}``).
+With ``--align weights|activations`` B's hidden units are first permuted to match A's (Git Re-Basin,
+:func:`landscape.align`; B's function is unchanged): the methods run on the aligned pair, the linear
+path always among them, and the unaligned linear path is kept as ``/interpolation/<name>/unaligned/linear``;
+the group records ``align``, ``barrier_unaligned``, ``barrier_aligned`` and the alignment's diagnostics.
 Points are flushed one at a time; ``--resume`` continues a killed run (the string is re-optimised,
 deterministically, when its curve is incomplete).
 """
@@ -22,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from landscape import StringConfig, align_endpoints, interpolate, path_metrics, polyline_length
+from landscape import StringConfig, align, align_endpoints, interpolate, path_metrics, polyline_length
 from results import CheckpointError, CurveWriter, ResultError, check_result_name, load_checkpoint, open_result, read_attrs, write_attrs
 from runners._engine import launched, load_data, on_device, peak_memory_bytes, reset_peak_memory
 from runners.cli import add_common_arguments, add_model_arguments, fail, model_from_args, progress_disabled, resolve_device
@@ -68,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="recompute BatchNorm statistics at every point (default: on for models with BatchNorm)")
     parser.add_argument("--output-mode", choices=("probabilities", "logits"), default="probabilities",
                         help="output-space averaging of softmax probabilities (ensembling) or of logits")
+    parser.add_argument("--align", choices=("none", "weights", "activations"), default="none",
+                        help="permute B's hidden units to match A's before interpolating (weight or activation matching); "
+                             "the unaligned linear path is stored too")
     string = parser.add_argument_group("elastic string")
     string.add_argument("--stiffness", type=float, default=1.0, help="spring constant k >= 0 (large: the linear path; 0: free fall)")
     string.add_argument("--string-points", type=int, default=5, help="points M of the string, endpoints included (paper: 3 interior)")
@@ -233,16 +240,27 @@ def _run_method(args, method: str, group, model_a, model_b, spaces: dict[str, st
     return read_attrs(writer.group)
 
 
+def _align(args: argparse.Namespace, model_a, model_b, data):
+    """``landscape.align`` of B onto A (``None`` for ``--align none``); one line when the models cannot be traced."""
+    if args.align == "none":
+        return None
+    try:
+        return align(model_a, model_b, method=args.align, batches=data.batches("train", args.batch_size), seed=args.seed)
+    except ValueError as err:
+        raise fail(str(err)) from None
+
+
 def _table(name: str, rows: dict[str, dict]) -> str:
     first = next(iter(rows.values()))
+    width = max(8, *map(len, rows))  # the "unaligned" row of --align
     lines = [
         f"{name}: A {first['space_a']} (train loss {first['train_a_loss']:.4g}, test acc {first['test_a_acc']:.4f}) -> "
         f"B {first['space_b']} (train loss {first['train_b_loss']:.4g}, test acc {first['test_b_acc']:.4f}), "
         f"common space {first['space_common']}",
-        f"{'method':<8} {'barrier':>9} {'at alpha':>8} {'peak test acc':>13} {'at alpha':>8} {'gain':>8} {'length':>9}",
+        f"{'method':<{width}} {'barrier':>9} {'at alpha':>8} {'peak test acc':>13} {'at alpha':>8} {'gain':>8} {'length':>9}",
     ]
     for method, m in rows.items():
-        lines.append(f"{method:<8} {m['barrier']:>9.4f} {m['barrier_alpha']:>8.2f} {m['peak_test_acc']:>13.4f} "
+        lines.append(f"{method:<{width}} {m['barrier']:>9.4f} {m['barrier_alpha']:>8.2f} {m['peak_test_acc']:>13.4f} "
                      f"{m['peak_test_alpha']:>8.2f} {m['test_acc_gain']:>+8.4f} {m['length']:>9.3f}")
     return "\n".join(lines)
 
@@ -258,6 +276,8 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     reset_peak_memory(device)
     model_a, model_b, spaces, data, config = _prepare(args, device)
     data = on_device(data, device)  # once, not at every point of every path
+    alignment = _align(args, model_a, model_b, data)
+    methods = args.methods if alignment is None or "linear" in args.methods else ("linear", *args.methods)
     name = _result_name(args)
     lo, hi = args.alpha_range
     alphas = np.linspace(lo, hi, args.points)
@@ -271,8 +291,18 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
         group = result.group
         result.write_attrs({"ckpt_a": result.relative(args.ckpt_a), "ckpt_b": result.relative(args.ckpt_b), "data": args.data,
                             "batch_size": args.batch_size, "alpha_range": [lo, hi], "points": args.points})
-        rows = {method: _run_method(args, method, group, model_a, model_b, spaces, data, config, device, alphas)
-                for method in args.methods}
+        rows = {method: _run_method(args, method, group, model_a, model_b if alignment is None else alignment.model,
+                                    spaces, data, config, device, alphas)
+                for method in methods}
+        result.write_attrs({"align": args.align})
+        if alignment is not None:
+            unaligned = _run_method(args, "linear", group.require_group("unaligned"), model_a, model_b, spaces, data, config,
+                                    device, alphas)
+            rows["unaligned"] = unaligned
+            result.write_attrs({"barrier_unaligned": unaligned["barrier"], "barrier_aligned": rows["linear"]["barrier"],
+                                "align_iterations": alignment.iterations, "align_converged": alignment.converged,
+                                "align_similarity_before": alignment.similarity_before,
+                                "align_similarity_after": alignment.similarity_after})
         result.write_attrs({"peak_memory_bytes": peak_memory_bytes(device)})
     print(_table(name, rows))
     if "string" in rows and rows["string"].get("loss_rose"):

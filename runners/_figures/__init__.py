@@ -7,7 +7,7 @@ quantity, such as :func:`gain_vs_final_cnn`, defined once; :mod:`.seed_readers`:
 (:mod:`.paper`), the landscape figures (:mod:`.landscape`: Fig. 6, sharpness, gain against λ₁ at t_w, basin width, and
 ``runners.interpolate --plot``), ``runners.sharpness --plot`` (:mod:`.sharpness_plot`), the ExpandNets
 figures (:mod:`.expandnets`), the reproduction's ``report.md`` (:mod:`.report`) and its claims table (:mod:`.claims`, verdicts by
-the rule of :mod:`.verdicts`), the catalogue of
+the rule of :mod:`.verdicts`), the alignment table of ``runners.interpolate --align`` (:mod:`.alignment`), the catalogue of
 figures by file name (:mod:`.catalog`) and the one theme and save-figure helper (:mod:`.style`). It
 reads HDF5 only: it never loads a checkpoint and never trains. CLIs import what is re-exported here.
 """
@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on servers, in CI and in tests; before any pyplot import
 
+from runners._figures.alignment import aligned_paths, write_alignment_markdown  # noqa: E402
 from runners._figures.catalog import FIGURES, make_figures  # noqa: E402
 from runners._figures.claims import CLAIMS, check_claims, claims_markdown, claims_origin  # noqa: E402
 from runners._figures.landscape import plot_paths  # noqa: E402
@@ -41,6 +42,8 @@ __all__ = [
     "plot_paths", "plot_sharpness", "write_report",
     # every claim of the paper, supplementary and poster with its verdict (the report opens with it)
     "CLAIMS", "check_claims", "claims_markdown", "claims_origin",
+    # linear barriers before and after permutation alignment (runners.interpolate --align)
+    "aligned_paths", "write_alignment_markdown",
     # derived quantities shared by several figures
     "gain_vs_final_cnn", "gain_vs_matched_cnn", "cnn_accuracy_at", "final_cnn_acc", "epochs_seen",
     "relax_gain", "relax_gains", "RelaxGains",

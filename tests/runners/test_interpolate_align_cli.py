@@ -1,0 +1,71 @@
+"""``runners.interpolate --align``: both barriers stored, the aligned endpoint unchanged, the README table written from the file."""
+
+from __future__ import annotations
+
+import h5py
+import pytest
+import torch
+
+from embeddings import build_model
+from results import save_checkpoint
+from runners.figures import main as figures_main
+from runners.interpolate import main
+
+FAKE = ["--data", "fake", "--n-train", "64", "--n-test", "32", "--batch-size", "32", "--quiet", "--points", "5"]
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ckpt")
+    paths = []
+    for seed in (0, 1):  # two independent initialisations: their units are in unrelated orders
+        torch.manual_seed(seed)
+        paths.append(str(save_checkpoint(folder / f"cnn_s{seed}.pt", build_model("vanilla1d", channels=6))))
+    return paths
+
+
+def _run(pair, out, *extra: str) -> int:
+    return main(["--ckpt-a", pair[0], "--ckpt-b", pair[1], "--out", str(out), *FAKE, *extra])
+
+
+def test_align_weights_stores_both_barriers(pair, tmp_path, capsys):
+    out = tmp_path / "paths.h5"
+    assert _run(pair, out, "--align", "weights", "--methods", "output") == 0
+    assert "unaligned" in capsys.readouterr().out
+    with h5py.File(out, "r") as store:
+        group = store["interpolation/cnn_s0__cnn_s1"]
+        assert group.attrs["align"] == "weights"
+        assert set(group) == {"linear", "output", "unaligned"}  # the linear path is added to compare
+        aligned, unaligned = group["linear"], group["unaligned/linear"]
+        assert group.attrs["barrier_aligned"] == aligned.attrs["barrier"]
+        assert group.attrs["barrier_unaligned"] == unaligned.attrs["barrier"]
+        assert group.attrs["align_similarity_after"] > group.attrs["align_similarity_before"]
+        # B keeps its function, so both paths end at the same loss, but they differ in between.
+        assert aligned["train_loss"][-1] == pytest.approx(unaligned["train_loss"][-1], abs=1e-6)
+        assert aligned["train_loss"][0] == pytest.approx(unaligned["train_loss"][0], abs=1e-6)
+        assert abs(aligned["train_loss"][2] - unaligned["train_loss"][2]) > 1e-4
+    readme = tmp_path / "README.md"
+    readme.write_text("# title\n\n<!-- alignment-table -->\nold\n<!-- /alignment-table -->\n\nafter\n")
+    assert figures_main(["--results", str(out), "--alignment-md", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("# title\n\n<!-- alignment-table -->\n| pair") and text.endswith("<!-- /alignment-table -->\n\nafter\n")
+    with h5py.File(out, "r") as store:
+        group = store["interpolation/cnn_s0__cnn_s1"]
+        row = next(line for line in text.splitlines() if line.startswith("| cnn_s0__cnn_s1"))
+        assert f"| {group.attrs['barrier_unaligned']:.3f} | {group.attrs['barrier_aligned']:.3f} |" in row
+    assert "old" not in text
+
+
+def test_align_activations_and_default_none(pair, tmp_path):
+    out = tmp_path / "paths.h5"
+    assert _run(pair, out, "--align", "activations", "--methods", "linear", "--name", "act") == 0
+    assert _run(pair, out, "--methods", "linear", "--name", "plain") == 0
+    with h5py.File(out, "r") as store:
+        assert store["interpolation/act"].attrs["align"] == "activations"
+        assert "barrier_unaligned" in store["interpolation/act"].attrs
+        plain = store["interpolation/plain"]
+        assert plain.attrs["align"] == "none" and "unaligned" not in plain and "barrier_unaligned" not in plain.attrs
+    with pytest.raises(SystemExit, match="no interpolation computed with --align"):
+        with h5py.File(tmp_path / "none.h5", "w") as store:
+            store.create_group("interpolation/plain").attrs["align"] = "none"
+        figures_main(["--results", str(tmp_path / "none.h5"), "--alignment-md", str(tmp_path / "t.md")])
