@@ -29,18 +29,37 @@ def _value_table(weight: torch.Tensor, geometry: ConvGeometry) -> tuple[torch.Te
     """Rows of ``(C_out/G, C_in/G, G)`` weights to gather connections from, and positions per tap.
 
     ``weight`` is a conv weight ``(C_out, C_in/G, *k)`` (one row per tap) or an eLCN weight
-    ``(C_out, C_in/G, *k, *out_size)`` (one row per tap and output position).
+    ``(*out_size, *k, C_in/G, C_out)`` (one row per tap and output position, tap-major).
     """
     g = geometry
-    positions = 1 if _is_conv_weight(weight, geometry) else g.out_positions
-    table = weight.reshape(g.groups, g.out_per_group, g.in_per_group, g.taps * positions).permute(3, 1, 2, 0)
-    return table.contiguous(), positions
+    if _is_conv_weight(weight, geometry):
+        return weight.reshape(g.groups, g.out_per_group, g.in_per_group, g.taps).permute(3, 1, 2, 0).contiguous(), 1
+    table = weight.reshape(g.out_positions, g.taps, g.in_per_group, g.groups, g.out_per_group).permute(1, 0, 4, 2, 3)
+    return table.reshape(g.taps * g.out_positions, g.out_per_group, g.in_per_group, g.groups), g.out_positions
+
+
+def _conv_to_local_order(dims: int) -> tuple[int, ...]:
+    """Permutation of a conv weight ``(C_out, C_in/G, *k)`` into one position's eLCN filters ``(*k, C_in/G, C_out)``."""
+    return (*range(2, 2 + dims), 1, 0)
 
 
 def conv_as_local(weight: torch.Tensor, geometry: ConvGeometry) -> torch.Tensor:
     """A conv weight ``(C_out, C_in/G, *k)`` seen as an eLCN weight, shared over positions (no copy)."""
-    trailing = (1,) * geometry.dims
-    return weight.view(*weight.shape, *trailing).expand(*weight.shape, *geometry.out_size)
+    filters = weight.permute(_conv_to_local_order(geometry.dims))
+    return filters.expand(*geometry.out_size, *filters.shape)
+
+
+def local_to_conv(weight: torch.Tensor, geometry: ConvGeometry) -> torch.Tensor:
+    """Nearest conv weight in L2 to an eLCN weight: each filter entry is the mean of its copies over positions."""
+    dims = geometry.dims
+    means = weight.mean(dim=tuple(range(dims)))  # (*k, C_in/G, C_out)
+    return means.permute(dims + 1, dims, *range(dims))
+
+
+def local_from_legacy(weight: torch.Tensor, geometry: ConvGeometry) -> torch.Tensor:
+    """An eLCN weight stored in the layout before positions came first, ``(C_out, C_in/G, *k, *out_size)``, in today's."""
+    dims = geometry.dims
+    return weight.permute(*range(2 + dims, 2 + 2 * dims), *range(2, 2 + dims), 1, 0).contiguous()
 
 
 # Connections written per chunk: the gathered values of a chunk (about 4 MiB of float32) stay in cache

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from ._blocks import conv_as_local, dense_to_conv, to_dense
+from ._blocks import conv_as_local, dense_to_conv, local_to_conv, to_dense
 from ._checks import resolve_input_shape
 from ._tracing import find_relaxable_layers, layer_geometry
 from .geometry import ConvGeometry
@@ -152,11 +152,10 @@ def to_cnn(model: nn.Module) -> nn.Module:
                 dilation=g.dilation, groups=g.groups, bias=module.bias is not None,
                 device=module.weight.device, dtype=module.weight.dtype,
             )
-            position_dims = tuple(range(2 + g.dims, 2 + 2 * g.dims))
             if isinstance(module, EmbeddedDense):
                 conv.weight.copy_(dense_to_conv(module.weight, g))
             else:
-                conv.weight.copy_(module.weight.mean(dim=position_dims))
+                conv.weight.copy_(local_to_conv(module.weight, g))
             if module.bias is not None:
                 conv.bias.copy_(module.bias.reshape(g.out_channels, -1).mean(1))
             conv.weight.requires_grad_(module.weight.requires_grad)

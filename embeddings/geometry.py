@@ -146,8 +146,8 @@ class ConvGeometry:
 
     @property
     def local_shape(self) -> tuple[int, ...]:
-        """Shape of the eLCN weight: (C_out, C_in / groups, *kernel_size, *out_size)."""
-        return (self.out_channels, self.in_per_group, *self.kernel_size, *self.out_size)
+        """Shape of the eLCN weight: (*out_size, *kernel_size, C_in / groups, C_out), one filter bank per position."""
+        return (*self.out_size, *self.kernel_size, self.in_per_group, self.out_channels)
 
     def tap_offsets(self) -> Iterator[tuple[int, ...]]:
         """Kernel taps as multi-indices, in the row-major order of a flattened kernel."""

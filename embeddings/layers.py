@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._blocks import dense_local_mask
+from ._blocks import dense_local_mask, local_from_legacy
 from .geometry import ConvGeometry
 
 __all__ = ["EmbeddedDense", "LocallyConnected1d", "LocallyConnected2d"]
@@ -114,10 +114,15 @@ class EmbeddedDense(nn.Module):
 class _LocallyConnectedNd(nn.Module):
     """Convolution without weight sharing: every output position has its own filter (eLCN layer).
 
-    The weight has shape ``(C_out, C_in/groups, *kernel_size, *out_size)`` -- a conv weight with one
-    copy per output position -- and the bias ``(C_out, *out_size)``. The forward pass unfolds the
-    padded input once and contracts it with the weight per position (a batched matmul over
-    positions), so no intermediate is larger than the unfolded input times the output channels.
+    The weight has shape ``(*out_size, *kernel_size, C_in/groups, C_out)``: ``weight[position]`` is the
+    filter bank applied at that output position, in the kernel-major, channels-last order of
+    Keras' ``LocallyConnected2D`` (a conv weight ``w`` is ``w.permute(2, ..., 1, 0)`` at each position);
+    the bias has the conv output's shape ``(C_out, *out_size)``. Positions come first so that the
+    forward pass is one contiguous batched matmul over positions, ``(P, N, k C_in) @ (P, k C_in, C_out)``,
+    on patches gathered from the channels-last padded input: no copy of the weight and no strided
+    operand (with ``groups > 1`` the weight is regrouped, one copy per call). Weights saved in the
+    earlier layout ``(C_out, C_in/groups, *kernel_size, *out_size)`` are converted on
+    ``load_state_dict``.
     """
 
     dims: int
@@ -160,7 +165,7 @@ class _LocallyConnectedNd(nn.Module):
 
     @classmethod
     def from_weight(cls, geometry: ConvGeometry, weight: torch.Tensor, bias: torch.Tensor | None = None) -> "_LocallyConnectedNd":
-        """An eLCN layer that adopts ``weight`` ``(C_out, C_in/G, *k, *out_size)`` and ``bias`` ``(C_out, *out_size)``.
+        """An eLCN layer that adopts ``weight`` ``(*out_size, *k, C_in/G, C_out)`` and ``bias`` ``(C_out, *out_size)``.
 
         The tensors are used as they are (no copy); pass :class:`~torch.nn.Parameter` objects to choose
         ``requires_grad``. This is how :func:`~embeddings.to_elcn` builds layers from a conv's weights.
@@ -177,19 +182,34 @@ class _LocallyConnectedNd(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.geometry
         _check_input(self, x, g.in_shape)
+        dims, batch = g.dims, x.shape[0]
         pads = [p for before, after in zip(reversed(g.pad_before), reversed(g.pad_after)) for p in (before, after)]
-        x = F.pad(x, pads)
-        if g.dims == 1:
-            # unfold is 2-D only: a sequence is an image of height one.
-            columns = F.unfold(x.unsqueeze(2), (1, *g.kernel_size), dilation=(1, *g.dilation), stride=(1, *g.stride))
-        else:
-            columns = F.unfold(x, g.kernel_size, dilation=g.dilation, stride=g.stride)
-        columns = columns.view(x.shape[0], g.groups, g.in_per_group * g.taps, g.out_positions)
-        weight = self.weight.view(g.groups, g.out_per_group, g.in_per_group * g.taps, g.out_positions)
-        # einsum batches over (g, p) and hands back a permuted view; code after a conv may call .view().
-        out = torch.einsum("ngkp,gokp->ngop", columns, weight).reshape(x.shape[0], *g.out_shape)
-        out = out.contiguous()
-        return out if self.bias is None else out + self.bias
+        # Channels last, so that the patch gather below copies runs of C_in contiguous values.
+        x = F.pad(x, pads).movedim(1, -1).contiguous()
+        for axis, (size, stride, dilation) in enumerate(zip(g.kernel_size, g.stride, g.dilation), start=1):
+            x = x.unfold(axis, (size - 1) * dilation + 1, stride)
+            if dilation > 1:
+                x = x[..., ::dilation]
+        # x: (N, *out_size, C_in, *k) view -> patches (P * G, N, k * C_in/G), one copy.
+        x = x.unflatten(1 + dims, (g.groups, g.in_per_group))
+        order = (*range(1, 1 + dims), 1 + dims, 0, *range(3 + dims, 3 + 2 * dims), 2 + dims)
+        patches = x.permute(order).reshape(g.out_positions * g.groups, batch, g.taps * g.in_per_group)
+        weight = self.weight.reshape(g.out_positions, g.taps, g.in_per_group, g.groups, g.out_per_group)
+        weight = weight.movedim(3, 1).reshape(g.out_positions * g.groups, g.taps * g.in_per_group, g.out_per_group)
+        out = torch.bmm(patches, weight).view(*g.out_size, g.groups, batch, g.out_per_group)
+        # Back to (N, C_out, *out_size), contiguous: code after a conv may call .view().
+        out = out.permute(1 + dims, dims, 2 + dims, *range(dims)).reshape(batch, *g.out_shape)
+        # bias first: the sum takes the bias's (contiguous) layout, so the add is also the copy.
+        return out.contiguous() if self.bias is None else self.bias + out
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # Checkpoints written before positions came first hold (C_out, C_in/G, *k, *out_size).
+        key, g = prefix + "weight", self.geometry
+        legacy = (g.out_channels, g.in_per_group, *g.kernel_size, *g.out_size)
+        weight = state_dict.get(key)
+        if weight is not None and tuple(weight.shape) == legacy != g.local_shape:
+            state_dict[key] = local_from_legacy(weight, g)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         g = self.geometry
@@ -205,7 +225,7 @@ class LocallyConnected1d(_LocallyConnectedNd):
     Example:
         >>> layer = LocallyConnected1d(2, 3, kernel_size=3, in_size=10, padding=1)
         >>> tuple(layer.weight.shape), tuple(layer(torch.zeros(4, 2, 10)).shape)
-        ((3, 2, 3, 10), (4, 3, 10))
+        ((10, 3, 2, 3), (4, 3, 10))
     """
 
     dims = 1

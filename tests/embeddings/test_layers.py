@@ -19,7 +19,7 @@ def _brute_force(layer, x):
     conv = F.conv1d if g.dims == 1 else F.conv2d
     out = torch.zeros(x.shape[0], *g.out_shape, dtype=x.dtype)
     for position in itertools.product(*(range(n) for n in g.out_size)):
-        filters = layer.weight[(..., *position)]
+        filters = layer.weight[position].permute(-1, -2, *range(g.dims))  # (*k, C_in/G, C_out) -> conv layout
         full = conv(padded, filters, None, g.stride, 0, g.dilation, g.groups)
         out[(slice(None), slice(None), *position)] = full[(slice(None), slice(None), *position)]
     return out if layer.bias is None else out + layer.bias
@@ -56,7 +56,7 @@ def test_gradients_reach_every_position_independently():
     layer.zero_grad()
     layer(x)[0, 0, 1].backward()
     expected = torch.zeros_like(layer.weight)
-    expected[0, 0, 2, 1] = 1.0
+    expected[1, 2, 0, 0] = 1.0  # position 1, tap 2
     torch.testing.assert_close(layer.weight.grad, expected)
 
 
@@ -75,7 +75,7 @@ def test_from_weight_adopts_the_given_tensors_and_computes_with_them():
     assert dense.weight is weight and dense.bias.data_ptr() == bias.data_ptr()
     torch.testing.assert_close(dense(torch.tensor([[[1.0, 2.0]]], dtype=torch.float64)),
                                torch.tensor([[[11.0, 22.0]]], dtype=torch.float64))
-    local = LocallyConnected1d.from_weight(geometry, torch.full((1, 1, 1, 2), 3.0))
+    local = LocallyConnected1d.from_weight(geometry, torch.full((2, 1, 1, 1), 3.0))
     assert local.bias is None
     torch.testing.assert_close(local(torch.tensor([[[1.0, 2.0]]])), torch.tensor([[[3.0, 6.0]]]))
 
@@ -86,3 +86,17 @@ def test_from_weight_refuses_tensors_of_another_geometry():
         EmbeddedDense.from_weight(geometry, torch.zeros(2, 3))
     with pytest.raises(ValueError, match="needs a 2-d geometry, got a 1-d one"):
         LocallyConnected2d.from_weight(geometry, torch.zeros(1, 1, 1, 2))
+
+
+def test_state_dicts_of_the_earlier_weight_layout_load_into_todays():
+    # Before positions came first the weight was (C_out, C_in, kh, kw, oh, ow): the same numbers, permuted.
+    generator = torch.Generator().manual_seed(0)
+    layer = LocallyConnected2d(3, 4, kernel_size=(2, 3), in_size=(5, 6), padding=1, dtype=torch.float64)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator, dtype=torch.float64))
+    legacy = {"weight": layer.weight.detach().permute(5, 4, 2, 3, 0, 1).clone(), "bias": layer.bias.detach().clone()}
+    assert legacy["weight"].shape == (4, 3, 2, 3, 6, 6)
+    fresh = LocallyConnected2d(3, 4, kernel_size=(2, 3), in_size=(5, 6), padding=1, dtype=torch.float64)
+    fresh.load_state_dict(legacy)
+    x = torch.randn(2, 3, 5, 6, generator=generator, dtype=torch.float64)
+    torch.testing.assert_close(fresh(x), layer(x), rtol=0, atol=0)
