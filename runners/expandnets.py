@@ -45,7 +45,8 @@ from runners.cli import add_common_arguments, add_seeds_argument, expand_seeds, 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m runners.expandnets", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="output folder (expandnets.h5, checkpoints/)")
-    parser.add_argument("--arch", default="auto", choices=("auto", "smallnet1d", "smallnet2d"),
+    # --model like every command; only the SmallNets have an ExpandNets expansion and compression here.
+    parser.add_argument("--model", "--arch", dest="arch", default="auto", choices=("auto", "smallnet1d", "smallnet2d"),
                         help="compact net; auto: smallnet1d for (C, L) data, smallnet2d for images")
     parser.add_argument("--kernel-size", type=int, default=7, help="SmallNet kernel size (paper: 3 or 7; CK needs odd > 3)")
     parser.add_argument("--modes", default=",".join(EXPANDNETS_MODES),

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 import time
@@ -69,7 +70,7 @@ from runners import interpolate as interpolate_cli
 from runners import relax as relax_cli
 from runners import sharpness as sharpness_cli
 from runners._figures import make_figures, write_report
-from runners.cli import DATA_SETS, expand_seeds, fail, seeds_arg
+from runners.cli import DATA_SETS, add_model_arguments, expand_seeds, fail, seeds_arg
 from runners.weights import write_weights
 
 STAGE_FILES = {
@@ -118,8 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default="mnist1d", choices=DATA_SETS, help="data set")
     parser.add_argument("--data-root", default=None, help="folder holding (or caching) the data set files")
     parser.add_argument("--download", action="store_true", help="allow torchvision to download CIFAR into --data-root")
-    parser.add_argument("--arch", default=None,
-                        help="architecture of the CNN (default: vanilla1d for sequences, vanilla2d for images)")
+    add_model_arguments(parser, default_help="vanilla1d for sequences, vanilla2d for images; passed to runners.relax")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     parser.add_argument("--seed", type=int, default=0, help="first seed; also the seed of the data and of every probe")
     parser.add_argument("--seeds", type=seeds_arg, default=None,
@@ -154,7 +154,11 @@ def _mode_flags(args: argparse.Namespace) -> list[str]:
 
 
 def _relax(args: argparse.Namespace, out: Path, settings: dict, seeds: Sequence[int]) -> Path:
-    arch = ["--arch", args.arch] if args.arch else []
+    arch = ["--model", args.arch] if args.arch else []
+    if args.arch_kwargs:
+        arch += ["--model-kwargs", json.dumps(args.arch_kwargs)]
+    if args.input_shape:
+        arch += ["--input-shape", ",".join(map(str, args.input_shape))]
     relax_cli.main([*settings["relax"], *_common(args), *_seed_flags(seeds), *arch, "--out", str(out / "relax"),
                     *_mode_flags(args)])
     return out / STAGE_FILES["relax"]

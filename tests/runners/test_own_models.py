@@ -162,3 +162,19 @@ def test_train_an_import_path_model_and_probe_its_checkpoint(tmp_path):
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("own_train_models", None)
+
+
+def test_reproduce_and_expandnets_take_model_flags(monkeypatch):
+    import runners.reproduce as reproduce
+    from runners.expandnets import build_parser as expandnets_parser
+
+    assert expandnets_parser().parse_args(["--out", "x", "--model", "smallnet1d"]).arch == "smallnet1d"
+    assert expandnets_parser().parse_args(["--out", "x", "--arch", "smallnet2d"]).arch == "smallnet2d"
+    args = reproduce.build_parser().parse_args(["--out", "x", "--model", "own:net", "--model-kwargs", '{"width": 2}',
+                                                "--input-shape", "1,8"])
+    seen = []
+    monkeypatch.setattr(reproduce.relax_cli, "main", seen.append)
+    reproduce._relax(args, Path("x"), {"relax": []}, (0,))
+    flags = seen[0]
+    assert flags[flags.index("--model") + 1] == "own:net" and flags[flags.index("--input-shape") + 1] == "1,8"
+    assert flags[flags.index("--model-kwargs") + 1] == '{"width": 2}'
