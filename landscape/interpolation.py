@@ -252,10 +252,15 @@ def interpolate(
         for key, alpha, params in (("a", 0.0, ends_params[0]), ("b", 1.0, ends_params[1])):
             ends[key] = _measure(model_a, params, buffers_at(alpha, params), batches, test_batches, loss_fn, device)
         _check_endpoints(ends)
+        # Both paths pass through the endpoints exactly at alpha 0 and 1: those points are not evaluated twice.
+        measured = {0.0: ends["a"], 1.0: ends["b"]}
         rows = []
         for alpha in tqdm(alpha_values, desc=method, disable=not progress):
-            params = polyline_point(knots, alpha)
-            rows.append(_row(alpha, *_measure(model_a, params, buffers_at(alpha, params), batches, test_batches, loss_fn, device)))
+            if alpha in measured:
+                rows.append(_row(alpha, *measured[alpha]))
+            else:
+                params = polyline_point(knots, alpha)
+                rows.append(_row(alpha, *_measure(model_a, params, buffers_at(alpha, params), batches, test_batches, loss_fn, device)))
             if on_point is not None:
                 on_point(rows[-1])
     if method == "output":

@@ -198,3 +198,20 @@ def test_string_runs_on_batchnorm_models():
     model_a, model_b, batches = _bn_pair()
     result = interpolate(model_a, model_b, None, batches, alphas=ALPHAS, method="string", string=StringConfig(steps=4, batching="vmap"))
     assert np.isfinite(result.train_loss).all() and result.string.batching == "vmap"
+
+
+def test_a_linear_path_evaluates_each_point_once_endpoints_included():
+    class Counting(nn.Module):
+        batches = 0  # on the class: interpolate may work on copies of the models
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            Counting.batches += 1
+            return x
+
+    torch.manual_seed(0)
+    model_a, model_b = (nn.Sequential(nn.Flatten(), nn.Linear(40, 3), Counting()) for _ in range(2))
+    x, y = _bump_data(100)
+    train, test = list(zip(x[:60].split(20), y[:60].split(20))), list(zip(x[60:].split(20), y[60:].split(20)))
+    result = interpolate(model_a, model_b, None, train, alphas=[0.0, 0.5, 1.0, 1.5], method="linear", test_batches=test)
+    assert Counting.batches == 4 * (len(train) + len(test))  # 4 points, each over 3 train and 2 test batches
+    assert result.train_loss[0] == result.endpoints["train_a"].loss and result.test_loss[2] == result.endpoints["test_b"].loss
