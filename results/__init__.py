@@ -2,10 +2,12 @@
 
 from results.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from results.durable import DurableWriteError, atomic_save, payload_sha256
-from results.store import CurveWriter, open_store, provenance, read_attrs, read_curve, write_attrs
+from results.store import CurveWriter, UnreadableData, open_store, provenance, read_attrs, read_curve, read_dataset, write_attrs
 from results.merge import PATH_ATTRIBUTES, merge_stores, rebase_paths
 from results.seeds import run_key, unfinished_runs
-from results.writer import Result, ResultError, check_result_name, open_result, result_names
+from results.writer import PENDING, Result, ResultError, check_result_name, open_result, result_names
+from results.lock import OutputLocked, output_lock
+from results.recovery import DamagedStore, StoreFull, disk_full_message, is_disk_full, open_checked, restore_store
 from results.stats import RankCorrelation, Summary, paired, rank_correlation, summarize
 
 __all__ = [
@@ -24,6 +26,18 @@ __all__ = [
     "ResultError",
     "result_names",
     "check_result_name",
+    "PENDING",
+    # one writer per output folder; result files that survive a full disk or a kill; checked reads
+    "output_lock",
+    "OutputLocked",
+    "open_checked",
+    "restore_store",
+    "DamagedStore",
+    "StoreFull",
+    "is_disk_full",
+    "disk_full_message",
+    "read_dataset",
+    "UnreadableData",
     # runs of several seeds: (protocol_run, seed) of a run group
     "run_key",
     "unfinished_runs",

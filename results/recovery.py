@@ -41,7 +41,7 @@ from pathlib import Path
 import h5py
 
 __all__ = ["GOOD_SUFFIX", "SNAPSHOT_EVERY", "DamagedStore", "StoreFull", "check_free_space", "open_checked", "snapshot",
-           "commit_point", "restore_store", "good_copy"]
+           "commit_point", "restore_store", "good_copy", "is_disk_full", "disk_full_message"]
 
 GOOD_SUFFIX = ".good"
 # Seconds between two copies while a result grows: a copy of a results file (KB to a few MB) is cheap,
@@ -76,7 +76,7 @@ def is_disk_full(err: BaseException) -> bool:
     return isinstance(err, OSError) and (err.errno == errno.ENOSPC or "no space left" in str(err).lower())
 
 
-def full_message(path: str | os.PathLike) -> str:
+def disk_full_message(path: str | os.PathLike) -> str:
     """The one line of a full disk while writing the result file ``path``."""
     path = Path(path)
     good = good_copy(path)
@@ -173,7 +173,7 @@ def snapshot(file: h5py.File) -> None:
     except OSError as err:
         temporary.unlink(missing_ok=True)
         if is_disk_full(err):
-            raise StoreFull(full_message(path)) from None
+            raise StoreFull(disk_full_message(path)) from None
         raise
     _SNAPSHOTS[os.fspath(path)] = time.monotonic()
 

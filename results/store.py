@@ -5,7 +5,12 @@ The schema is documented in ``results/README.md``. Three rules make a result fil
 * **never overwritten by accident**: :func:`open_store` refuses an existing file unless told to
   ``overwrite`` it (replace) or ``resume`` it (append);
 * **append-and-flush**: :class:`CurveWriter` writes one point (one row across all of a curve's
-  datasets) at a time and flushes the file, so a killed run keeps every finished point;
+  datasets) at a time and flushes the file, so a killed run keeps every finished point (and renews
+  the file's last good copy now and then, :func:`results.recovery.commit_point`);
+* **checked reads**: curve datasets carry the Fletcher-32 checksum filter, so a flipped bit fails the
+  read; :func:`read_dataset` (behind :func:`read_curve`) turns that failure into one line naming the
+  file and dataset, and refuses a dataset that claims more data than the file stores (a damaged or
+  crafted header would otherwise make the reader allocate gigabytes);
 * **provenance**: :func:`provenance` gathers the command line, package versions, git commit, seed and
   time, written as attributes by :func:`write_attrs`.
 
@@ -36,8 +41,19 @@ import h5py
 import numpy as np
 
 from results._checks import check_columns, check_length, check_row
+from results.recovery import commit_point
 
-__all__ = ["open_store", "CurveWriter", "read_curve", "write_attrs", "read_attrs", "provenance"]
+__all__ = ["open_store", "CurveWriter", "read_curve", "read_dataset", "UnreadableData", "write_attrs", "read_attrs",
+           "provenance", "MAX_READ_BYTES"]
+
+# The most one dataset read may allocate: far above any curve or weight panel this toolkit writes.
+MAX_READ_BYTES = 2**30
+# How much more than it stores an uncompressed dataset may claim (a chunk left unwritten by a kill).
+_UNSTORED_SLACK = 2**20
+
+
+class UnreadableData(ValueError):
+    """A dataset fails its checksum, cannot be read, or claims more data than its file stores (one line)."""
 
 
 def open_store(path: str | os.PathLike, *, overwrite: bool = False, resume: bool = False) -> h5py.File:
@@ -93,7 +109,8 @@ class CurveWriter:
             )
         for column in self.columns:
             if column not in self.group:
-                self.group.create_dataset(column, shape=(0,), maxshape=(None,), dtype="f8", chunks=(256,))
+                # Fletcher-32: a flipped bit in a stored point fails the read instead of drawing another number.
+                self.group.create_dataset(column, shape=(0,), maxshape=(None,), dtype="f8", chunks=(256,), fletcher32=True)
         self.group.attrs["index"] = index
         lengths = {self.group[c].shape[0] for c in self.columns}
         if len(lengths) != 1:
@@ -111,7 +128,7 @@ class CurveWriter:
             dataset = self.group[column]
             dataset.resize((n + 1,))
             dataset[n] = value
-        self.group.file.flush()
+        commit_point(self.group.file)
 
     def append_at(self, position: int, **row: float) -> None:
         """Make ``row`` point number ``position``: later points are dropped, then it is appended.
@@ -136,8 +153,36 @@ class CurveWriter:
 
 
 def read_curve(group: h5py.Group) -> dict[str, np.ndarray]:
-    """Every 1-D dataset of a curve group, as numpy arrays keyed by column name."""
-    return {name: group[name][()] for name in group if isinstance(group[name], h5py.Dataset)}
+    """Every 1-D dataset of a curve group, as numpy arrays keyed by column name (each read by :func:`read_dataset`)."""
+    return {name: read_dataset(group[name]) for name in group if isinstance(group[name], h5py.Dataset)}
+
+
+def read_dataset(dataset: h5py.Dataset, *, max_bytes: int = MAX_READ_BYTES) -> np.ndarray:
+    """The whole of ``dataset``, after checking that it holds what it claims, with read errors as one line.
+
+    A dataset's header gives its shape; a damaged or crafted one can claim 3e8 rows in a 100 KB file,
+    and reading it would allocate gigabytes of fill values. So an uncompressed dataset may claim at
+    most what its file stores for it (plus a chunk's slack), a compressed one a thousand times that,
+    and none more than ``max_bytes``.
+
+    Raises:
+        UnreadableData: the claim fails those bounds, or the read fails (a Fletcher-32 mismatch: a
+            flipped bit; a damaged chunk index).
+    """
+    where = f"{dataset.file.filename}: dataset {dataset.name}"
+    claimed = int(dataset.size) * int(dataset.dtype.itemsize)
+    stored = int(dataset.id.get_storage_size())
+    allowed = min(max_bytes, (1000 * stored if dataset.compression else stored) + _UNSTORED_SLACK)
+    if claimed > allowed:
+        raise UnreadableData(f"{where} claims shape {dataset.shape} ({claimed / 2**20:.4g} MiB) but the file stores "
+                             f"{stored} bytes of it; the file is damaged or crafted: restore it (python -m runners.repair FILE, "
+                             "if it has a good copy) or re-create it")
+    try:
+        return dataset[()]
+    except (OSError, RuntimeError, ValueError) as err:
+        raise UnreadableData(f"{where} cannot be read ({str(err).splitlines()[0][:160] if str(err) else type(err).__name__}: "
+                             "a checksum mismatch means a flipped bit); the file is damaged: restore it (python -m "
+                             "runners.repair FILE, if it has a good copy) or re-create it") from None
 
 
 def write_attrs(obj: h5py.HLObject, values: Mapping[str, Any]) -> None:

@@ -1,11 +1,12 @@
 """Opening an experiment: flags to a run context, checks before anything is written, the result file.
 
-:func:`open_experiment` opens the tool's named result through ``results.open_result`` (a new name
-needs no flag, ``--resume`` continues it, ``--overwrite`` replaces it alone), removes that result's
-runs' checkpoints and states on ``--overwrite`` -- only once the file is open, so a second process
-pointed at a file in use fails before it deletes anything -- and adds the wall time spent to the
-result's ``total_seconds``. The configuration a resume must match is every flag except the
-execution-only ones (:data:`EXECUTION_ONLY`).
+:func:`open_experiment` checks the result's and runs' names, takes the output folder's lock (a
+second process gets one line naming the holder and changes nothing), then opens the tool's named
+result through ``results.open_result`` (a new name needs no flag, ``--resume`` continues it,
+``--overwrite`` replaces it alone). On ``--overwrite`` the replaced result's checkpoints and states
+are set aside, not deleted, until the new result is committed, so a failure leaves the old result
+whole. It adds the wall time spent to the result's ``total_seconds``. The configuration a resume
+must match is every flag except the execution-only ones (:data:`EXECUTION_ONLY`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Any, Literal
 import h5py
 
 import embeddings
-from results import Result, ResultError, load_checkpoint, open_result, result_names
+from results import (PENDING, OutputLocked, Result, ResultError, check_result_name, disk_full_message, is_disk_full, load_checkpoint,
+                     open_result, output_lock, result_names)
 from runners._engine import layout
 from runners._engine.execute import fresh_cnn
 from runners._engine.loop import TrainConfig
@@ -105,8 +107,24 @@ def _stored_runs(path: Path, name: str) -> list[str] | None:
             if name not in result_names(file):
                 return None
             return [run for run, group in file[name].items() if isinstance(group, h5py.Group) and "status" in group.attrs]
-    except OSError:  # missing, locked or unreadable: open_result says which
+    except (OSError, RuntimeError, KeyError):  # missing, locked, unreadable or damaged: open_result says which
         return None
+
+
+def _recover_overwrite(path: Path, name: str) -> None:
+    """An overwrite killed before its commit left the old result's files set aside: put them back (or drop them if it committed)."""
+    out = path.parent
+    if not layout.set_aside_folder(out, name).exists():
+        return
+    try:
+        with h5py.File(path, "r") as file:
+            committed = f"{PENDING}/{name}" not in file
+    except (OSError, RuntimeError, KeyError):
+        committed = False  # cannot tell: keeping the old files is the safe side
+    if committed:
+        layout.drop_set_aside(out, name)
+    else:
+        layout.restore_set_aside(out, name)
 
 
 @contextlib.contextmanager
@@ -114,6 +132,13 @@ def open_experiment(
     args: argparse.Namespace, *, tool: str, path: str | Path, name: str, runs: Sequence[str], argv: Sequence[str] | None,
 ) -> Iterator[Result]:
     """Open the result ``name`` of ``path`` for the runs ``runs``, by the writer's one rule.
+
+    Before anything in the folder is read, the names are checked (``results.check_result_name``; every
+    run path stays inside the folder) and the folder's lock is taken (``results.output_lock``: a second
+    process gets one line naming the holder and changes nothing). On ``--overwrite`` the replaced
+    result's checkpoints and states are set aside (:func:`layout.set_aside`), deleted once the new
+    result is committed and put back if the block fails; a killed overwrite is undone by the next
+    command in the folder.
 
     Args:
         args: the parsed flags (``--resume``, ``--overwrite``, ``--seed`` and the configuration).
@@ -128,23 +153,55 @@ def open_experiment(
     """
     path = Path(path)
     out = path.parent
+    command = list(sys.argv if argv is None else [tool, *argv])
+    try:
+        check_result_name(name)
+        for run in runs:
+            layout.state_path(out, run)  # a run name is one safe part, its files inside --out
+            layout.checkpoint_path(out, run, "final")
+    except ValueError as err:  # ResultError included
+        raise fail(str(err).splitlines()[0]) from None
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(output_lock(out, argv=command))
+        except OutputLocked as err:
+            raise fail(str(err)) from None
+        with _opened(args, tool, path, name, runs, command) as result:
+            yield result
+
+
+@contextlib.contextmanager
+def _opened(args: argparse.Namespace, tool: str, path: Path, name: str, runs: Sequence[str], command: list[str]) -> Iterator[Result]:
+    out = path.parent
+    _recover_overwrite(path, name)
     stored = _stored_runs(path, name)
     if not (args.resume or args.overwrite):
         stale = layout.holds_run_files(out, runs)
         if stale and stored is None:
             raise fail(f"{out} holds checkpoints or state of run {stale[0]} that {path} does not list; "
                        "pass --overwrite to replace them or choose another --out")
+    owned = {*runs, *(stored or ())}  # the runs asked for now and those a replaced result held
     try:
         result = open_result(path, name, tool=tool, config=experiment_config(args), resume=args.resume,
-                             overwrite=args.overwrite, seed=args.seed,
-                             argv=list(sys.argv if argv is None else [tool, *argv]))
+                             overwrite=args.overwrite, seed=args.seed, argv=command,
+                             needed_bytes=layout.run_files_bytes(out, owned))
     except ResultError as err:
         raise fail(str(err)) from None
-    with result:
-        if args.overwrite:  # the runs asked for now and those the replaced result held
-            layout.remove_run_files(out, {*runs, *(stored or ())})
-        started = time.perf_counter()
-        try:
-            yield result
-        finally:
-            result.group.attrs["total_seconds"] = float(result.group.attrs.get("total_seconds", 0.0)) + time.perf_counter() - started
+    if args.overwrite:
+        layout.set_aside(out, name, owned)
+    committed = False
+    try:
+        with result:
+            started = time.perf_counter()
+            try:
+                yield result
+            finally:
+                result.group.attrs["total_seconds"] = float(result.group.attrs.get("total_seconds", 0.0)) + time.perf_counter() - started
+        committed = True
+    except OSError as err:
+        if is_disk_full(err):
+            raise fail(disk_full_message(path)) from None
+        raise
+    finally:
+        if args.overwrite:
+            (layout.drop_set_aside if committed else layout.restore_set_aside)(out, name, *(() if committed else (owned,)))
