@@ -13,11 +13,55 @@ from torch import nn
 import embeddings
 
 DATA_SETS = ("mnist1d", "digits", "cifar10", "cifar100", "fake")
+DATA_HELP = (
+    "data set (default: %(default)s): mnist1d (generated offline), digits, cifar10, cifar100, fake, or your own: "
+    "npz:PATH (arrays x_train, y_train, x_test, y_test), "
+    "folder:PATH (ImageFolder layout PATH/train/<class>/<image>, PATH/test/<class>/<image>; images read as RGB and "
+    "turned into tensors by ToTensor only, no resizing or normalisation, so all must share one size), "
+    "package.module:function (returns x_train, y_train, x_test, y_test, or a train and a test dataset); "
+    "your inputs are used as given, the classes (largest label + 1) and input shape come from the data"
+)
+
+
+def data_arg(text: str) -> str:
+    """The ``--data`` argparse type: a built-in name, ``npz:PATH``, ``folder:PATH`` or ``package.module:function``.
+
+    Only the form is checked here; the source is read (and its errors reported) when the data is loaded.
+
+    Example:
+        >>> data_arg("fake"), data_arg("npz:my.npz"), data_arg("mypkg.data:load")
+        ('fake', 'npz:my.npz', 'mypkg.data:load')
+    """
+    module, colon, attribute = text.partition(":")
+    if text in DATA_SETS or (colon and module.strip() and attribute.strip()):
+        return text
+    raise argparse.ArgumentTypeError(f"expected {', '.join(DATA_SETS)}, npz:PATH, folder:PATH or package.module:function, got {text!r}")
+
+
+def loss_arg(text: str) -> str:
+    """The ``--loss`` argparse type: ``ce``, ``mse`` or ``package.module:function`` (the form only; imported when used).
+
+    Example:
+        >>> loss_arg("mse"), loss_arg("mylosses:focal")
+        ('mse', 'mylosses:focal')
+    """
+    module, colon, attribute = text.partition(":")
+    if text in ("ce", "mse") or (colon and module.strip() and attribute.strip()):
+        return text
+    raise argparse.ArgumentTypeError(f"expected ce, mse or package.module:function, got {text!r}")
+
+
+def add_loss_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--loss``; turn it into a function with ``runners._engine.resolve_loss(args.loss)``."""
+    parser.add_argument("--loss", type=loss_arg, default="ce", metavar="LOSS",
+                        help="objective (default: %(default)s): ce (cross entropy), mse (mean squared error against one-hot targets, "
+                             "averaged over batch and classes) or package.module:function ((outputs, int64 targets) -> "
+                             "batch-mean scalar tensor); accuracy is argmax-based whatever the loss")
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--data --data-root --download --device --seed --quiet`` to ``parser``."""
-    parser.add_argument("--data", default="mnist1d", choices=DATA_SETS, help="data set (default: mnist1d, generated offline)")
+    parser.add_argument("--data", default="mnist1d", type=data_arg, metavar="DATA", help=DATA_HELP)
     parser.add_argument("--data-root", default=None, help="folder holding (or caching) the data set files")
     parser.add_argument("--download", action="store_true", help="allow torchvision to download CIFAR into --data-root")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ...")

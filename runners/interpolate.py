@@ -28,8 +28,8 @@ import torch
 
 from landscape import StringConfig, align, align_endpoints, interpolate, path_metrics, polyline_length
 from results import CheckpointError, CurveWriter, ResultError, check_result_name, load_checkpoint, open_result, read_attrs, write_attrs
-from runners._engine import launched, load_data, on_device, peak_memory_bytes, reset_peak_memory
-from runners.cli import add_common_arguments, add_model_arguments, fail, model_from_args, progress_disabled, resolve_device
+from runners._engine import check_model, launched, load_data, on_device, peak_memory_bytes, reset_peak_memory, resolve_loss
+from runners.cli import add_common_arguments, add_loss_argument, add_model_arguments, fail, model_from_args, progress_disabled, resolve_device
 
 METHODS = ("linear", "string", "output")
 COLUMNS = ("alpha", "train_loss", "train_acc", "test_loss", "test_acc")
@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m runners.interpolate", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_common_arguments(parser)
+    add_loss_argument(parser)
     parser.add_argument("--ckpt-a", required=True, help="checkpoint at alpha = 0 (e.g. the CNN)")
     parser.add_argument("--ckpt-b", required=True, help="checkpoint at alpha = 1 (e.g. the eFCN trained from it)")
     add_model_arguments(parser, default_help="the one the checkpoints record; needed for plain state dicts")
@@ -174,6 +175,12 @@ def _prepare(args: argparse.Namespace, device: torch.device):
     if tuple(data.input_shape) != input_shape:
         raise fail(f"--data {args.data} has inputs of shape {tuple(data.input_shape)} but the checkpoints expect "
                    f"{input_shape}; pass the data set the models were trained on")
+    try:
+        loss_fn = resolve_loss(args.loss)
+        for path, model in ((args.ckpt_a, model_a), (args.ckpt_b, model_b)):
+            check_model(data, model, what=f"checkpoint {path}", loss_fn=loss_fn)
+    except ValueError as err:
+        raise fail(str(err)) from None
     return model_a, model_b, spaces, data, config
 
 
@@ -210,7 +217,7 @@ def _run_method(args, method: str, group, model_a, model_b, spaces: dict[str, st
         return attrs
     rerun = remaining if len(remaining) else alphas[-1:]  # complete curve, missing metrics: one cheap point
     result = interpolate(
-        model_a, model_b, None, data.batches("train", args.batch_size), alphas=rerun.tolist(), method=method,
+        model_a, model_b, resolve_loss(args.loss), data.batches("train", args.batch_size), alphas=rerun.tolist(), method=method,
         test_batches=data.batches("test", args.batch_size), device=device, bn_recalibrate=args.bn_recalibrate,
         output_mode=args.output_mode, string=config, progress=not progress_disabled(args.quiet),
         on_point=(lambda row: writer.append(**{c: row[c] for c in columns})) if len(remaining) else None,
@@ -289,7 +296,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
         raise fail(str(err)) from None
     with result:
         group = result.group
-        result.write_attrs({"ckpt_a": result.relative(args.ckpt_a), "ckpt_b": result.relative(args.ckpt_b), "data": args.data,
+        result.write_attrs({"ckpt_a": result.relative(args.ckpt_a), "ckpt_b": result.relative(args.ckpt_b), "data": args.data, "loss": args.loss,
                             "batch_size": args.batch_size, "alpha_range": [lo, hi], "points": args.points})
         rows = {method: _run_method(args, method, group, model_a, model_b if alignment is None else alignment.model,
                                     spaces, data, config, device, alphas)

@@ -72,9 +72,10 @@ from landscape import (
     slq,
 )
 from results import CheckpointError, CurveWriter, ResultError, load_checkpoint, open_result, read_attrs, run_key, write_attrs
-from runners._engine import launched, load_data, on_device, peak_memory_bytes, reset_peak_memory
+from runners._engine import check_model, launched, load_data, on_device, peak_memory_bytes, reset_peak_memory, resolve_loss
 from runners.cli import (
-    add_common_arguments, add_model_arguments, add_seeds_argument, expand_seeds, fail, model_from_args, progress_disabled, resolve_device,
+    add_common_arguments, add_loss_argument, add_model_arguments, add_seeds_argument, expand_seeds, fail, model_from_args, progress_disabled,
+    resolve_device,
 )
 
 MEASURES = (
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m runners.sharpness", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_common_arguments(parser)
+    add_loss_argument(parser)
     add_model_arguments(parser, default_help="the one the checkpoints record; needed for plain state dicts")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run-dir", help="folder of a relax/train run: every checkpoints/<run>/*.pt is probed")
@@ -243,8 +245,12 @@ def _prepare(args: argparse.Namespace):
     to fingerprint its weights; the probes load it again, one at a time, onto the device.
     """
     _check_args(args)
+    try:
+        loss_fn = resolve_loss(args.loss)
+    except ValueError as err:
+        raise fail(str(err)) from None
     runs: dict[str, list[_Checkpoint]] = {}
-    shapes: list[tuple[tuple[int, ...], int]] = []
+    data = None
     for run, paths in _discover(args).items():
         runs[run] = []
         for path in paths:
@@ -252,11 +258,20 @@ def _prepare(args: argparse.Namespace):
             if model.input_shape is None:  # a factory that takes none, e.g. torchvision's, and no --input-shape
                 raise fail(f"the input shape of {path} is unknown (model {model.arch}); pass --input-shape, e.g. 3,32,32")
             _subspace(model, args.subspace, path)
-            shapes.append((tuple(model.input_shape), int(getattr(model, "arch_kwargs", {}).get("num_classes", 10))))
+            if data is None:  # the first checkpoint sizes the fake data
+                data = _data(args, tuple(model.input_shape), int(getattr(model, "arch_kwargs", {}).get("num_classes", 10)))
+            try:  # every checkpoint must fit the data: a mismatch is one line now, not a traceback mid-probe
+                check_model(data, model, what=f"checkpoint {path}", loss_fn=loss_fn)
+            except ValueError as err:
+                raise fail(str(err)) from None
             source = path.name if args.ckpt else f"{run}/{path.name}"
             runs[run].append(_Checkpoint(path, source, _weights_digest(model)))
             del model  # one at a time
-    input_shape, num_classes = shapes[0]
+    return runs, data
+
+
+def _data(args: argparse.Namespace, input_shape: tuple[int, ...], num_classes: int):
+    """The probed training set (``--data``; the test split is not probed, one example is kept)."""
     try:
         data = load_data(args.data, root=args.data_root, download=args.download, seed=args.seed, n_train=args.n_train,
                          n_test=1, input_shape=input_shape, num_classes=num_classes)
@@ -265,12 +280,12 @@ def _prepare(args: argparse.Namespace):
     if tuple(data.input_shape) != input_shape:
         raise fail(f"--data {args.data} has inputs of shape {tuple(data.input_shape)} but the checkpoints expect "
                    f"{input_shape}; pass the data set the models were trained on")
-    return runs, data
+    return data
 
 
 def _measure(args, model: nn.Module, subspace: ParameterSubspace | None, batches) -> tuple[np.ndarray, dict[str, float]]:
     """Top-k eigenvalues and the :data:`MEASURES` of one model in one set of coordinates."""
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = resolve_loss(args.loss)
     operator = HessianOperator(model, loss_fn, batches, subspace=subspace)
     k = min(args.k, operator.size)
     try:
@@ -297,7 +312,7 @@ def _measure(args, model: nn.Module, subspace: ParameterSubspace | None, batches
 
 def _arrays(args, model: nn.Module, subspace: ParameterSubspace | None, batches, group: h5py.Group, row: int) -> None:
     """The optional arrays of one row (SLQ density, loss surface), straight into ``group``."""
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = resolve_loss(args.loss)
     if args.density:
         operator = HessianOperator(model, loss_fn, batches, subspace=subspace)
         density = slq(operator, max_iter=min(80, operator.size), seed=args.seed)

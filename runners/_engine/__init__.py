@@ -1,6 +1,8 @@
 """The experiment engine: everything that trains, for ``runners.train``, ``runners.relax`` and ``runners.expandnets``.
 
-It owns the data sets held in memory (:mod:`.data`), the one training loop with its per-epoch resume
+It owns the data sets held in memory (:mod:`.data`; the user's own ``npz:``, ``folder:`` and
+import-path sources: :mod:`.sources`), the check that a model fits a data set (:mod:`.fit`), the
+objectives by name (``--loss``: :mod:`.losses`), the one training loop with its per-epoch resume
 state (:mod:`.loop`), the one run specification :class:`RunSpec` and the context runs share
 (:mod:`.specs`), what one run does (:mod:`.execute`; ExpandNets' runs: :mod:`.expandnets`), the
 paper's relax protocol and its split over a job array (:mod:`.protocol`), the CNN references relaxed
@@ -15,6 +17,8 @@ re-exports, never its modules.
 from runners._engine.aggregates import aggregate_table, write_aggregates
 from runners._engine.controls import NEAR_ZERO_LOSS, cnn_references, record_cnn_references
 from runners._engine.data import MNIST1D_TEST_SIZE, Dataset, default_cache, load_data
+from runners._engine.fit import check_model
+from runners._engine.losses import LOSSES, mse_one_hot, resolve_loss
 from runners._engine.execute import execute, fresh_cnn
 from runners._engine.expandnets import (
     COLUMNS as EXPANDNETS_COLUMNS,
@@ -47,7 +51,9 @@ from runners._engine.specs import Outcome, RunContext, RunSpec
 
 __all__ = [
     # data sets
-    "Dataset", "load_data", "default_cache", "MNIST1D_TEST_SIZE",
+    "Dataset", "load_data", "default_cache", "MNIST1D_TEST_SIZE", "check_model",
+    # objectives (--loss)
+    "LOSSES", "resolve_loss", "mse_one_hot",
     # the training loop
     "TrainConfig", "EpochRecord", "TrainResult", "HISTORY_COLUMNS", "train", "on_device", "peak_memory_bytes", "reset_peak_memory",
     # runs: specification, execution, file layout

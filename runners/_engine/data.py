@@ -1,4 +1,4 @@
-"""Data sets as in-memory tensors: MNIST-1D, scikit-learn digits, CIFAR-10/100 and fake data.
+"""Data sets as in-memory tensors: MNIST-1D, scikit-learn digits, CIFAR-10/100, fake data and the user's own.
 
 Every set is small enough to live in memory, so a :class:`Dataset` is a frozen bundle of four tensors
 and batches are views: the same batches can be iterated any number of times (what the landscape
@@ -18,7 +18,11 @@ probes need), and training shuffles with an explicit generator (what resuming ne
   (``cifar-10-batches-py`` / ``cifar-100-python``), downloaded by torchvision only when asked;
   standardised per channel with the training statistics; optional augmentation.
 * ``fake``: Gaussian inputs with labels given by a fixed random linear map (so that it is
-  learnable), deterministic in ``seed``, of any shape.
+  learnable), deterministic in ``seed``, of any shape. The map, the training inputs and the test
+  inputs come from three independent streams of ``seed``, each drawn in fixed blocks, so a split's
+  examples do not depend on the other split's size and ``n_train`` keeps a prefix.
+* the user's own (:mod:`.sources`): ``npz:PATH``, ``folder:PATH`` (``ImageFolder``) or an import path
+  ``package.module:function``; classes and input shape come from the data.
 """
 
 from __future__ import annotations
@@ -36,10 +40,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from runners._engine.sources import is_user_source, load_source
+
 __all__ = ["Dataset", "load_data", "default_cache", "DataName", "MNIST1D_TEST_SIZE"]
 
-DataName = Literal["mnist1d", "digits", "cifar10", "cifar100", "fake"]
+DataName = Literal["mnist1d", "digits", "cifar10", "cifar100", "fake"]  # or npz:PATH, folder:PATH, package.module:function
 _NAMES = ("mnist1d", "digits", "cifar10", "cifar100", "fake")
+_FAKE_BLOCK = 64  # examples per draw: a split's first n examples are the same whatever its size
 MNIST1D_TEST_SIZE = 6000  # >= 5000 sequences: one test sample is <= 0.02 points
 _MNIST1D_STANDARD_TEST = 1000  # make_dataset's test split (20% of 5000)
 _CIFAR = {
@@ -60,8 +67,8 @@ class Dataset:
     Attributes:
         x_train, y_train, x_test, y_test: float32 inputs ``(N, *input_shape)`` and int64 labels.
         input_shape: one input's shape without batch, e.g. ``(1, 40)`` or ``(3, 32, 32)``.
-        num_classes: number of labels.
-        name: the data set's name.
+        num_classes: number of labels (user sources: the largest label plus one, or the class folders).
+        name: the data set's name (a user source as given, e.g. ``npz:data/set.npz``).
         augment: whether :meth:`shuffled_batches` may augment (random crop with 4-pixel zero
             padding and horizontal flip, for 2-D images).
     """
@@ -259,11 +266,17 @@ def _cifar(name: str, root: Path, download: bool) -> tuple[np.ndarray, ...]:
 
 
 def _fake(input_shape: tuple[int, ...], num_classes: int, n_train: int, n_test: int, seed: int) -> tuple[torch.Tensor, ...]:
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(n_train + n_test, *input_shape, generator=generator)
-    teacher = torch.randn(int(np.prod(input_shape)), num_classes, generator=generator)
-    y = (x.flatten(1) @ teacher).argmax(1)
-    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+    """Teacher, training and test inputs from three independent streams of ``seed`` (module docstring)."""
+    teacher_seed, train_seed, test_seed = (int(s.generate_state(1, np.uint64)[0]) for s in np.random.SeedSequence(seed).spawn(3))
+    teacher = torch.randn(int(np.prod(input_shape)), num_classes, generator=torch.Generator().manual_seed(teacher_seed))
+
+    def split(stream_seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        generator = torch.Generator().manual_seed(stream_seed)
+        # torch.randn(n, ...) draws differently for different n: fixed-size blocks keep a prefix a prefix.
+        x = torch.cat([torch.randn(_FAKE_BLOCK, *input_shape, generator=generator) for _ in range(-(-n // _FAKE_BLOCK))])[:n]
+        return x, (x.flatten(1) @ teacher).argmax(1)
+
+    return (*split(train_seed, n_train), *split(test_seed, n_test))
 
 
 def _standardise(x: np.ndarray, x_test: np.ndarray, per_channel: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -275,7 +288,7 @@ def _standardise(x: np.ndarray, x_test: np.ndarray, per_channel: bool) -> tuple[
 
 
 def load_data(
-    name: DataName = "mnist1d",
+    name: DataName | str = "mnist1d",
     *,
     root: str | os.PathLike | None = None,
     download: bool = False,
@@ -290,7 +303,8 @@ def load_data(
     """Load a data set into memory.
 
     Args:
-        name: ``mnist1d``, ``digits``, ``cifar10``, ``cifar100`` or ``fake``.
+        name: ``mnist1d``, ``digits``, ``cifar10``, ``cifar100``, ``fake``, or a user source:
+            ``npz:PATH``, ``folder:PATH``, ``package.module:function`` (:mod:`.sources`).
         root: folder of the data files (CIFAR) or of the cache (MNIST-1D); default
             :func:`default_cache`. Required for CIFAR.
         download: let torchvision download CIFAR into ``root``; nothing is downloaded otherwise.
@@ -303,11 +317,13 @@ def load_data(
         input_shape, num_classes: shape and classes of the ``fake`` data.
 
     Raises:
-        ValueError: unknown name, bad sizes, augmentation of 1-D data.
-        FileNotFoundError: CIFAR files absent and ``download`` not given.
+        ValueError: unknown name, bad sizes, augmentation of 1-D data, a malformed user source.
+        FileNotFoundError: CIFAR files absent and ``download`` not given; a user source's file or folder absent.
     """
-    if name not in _NAMES:
-        raise ValueError(f"unknown data set {name!r}; expected one of {', '.join(_NAMES)}")
+    user = isinstance(name, str) and is_user_source(name)
+    if not user and name not in _NAMES:
+        raise ValueError(f"unknown data set {name!r}; expected one of {', '.join(_NAMES)}, "
+                         "or npz:PATH, folder:PATH, package.module:function")
     for label, value in (("n_train", n_train), ("n_test", n_test)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise ValueError(f"{label} must be a positive integer or None, got {value!r}")
@@ -318,7 +334,9 @@ def load_data(
     if not isinstance(test_size, int) or isinstance(test_size, bool) or test_size < _MNIST1D_STANDARD_TEST:
         raise ValueError(f"test_size must be an integer of at least {_MNIST1D_STANDARD_TEST} (the standard test set), "
                          f"got {test_size!r}; use n_test to take fewer")
-    if name == "fake":
+    if user:
+        (x, y, x_test, y_test), num_classes = load_source(name)
+    elif name == "fake":
         x, y, x_test, y_test = _fake(tuple(input_shape), num_classes, n_train or 512, n_test or 256, seed)
     else:
         if name == "mnist1d":

@@ -25,8 +25,12 @@ import embeddings
 from results import (PENDING, OutputLocked, Result, ResultError, check_result_name, disk_full_message, is_disk_full, load_checkpoint,
                      open_result, output_lock, result_names)
 from runners._engine import layout
+from runners._engine.data import load_data
 from runners._engine.execute import fresh_cnn
+from runners._engine.fit import check_model
+from runners._engine.losses import resolve_loss
 from runners._engine.loop import TrainConfig
+from runners._engine.sources import is_user_source
 from runners._engine.specs import RunContext
 from runners.cli import fail, model_kwargs, progress_disabled, resolve_device
 
@@ -52,12 +56,12 @@ def context_from_args(args: argparse.Namespace) -> RunContext:
         config = TrainConfig(
             epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
             momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
-            step_every=args.step_every, gamma=args.gamma, amp=args.amp,
+            step_every=args.step_every, gamma=args.gamma, amp=args.amp, loss=args.loss,
         )
     except ValueError as err:
         raise fail(f"{err} (check the --{str(err).split()[0].replace('_', '-')} flag)") from None
-    if args.arch is None:
-        args.arch = "vanilla2d" if args.data in ("digits", "cifar10", "cifar100") else "vanilla1d"
+    if args.arch is None:  # the VanillaCNN of the data's inputs: images (C, H, W) or sequences (C, L)
+        args.arch = "vanilla2d" if _image_inputs(args.data) else "vanilla1d"
     arch_kwargs = model_kwargs(args)
     if args.arch in ("vanilla1d", "vanilla2d"):
         arch_kwargs.setdefault("channels", args.channels)
@@ -67,6 +71,16 @@ def context_from_args(args: argparse.Namespace) -> RunContext:
         config=config, seed=args.seed, device=str(resolve_device(args.device)), resume=args.resume,
         progress=not progress_disabled(args.quiet), max_bytes=args.max_bytes,
     )
+
+
+def _image_inputs(data: str) -> bool:
+    """Whether ``--data`` holds images ``(C, H, W)``; a user's source is read to know."""
+    if not is_user_source(data):
+        return data in ("digits", "cifar10", "cifar100")
+    try:
+        return len(load_data(data).input_shape) == 3
+    except (ValueError, FileNotFoundError) as err:
+        raise fail(str(err).splitlines()[0]) from None
 
 
 def preflight(context: RunContext, init: str | None = None, *, embeds: Literal["efcn", "elcn"] | None = None) -> None:
@@ -90,8 +104,13 @@ def preflight(context: RunContext, init: str | None = None, *, embeds: Literal["
             f"--model {context.arch} with {context.arch_kwargs} cannot take {data.name} inputs of shape "
             f"{data.input_shape}: {str(err).splitlines()[0]} (adjust --model-kwargs, e.g. '{{\"pool\": false}}' for small images)"
         ) from None
+    source = load_checkpoint(init)[0] if init else cnn
+    try:  # a 4-class --init given 10-class data fails here, not mid-epoch with "Target 6 is out of bounds"
+        check_model(data, source, what=f"--init {init}" if init else f"--model {context.arch}",
+                    loss_fn=resolve_loss(context.config.loss))
+    except ValueError as err:
+        raise fail(str(err)) from None
     if embeds:
-        source = load_checkpoint(init)[0] if init else cnn
         needed = embeddings.estimate_memory(source, data.input_shape, embeds) if source.space != embeds else 0
         budget = context.max_bytes or embeddings.default_max_bytes(context.device)
         if needed > budget:

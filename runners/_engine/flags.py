@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from runners.cli import add_model_arguments, json_dict
+from runners.cli import add_loss_argument, add_model_arguments, json_dict
 
 __all__ = ["int_list", "json_dict", "byte_size", "shard_arg", "add_training_arguments"]
 
@@ -77,6 +77,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, out: str, epochs:
     parser.add_argument("--n-train", type=int, default=None, help="keep only the first N training examples (quick runs)")
     parser.add_argument("--n-test", type=int, default=None, help="keep only the first N test examples (quick runs)")
     parser.add_argument("--amp", action="store_true", help="bfloat16 mixed precision for the training steps (evaluations stay float32)")
+    add_loss_argument(parser)
     parser.add_argument("--max-bytes", type=byte_size, default=None,
                         help="refuse embeddings whose parameters exceed this size, e.g. 2GiB (default: half the free memory of --device)")
     parser.add_argument("--resume", action="store_true", help="continue a killed run from its last per-epoch state in --out")

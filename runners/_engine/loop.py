@@ -1,7 +1,7 @@
 """The one training loop, shared by every runner: CNNs, eLCNs, eFCNs and FCNs alike.
 
 Per epoch it records exact full-data train/test loss and accuracy (``landscape.evaluate``: mean
-cross-entropy and accuracy fraction, eval mode, after the epoch's steps), the learning rate, and for relaxed models the paper's distance from the CNN subspace
+loss -- cross entropy unless ``TrainConfig.loss`` says otherwise -- and argmax accuracy fraction, eval mode, after the epoch's steps), the learning rate, and for relaxed models the paper's distance from the CNN subspace
 :math:`\\delta = \\lVert\\theta_{\\text{off-local}}\\rVert_2 / \\lVert\\theta\\rVert_2`
 (``embeddings.offlocal_ratio``). Row 0 of a history is the model as given, before any step.
 
@@ -42,6 +42,7 @@ import embeddings
 from landscape import evaluate
 from results import atomic_save, payload_sha256, save_checkpoint
 from runners._engine.data import Dataset
+from runners._engine.losses import check_loss_name, resolve_loss
 
 __all__ = [
     "TrainConfig", "EpochRecord", "TrainResult", "train", "on_device", "peak_memory_bytes", "reset_peak_memory", "HISTORY_COLUMNS", "STATE_FORMAT",
@@ -67,6 +68,9 @@ class TrainConfig:
             (``lr (1 + cos(pi e / epochs)) / 2``) or ``step`` (``lr * gamma ** (e // step_every)``).
         step_every, gamma: the ``step`` schedule.
         eval_batch_size: batch size of the per-epoch evaluation (no effect on the numbers).
+        loss: the objective of the steps and of the recorded ``train_loss`` / ``test_loss``: ``ce``
+            (cross entropy), ``mse`` (one-hot targets) or ``package.module:function``
+            (:mod:`runners._engine.losses`); accuracies are argmax-based whatever the loss.
         amp: mixed precision for the training steps (bfloat16 autocast; the per-epoch evaluation
             and every landscape probe stay in float32).
     """
@@ -82,6 +86,7 @@ class TrainConfig:
     gamma: float = 0.1
     eval_batch_size: int = 1000
     amp: bool = False
+    loss: str = "ce"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "step_every", "eval_batch_size"):
@@ -96,6 +101,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
                 raise ValueError(f"{name} must be a finite {'positive' if name == 'lr' else 'non-negative'} number, got {value!r}")
+        check_loss_name(self.loss)
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate during epoch ``epoch`` (0-based).
@@ -165,8 +171,9 @@ def _delta(model: nn.Module) -> float:
 
 
 def _record(model: nn.Module, data: Dataset, config: TrainConfig, epoch: int, lr: float, device) -> EpochRecord:
-    seen = evaluate(model, None, data.batches("train", config.eval_batch_size), device=device)  # None: cross-entropy
-    held_out = evaluate(model, None, data.batches("test", config.eval_batch_size), device=device)
+    loss_fn = resolve_loss(config.loss)
+    seen = evaluate(model, loss_fn, data.batches("train", config.eval_batch_size), device=device)
+    held_out = evaluate(model, loss_fn, data.batches("test", config.eval_batch_size), device=device)
     return EpochRecord(epoch, seen.loss, seen.accuracy, held_out.loss, held_out.accuracy, _delta(model), lr)
 
 
@@ -257,7 +264,8 @@ def _load_state(path: Path, config: TrainConfig, seed: int) -> dict:
     elif not _intact(state):
         raise ValueError(f"training state {path} fails its SHA-256 check: it changed after it was written (disk or copy "
                          f"error); delete it (the run then trains again from the start) or rerun with --overwrite")
-    if state["config"] != asdict(config) or state["seed"] != seed:
+    # States written before the loss was configurable trained with cross entropy.
+    if {"loss": "ce", **state["config"]} != asdict(config) or state["seed"] != seed:
         raise ValueError(
             f"training state {path} was written with another configuration or seed; resume with the "
             f"same options, or rerun with --overwrite to start again"
@@ -281,7 +289,7 @@ def train(
     progress: bool = False,
     desc: str = "train",
 ) -> TrainResult:
-    """Train ``model`` in place with cross-entropy and return its history.
+    """Train ``model`` in place with ``config.loss`` (cross entropy by default) and return its history.
 
     Args:
         model: any classifier; relaxed models (``space`` other than ``"cnn"``) also get ``delta``.
@@ -314,6 +322,7 @@ def train(
     data = on_device(data, device)
     model.to(device)
     optimizer = _optimizer(model, config)
+    loss_fn = resolve_loss(config.loss)
     generator = torch.Generator().manual_seed(seed)
     emit = on_epoch or (lambda record: None)
 
@@ -354,7 +363,7 @@ def train(
                     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                     optimizer.zero_grad(set_to_none=True)
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
-                        loss = nn.functional.cross_entropy(model(x), y)
+                        loss = loss_fn(model(x), y)
                     finite &= torch.isfinite(loss.detach())
                     loss.backward()
                     optimizer.step()
