@@ -36,8 +36,10 @@ def register_architecture(name: str) -> Callable[[Callable[..., nn.Module]], Cal
     """Register a model factory under ``name`` so that checkpoints can rebuild it.
 
     Factories take keyword arguments only, and one of them must be ``input_shape`` (with a default).
-    A registration lives in its process only; for models used across processes (a CLI reading a
-    checkpoint) pass the factory's import path ``"package.module:factory"`` to :func:`build_model`.
+    A registration lives in its process only, so a model built by a name registered outside this
+    package records its factory's import path as ``.arch`` (``"mypkg.models:mynet"``): its
+    checkpoints rebuild in a fresh process that never ran the registration. A factory defined in
+    ``__main__`` has no such path; give it a module (or pass its import path to :func:`build_model`).
     """
 
     def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -116,7 +118,8 @@ def build_model(arch: str, **arch_kwargs: Any) -> nn.Module:
         **arch_kwargs: JSON-like keyword arguments of the factory (and ``input_shape``).
 
     Returns:
-        The model, carrying ``.arch`` (``arch`` as given), ``.arch_kwargs``, ``.input_shape`` (a
+        The model, carrying ``.arch`` (``arch`` as given; for a name registered outside this package,
+        its factory's import path), ``.arch_kwargs``, ``.input_shape`` (a
         tuple, or ``None`` when neither given nor a default of the factory) and ``.space = "cnn"``.
 
     Raises:
@@ -153,11 +156,21 @@ def build_model(arch: str, **arch_kwargs: Any) -> nn.Module:
         raise ValueError(f"{arch!r} returned an object of type {type(model).__name__}, not an nn.Module; point the import path at a model factory")
     input_shape = arch_kwargs.get("input_shape", _default(factory, "input_shape"))
     # Recorded on the module so that checkpoints (results.save_checkpoint) can rebuild it by name or path.
-    model.arch = arch
+    model.arch = _portable_name(arch, factory)
     model.arch_kwargs = dict(arch_kwargs)
     model.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
     model.space = "cnn"
     return model
+
+
+def _portable_name(arch: str, factory: Callable[..., Any]) -> str:
+    """``arch``, or the import path of a factory registered from outside this package (known to every process)."""
+    module, qualname = getattr(factory, "__module__", None), getattr(factory, "__qualname__", "")
+    if arch not in ARCHITECTURES or module is None or module == "__main__" or "<" in qualname:
+        return arch
+    if module == __name__ or module.startswith(__name__.rpartition(".")[0] + "."):
+        return arch
+    return f"{module}:{qualname}"
 
 
 def _default(factory: Callable[..., Any], name: str) -> Any:

@@ -140,6 +140,41 @@ def test_import_path_model_checkpoint_reloads_in_a_fresh_process(tmp_path):
     torch.testing.assert_close(fresh["y"], model(x), rtol=0, atol=0)
 
 
+REGISTERING_MODULE = """
+from torch import nn
+from embeddings import register_architecture
+
+
+@register_architecture("own_registered_net_for_test")
+def registered(*, input_shape=(1, 8), num_classes=4):
+    return nn.Sequential(nn.Flatten(), nn.Linear(input_shape[0] * input_shape[1], num_classes))
+"""
+
+
+def test_registered_model_checkpoint_reloads_in_a_process_that_never_registered_it(tmp_path):
+    from embeddings import ARCHITECTURES
+    from results import save_checkpoint
+
+    (tmp_path / "own_registering_for_test.py").write_text(textwrap.dedent(REGISTERING_MODULE))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        __import__("own_registering_for_test")
+        model = build_model("own_registered_net_for_test", num_classes=3)
+        assert model.arch == "own_registering_for_test:registered"  # a path every process can import
+        save_checkpoint(tmp_path / "reg.pt", model)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("own_registering_for_test", None)
+        ARCHITECTURES.pop("own_registered_net_for_test", None)
+    x = torch.randn(4, 1, 8)
+    torch.save(x, tmp_path / "x.pt")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(tmp_path / "reg.pt"), str(tmp_path / "x.pt"), str(tmp_path / "y.pt")],
+                   check=True, env=env, cwd=tmp_path, timeout=120)
+    fresh = torch.load(tmp_path / "y.pt", weights_only=True)
+    torch.testing.assert_close(fresh["y"], model(x), rtol=0, atol=0)
+
+
 TRAIN = ["--data", "fake", "--n-train", "32", "--n-test", "16", "--epochs", "1", "--batch-size", "16", "--quiet"]
 
 
