@@ -66,7 +66,7 @@ from landscape.paths import PathMetrics, barrier_height, path_metrics, polyline_
 from landscape.string_method import StringConfig, StringResult, elastic_string
 
 # --- paths between independently trained networks (issue 14): permutation alignment (Git Re-Basin) ---
-from landscape.align import AlignResult, align
+from landscape.rebasin import AlignResult, align
 
 # --- shared types of every signature (the convention above) ---
 from landscape._types import Batches, LinearOperator, LossFn, Params
