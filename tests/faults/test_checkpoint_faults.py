@@ -91,6 +91,20 @@ def test_a_flipped_bit_in_a_state_file_is_refused_on_resume(tmp_path):
     assert f"training state {state} fails its SHA-256 check" in _one_line(err)
 
 
+def test_a_state_file_from_before_checksums_is_resumed_with_a_warning(tmp_path):
+    data = load_data("fake", n_train=48, n_test=16, input_shape=(1, 12), num_classes=3)
+    state = tmp_path / "state.pt"
+    model = embeddings.build_model("vanilla1d", input_shape=(1, 12), num_classes=3, channels=3)
+    train(model, data, config=TrainConfig(epochs=1, batch_size=16, lr=0.02), seed=0, state_path=state)
+    old = torch.load(state, weights_only=True)
+    del old["sha256"]
+    torch.save({**old, "format": "needle-train-state/1"}, state)
+    fresh = embeddings.build_model("vanilla1d", input_shape=(1, 12), num_classes=3, channels=3)
+    with pytest.warns(UserWarning, match=r"state.pt \(needle-train-state/1\) carries no checksum; resuming from it unverified"):
+        resumed = train(fresh, data, config=TrainConfig(epochs=1, batch_size=16, lr=0.02), seed=0, state_path=state, resume=True)
+    assert resumed.resumed_from == 1
+
+
 # --- a full disk ---------------------------------------------------------------------------------------
 
 
