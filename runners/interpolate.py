@@ -135,6 +135,9 @@ def _check_args(args: argparse.Namespace) -> None:
             raise fail(f"checkpoint {path} does not exist")
     if args.overwrite and args.resume:
         raise fail("--overwrite and --resume contradict each other; choose one")
+    if args.loss != "ce" and "output" in args.methods:  # its barrier would compare a cross entropy with --loss values
+        raise fail(f"--methods output scores the averaged outputs by their cross entropy, not by --loss {args.loss}; "
+                   "choose --methods linear,string or --loss ce")
     try:
         check_result_name(f"interpolation/{_result_name(args)}")
     except ResultError as err:

@@ -103,7 +103,8 @@ def test_interpolate_and_sharpness_use_the_loss(tmp_path, four_class_checkpoint)
     data = _npz(tmp_path / "four.npz", classes=4)
     out = tmp_path / "paths.h5"
     assert interpolate_cli.main(["--ckpt-a", str(checkpoint), "--ckpt-b", str(checkpoint), "--data", data, "--loss", "mse",
-                                 "--methods", "linear", "--points", "2", "--out", str(out), "--quiet"]) == 0
+                                 "--methods", "linear,string", "--string-steps", "2", "--string-points", "3", "--batching", "vmap",
+                                 "--points", "2", "--out", str(out), "--quiet"]) == 0  # the string: mse under vmap
     model, _ = load_checkpoint(checkpoint)
     arrays = np.load(tmp_path / "four.npz")
     with torch.no_grad():
@@ -112,6 +113,7 @@ def test_interpolate_and_sharpness_use_the_loss(tmp_path, four_class_checkpoint)
     with h5py.File(out, "r") as store:
         group = next(iter(store["interpolation"].values()))
         assert group.attrs["loss"] == "mse" and group["linear"].attrs["train_a_loss"] == pytest.approx(mse, rel=1e-5)
+        assert group["string"]["train_loss"][0] == pytest.approx(mse, rel=1e-5)
     rows = {}
     for loss in ("ce", "mse"):
         path = tmp_path / f"sharp_{loss}.h5"
@@ -152,6 +154,9 @@ def test_one_line_errors_and_nothing_written(tmp_path, user_module, four_class_c
          r"^error: --init \S+ cannot take fake inputs of shape \(1, 40\)"),
         (interpolate_cli, ["--ckpt-a", str(checkpoint), "--ckpt-b", str(checkpoint), "--data", ten, "--out", str(out / "p.h5"), "--quiet"],
          r"^error: checkpoint \S+final.pt outputs 4 class scores but npz:\S+ten.npz has 10 classes"),
+        (interpolate_cli, ["--ckpt-a", str(checkpoint), "--ckpt-b", str(checkpoint), "--data", ten, "--loss", "mse",
+                           "--out", str(out / "p.h5"), "--quiet"],
+         r"^error: --methods output scores the averaged outputs by their cross entropy, not by --loss mse; choose --methods linear,string"),
         (sharpness_cli, ["--ckpt", str(checkpoint), "--data", ten, *SHARP, "--out", str(out / "s.h5")],
          r"^error: checkpoint \S+final.pt outputs 4 class scores but npz:\S+ten.npz has 10 classes"),
     ]
