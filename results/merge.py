@@ -147,7 +147,8 @@ def merge_stores(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
                 raise ValueError(f"{path} is a shard of another sweep than {sources[0]} (its config differs); "
                                  "merge only shards of one command")
         for path, f in zip(sources, files):
-            unfinished = [n for n, g in f.get("runs", {}).items() if g.attrs.get("status", "done") != "done"]
+            # Diverged and skipped runs are finished too (--resume would not change them); readers leave them out.
+            unfinished = [n for n, g in f.get("runs", {}).items() if g.attrs.get("status", "done") not in ("done", "diverged", "skipped")]
             if unfinished:
                 raise ValueError(f"{path} is unfinished (run {unfinished[0]} is not done); finish that shard with --resume first")
         if "runs" not in files[0] or "tool" not in files[0]["runs"].attrs:

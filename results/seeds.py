@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["run_key"]
+__all__ = ["run_key", "unfinished_runs"]
 
 
 def run_key(name: str, attrs: Mapping[str, Any], default_seed: int | None) -> tuple[str, int | None]:
@@ -29,3 +29,22 @@ def run_key(name: str, attrs: Mapping[str, Any], default_seed: int | None) -> tu
     """
     seed = attrs.get("seed", default_seed)
     return str(attrs.get("protocol_run", name)), None if seed is None else int(seed)
+
+
+def unfinished_runs(runs: Any) -> dict[str, str]:
+    """``{name: why}`` of the run groups in ``runs`` (an h5py group) that ended without a result: diverged or skipped.
+
+    ``status`` is ``"done"`` for a finished run; ``"diverged"`` (with ``diverged_epoch``) when its training
+    loss became non-finite; ``"skipped"`` (with ``skipped_because``) when it could not start, its parent
+    having diverged before the snapshot it starts from. Readers and aggregates use ``done`` runs only.
+
+    Example of a why: ``"diverged in epoch 3"``, ``"skipped: its parent cnn diverged in epoch 3, ..."``.
+    """
+    found = {}
+    for name, group in runs.items():
+        status = getattr(group, "attrs", {}).get("status")
+        if status == "diverged":
+            found[name] = f"diverged in epoch {int(group.attrs['diverged_epoch'])}"
+        elif status == "skipped":
+            found[name] = f"skipped: {group.attrs.get('skipped_because', 'its parent did not finish')}"
+    return found

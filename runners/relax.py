@@ -30,6 +30,12 @@ files into the one the unsharded command writes. Every shard trains the CNN itse
 next to its embeddings) instead of waiting for another shard's snapshots; the merge checks that the
 shards' CNNs agree.
 
+A run whose training loss becomes non-finite ends ``status="diverged"`` (with ``diverged_epoch``, no
+accuracies) and the protocol goes on with the other runs: children whose snapshot predates the
+divergence train, later ones end ``status="skipped"``. The summary, the aggregates (which leave
+them out and list them as ``excluded_runs``) and the results are written, then the command prints
+one line naming them and exits with status 1; ``--resume`` does not retrain them.
+
     python -m runners.relax --out runs/relax            # MNIST-1D, a few minutes on 2 CPU cores
 """
 
@@ -44,7 +50,7 @@ import time
 import h5py
 
 from embeddings import MemoryBudgetError
-from results import ResultError, open_result, read_attrs
+from results import ResultError, open_result, read_attrs, unfinished_runs
 from runners._engine import (
     add_training_arguments,
     aggregate_table,
@@ -137,9 +143,11 @@ def _aggregate(args: argparse.Namespace, path: str, argv: list[str] | None) -> s
         with open_result(path, "aggregates", tool="runners.relax", config=experiment_config(args), resume=args.resume,
                          overwrite=args.overwrite, seed=args.seed, argv=list(sys.argv if argv is None else ["runners.relax", *argv])) as result:
             summaries = write_aggregates(result.file["runs"], result.group)
+            excluded = sorted(unfinished_runs(result.file["runs"]))
     except (ResultError, ValueError) as err:
         raise fail(str(err).splitlines()[0]) from None
-    return f"over seeds {','.join(map(str, args.seeds))}: mean ± 95% CI half-width (n)\n{aggregate_table(summaries)}"
+    left_out = f"\nleft out (no result): {', '.join(excluded)}" if excluded else ""
+    return f"over seeds {','.join(map(str, args.seeds))}: mean ± 95% CI half-width (n)\n{aggregate_table(summaries)}{left_out}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,9 +170,13 @@ def main(argv: list[str] | None = None) -> int:
             raise fail(str(err).splitlines()[0]) from None
         record_cnn_references(result.group)
         print(_summary(result.group))
+        unfinished = unfinished_runs(result.group)
     if args.shard is None:  # a shard's runs are part of a protocol: aggregate the merged file
         print(_aggregate(args, path, argv))
     print(f"results: {path} ({time.perf_counter() - started:.0f} s)")
+    if unfinished:
+        raise fail(f"runs without a result: {'; '.join(f'{name} {why}' for name, why in sorted(unfinished.items()))}; "
+                   "lower --lr for the diverged ones (their histories are in the file)")
     return 0
 
 

@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, FileNotFoundError, CheckpointError, MemoryBudgetError) as err:
             raise fail(str(err).splitlines()[0]) from None
         attrs = read_attrs(result.group)
+    if attrs.get("status") == "diverged":
+        raise fail(f"{name} diverged: its training loss became non-finite in epoch {attrs['diverged_epoch']} (lr {args.lr:g}, "
+                   f"{args.optimizer}); no accuracy is reported; lower --lr (history up to epoch {attrs['last_finite_epoch']} in {path})")
     delta = "" if math.isnan(attrs["final_delta"]) else f", delta {attrs['final_delta']:.3f}"
     print(f"{name} ({args.space}): test accuracy {attrs['final_test_acc']:.4f}, train loss {attrs['final_train_loss']:.4g}"
           f"{delta}; {attrs['seconds']:.1f} s; results in {path}")

@@ -8,6 +8,9 @@ paired ``gain_vs_final_cnn`` (:func:`results.paired`): per seed, its final test 
 same seed's CNN's final test accuracy (:func:`cnn_final_test_acc`), then summarised -- the pairing
 removes the seed-to-seed variance both runs share. ``best_test_acc`` is chosen on the test set: it is
 kept under that name for the paper's Fig. 3 and never used for a verdict.
+
+Only finished runs (``status == "done"``) are summarised: a diverged or skipped run has no accuracy
+to average, and the aggregates' ``excluded_runs`` attribute (JSON ``{name: why}``) names them.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections.abc import Mapping
 import h5py
 import numpy as np
 
-from results import Summary, paired, read_curve, run_key, summarize, write_attrs
+from results import Summary, paired, read_curve, run_key, summarize, unfinished_runs, write_attrs
 from runners._engine.controls import cnn_references
 
 __all__ = ["METRICS", "GAIN", "seed_groups", "cnn_final_test_acc", "aggregate", "write_aggregates", "aggregate_table"]
@@ -38,12 +41,13 @@ def seed_groups(runs: h5py.Group) -> dict[str, dict[int, h5py.Group]]:
     """The run groups of ``runs`` by protocol run, then by seed (sorted).
 
     A group without ``protocol_run`` / ``seed`` attributes (a file written before seeds) counts as
-    protocol run = its name, seed = the ``seed`` of ``runs`` (-1 when that is missing too).
+    protocol run = its name, seed = the ``seed`` of ``runs`` (-1 when that is missing too). Runs not
+    ``done`` (running, diverged, skipped) are left out.
     """
     default_seed = int(runs.attrs.get("seed", -1))
     grouped: dict[str, dict[int, h5py.Group]] = defaultdict(dict)
     for name, group in runs.items():
-        if not isinstance(group, h5py.Group) or "status" not in group.attrs:
+        if not isinstance(group, h5py.Group) or group.attrs.get("status") != "done":
             continue
         protocol_run, seed = run_key(name, group.attrs, default_seed)
         grouped[protocol_run][seed] = group
@@ -89,13 +93,15 @@ def aggregate(runs: h5py.Group) -> dict[str, dict[str, Summary]]:
 def write_aggregates(runs: h5py.Group, target: h5py.Group) -> dict[str, dict[str, Summary]]:
     """Write :func:`aggregate` of ``runs`` into ``target``: one group per protocol run, ``Summary.as_attrs`` per metric.
 
-    Each group also holds ``seeds`` (the seeds summarised) and ``runs`` (their group names, JSON).
+    Each group also holds ``seeds`` (the seeds summarised) and ``runs`` (their group names, JSON);
+    ``target`` itself ``excluded_runs``, the :func:`results.unfinished_runs` left out.
     Groups already in ``target`` (a resumed result) are replaced: the aggregates are recomputed whole.
     """
     summaries = aggregate(runs)
     grouped = seed_groups(runs)
     for name in list(target):
         del target[name]
+    write_attrs(target, {"excluded_runs": json.dumps(unfinished_runs(runs), sort_keys=True)})
     for run, metrics in summaries.items():
         group = target.create_group(run)
         attrs: dict = {"seeds": np.array(list(grouped[run]), dtype="i8"),

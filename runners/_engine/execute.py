@@ -5,6 +5,14 @@ starting model (a fresh initialisation, an ``--init`` checkpoint or its parent's
 into the run's space), trains it with the one loop (:func:`runners._engine.loop.train`), saves the
 final checkpoint, deletes the resume state and returns the run's summary. Every epoch's row goes to
 ``emit`` as soon as it exists (the parent process writes it to HDF5).
+
+A run whose training loss becomes non-finite (:func:`~runners._engine.loop.train`'s ``diverged_epoch``)
+ends with ``status="diverged"`` and ``diverged_epoch``: no ``final.pt`` and no final accuracies (the
+argmax of NaN logits is no accuracy); its snapshots from before the divergence stay.
+
+The final checkpoint carries the run's whole summary and history in its ``meta`` (``outcome``,
+``history``), and is written atomically: a process killed after it was written and before the parent
+marked the run ``done`` finds it on ``--resume`` and returns that summary instead of training again.
 """
 
 from __future__ import annotations
@@ -12,12 +20,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from pathlib import Path
 
 import torch
 
 import embeddings
 from landscape import evaluate
-from results import load_checkpoint, save_checkpoint
+from results import CheckpointError, load_checkpoint, save_checkpoint
 from runners._engine.loop import train
 from runners._engine.specs import Emit, Outcome, RunContext, RunSpec
 
@@ -67,9 +76,46 @@ def masked_accuracies(model: torch.nn.Module, batches, device: str) -> dict[str,
     }
 
 
+def finished_outcome(path: Path, spec: RunSpec) -> tuple[dict, list[dict]] | None:
+    """The summary and history a complete ``final.pt`` of ``spec`` carries, or ``None`` (absent, unreadable, another run's).
+
+    Only a checkpoint of this run at its last epoch counts; one from before this format (no ``outcome``)
+    does not, and the run trains again.
+    """
+    if not path.is_file():
+        return None
+    try:
+        _, meta = load_checkpoint(path)
+    except CheckpointError:  # a damaged final checkpoint is no proof of a finished run: train it again
+        return None
+    complete = meta.get("run") == spec.name and meta.get("epoch") == spec.epochs and isinstance(meta.get("outcome"), dict)
+    return (meta["outcome"], list(meta.get("history", []))) if complete else None
+
+
+def _diverged(spec: RunSpec, context: RunContext, result, data, cpu_started: float) -> Outcome:
+    """The group attributes of a run stopped at its first non-finite loss: when, and the costs, no accuracy."""
+    context.state_path(spec.name).unlink(missing_ok=True)  # the run is over; resuming would diverge again
+    last = result.history[-1]
+    return Outcome({
+        "status": "diverged", "diverged_epoch": result.diverged_epoch, "last_finite_epoch": last.epoch,
+        "last_finite_train_loss": last.train_loss, "lr": context.config.lr, "optimizer": context.config.optimizer,
+        "num_params": sum(p.numel() for p in result.model.parameters()),
+        "num_train": len(data.y_train), "num_test": len(data.y_test), "peak_memory_bytes": result.peak_memory_bytes,
+        "seconds": result.seconds, "cpu_seconds": time.process_time() - cpu_started, "resumed_from": result.resumed_from,
+    })
+
+
 def execute(spec: RunSpec, context: RunContext, emit: Emit) -> Outcome:
     """Train one run; returns the attributes of its finished HDF5 group."""
     cpu_started = time.process_time()
+    if context.resume:
+        finished = finished_outcome(context.final_path(spec.name), spec)
+        if finished is not None:
+            outcome, history = finished
+            for row in history:  # the parent may have written only part of the curve before the kill
+                emit(spec.name, row)
+            context.state_path(spec.name).unlink(missing_ok=True)
+            return Outcome(outcome)
     data = context.load()
     model = starting_model(spec, context, data.input_shape, data.num_classes)
     config = dataclasses.replace(context.config, epochs=spec.epochs)
@@ -80,10 +126,10 @@ def execute(spec: RunSpec, context: RunContext, emit: Emit) -> Outcome:
         snapshot_meta={"run": spec.name, **spec.attrs}, on_epoch=lambda record: emit(spec.name, record.row()),
         progress=context.progress, desc=spec.name,
     )
+    if result.diverged_epoch is not None:
+        return _diverged(spec, context, result, data, cpu_started)
     final = result.final
-    save_checkpoint(context.final_path(spec.name), result.model, epoch=spec.epochs, run=spec.name, test_acc=final.test_acc, **spec.attrs)
-    context.state_path(spec.name).unlink(missing_ok=True)
-    return Outcome({
+    attrs = {
         "final_train_loss": final.train_loss, "final_train_acc": final.train_acc,
         "final_test_loss": final.test_loss, "final_test_acc": final.test_acc, "final_delta": final.delta,
         # The paper compares the best test accuracy along each history (its Fig. 3); keep both.
@@ -97,4 +143,8 @@ def execute(spec: RunSpec, context: RunContext, emit: Emit) -> Outcome:
         "seconds": result.seconds, "cpu_seconds": time.process_time() - cpu_started, "resumed_from": result.resumed_from,
         # The result file lies in context.out: relative to it is relative to the file's folder.
         "checkpoint": str(context.final_path(spec.name).relative_to(context.out)),
-    })
+    }
+    save_checkpoint(context.final_path(spec.name), result.model, epoch=spec.epochs, run=spec.name, test_acc=final.test_acc,
+                    outcome=attrs, history=[record.row() for record in result.history], **spec.attrs)
+    context.state_path(spec.name).unlink(missing_ok=True)
+    return Outcome(attrs)

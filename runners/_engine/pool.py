@@ -7,18 +7,30 @@ everything runs in this process, in dependency order. Every tool's runs go throu
 with its executor (:mod:`runners._engine.specs`): ``execute`` for train and relax, the ExpandNets
 executor for ``runners.expandnets``.
 
-The resume rule: a run whose group says ``status == "done"`` is skipped; any other run restarts from
-its per-epoch state file (:mod:`runners._engine.layout`), its curve cut back to the replayed rows.
+The resume rule: a run whose group says ``status == "done"`` is skipped, unless the checkpoint it
+records is gone: that run is named on stderr (one line for all of them) and trained again. Any other
+run restarts from its per-epoch state file (:mod:`runners._engine.layout`), its curve cut back to the
+replayed rows.
+
+Divergence: a run whose loss became non-finite ends with ``status="diverged"`` (its executor says so)
+and the others go on: independent runs, and children that start from a snapshot taken before their
+parent diverged. A child whose snapshot epoch is at or after its parent's ``diverged_epoch`` (the
+snapshot never existed) ends ``status="skipped"`` with ``skipped_because``; so do its own children.
+Diverged and skipped runs are not retrained by ``--resume`` (the same seed diverges again); the
+caller reports them (:func:`results.unfinished_runs`) and exits non-zero.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import queue as queue_module
+import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
 import h5py
@@ -30,7 +42,10 @@ from runners._engine.execute import execute
 from runners._engine.loop import HISTORY_COLUMNS
 from runners._engine.specs import Executor, Outcome, RunContext, RunSpec
 
-__all__ = ["run_all", "default_threads"]
+__all__ = ["run_all", "default_threads", "ENDED"]
+
+ENDED = ("done", "diverged", "skipped")
+"""Statuses of a run that will not train again on ``--resume``."""
 
 
 class _Recorder:
@@ -41,9 +56,37 @@ class _Recorder:
         self.columns = tuple(columns)
         self.curves: dict[str, CurveWriter] = {}
 
-    def done(self, name: str) -> bool:
+    def status(self, name: str) -> str | None:
         group = self.runs.get(name)
-        return group is not None and group.attrs.get("status") == "done"
+        return None if group is None else group.attrs.get("status")
+
+    def done(self, name: str) -> bool:
+        return self.status(name) == "done"
+
+    def ended(self, name: str) -> bool:
+        return self.status(name) in ENDED
+
+    def missing_checkpoint(self, name: str, out: str) -> Path | None:
+        """The final checkpoint a done run records, when it no longer exists."""
+        recorded = self.runs[name].attrs.get("checkpoint") if self.done(name) else None
+        return None if not recorded or (Path(out) / recorded).is_file() else Path(out) / recorded
+
+    def skip_reason(self, spec: RunSpec) -> str | None:
+        """Why ``spec`` cannot start: its parent diverged before the snapshot it starts from, or was skipped."""
+        if not spec.parent or spec.init:
+            return None
+        parent = self.runs.get(spec.parent)
+        status = None if parent is None else parent.attrs.get("status")
+        if status == "skipped":
+            return f"its parent {spec.parent} was skipped"
+        if status == "diverged" and spec.parent_epoch >= int(parent.attrs["diverged_epoch"]):
+            return f"its parent {spec.parent} diverged in epoch {int(parent.attrs['diverged_epoch'])}, before its snapshot at epoch {spec.parent_epoch}"
+        return None
+
+    def skip(self, spec: RunSpec, reason: str) -> None:
+        group = self.runs.require_group(spec.name)
+        write_attrs(group, {"space": spec.space, "parent": spec.parent, "parent_epoch": spec.parent_epoch,
+                            "epochs": spec.epochs, **spec.attrs, "status": "skipped", "skipped_because": reason})
 
     def start(self, spec: RunSpec) -> None:
         group = self.runs.require_group(spec.name)
@@ -65,7 +108,7 @@ class _Recorder:
             for column, values in columns.items():
                 curve.create_dataset(column, data=np.asarray(values, dtype="f8"))
             curve.attrs["index"] = next(iter(columns))
-        write_attrs(group, {**outcome.attrs, "status": "done"})
+        write_attrs(group, {"status": "done", **outcome.attrs})  # an executor may say "diverged"
 
 
 _channel = None  # this worker process's end of the parent's queue, set by _init_worker
@@ -103,7 +146,7 @@ def run_all(
     executor: Executor = execute,
     columns: Sequence[str] = HISTORY_COLUMNS,
     jobs: int = 1,
-    threads: int = 1,
+    threads: int | None = None,
 ) -> list[str]:
     """Train every run not yet done, respecting ``parent`` dependencies; returns the names trained.
 
@@ -114,16 +157,26 @@ def run_all(
         executor: trains one run (a module-level function or a picklable object when ``jobs > 1``).
         columns: the history columns of the rows the executor emits.
         jobs: parallel worker processes (1: train here, in order).
-        threads: torch threads per worker process when ``jobs > 1``.
+        threads: torch threads per worker process, and of this process while it trains with ``jobs=1``
+            (so one configuration gives the same numbers whatever ``jobs``); ``None``: left as they are.
     """
     recorder = _Recorder(runs, columns)
-    pending = {spec.name: spec for spec in specs if not recorder.done(spec.name)}
+    missing = {spec.name: recorder.missing_checkpoint(spec.name, context.out) for spec in specs}
+    missing = {name: path for name, path in missing.items() if path is not None}
+    if missing:
+        print(f"missing checkpoints of finished runs, trained again: {', '.join(map(str, missing.values()))}", file=sys.stderr)
+    pending = {spec.name: spec for spec in specs if not recorder.ended(spec.name) or spec.name in missing}
     trained: list[str] = []
     if jobs == 1:
-        for spec in _dependency_order(pending, recorder):
-            recorder.start(spec)
-            recorder.finish(spec.name, executor(spec, context, recorder.epoch))
-            trained.append(spec.name)
+        with _threads(threads):
+            for spec in _dependency_order(pending, recorder):
+                reason = recorder.skip_reason(spec)
+                if reason is not None:
+                    recorder.skip(spec, reason)
+                    continue
+                recorder.start(spec)
+                recorder.finish(spec.name, executor(spec, context, recorder.epoch))
+                trained.append(spec.name)
         return trained
     spawn = multiprocessing.get_context("spawn")
     channel = spawn.Queue()
@@ -131,15 +184,22 @@ def run_all(
     ended: set[str] = set()
     try:
         with ProcessPoolExecutor(
-            max_workers=jobs, mp_context=spawn, initializer=_init_worker, initargs=(threads, channel, os.getpid())
+            max_workers=jobs, mp_context=spawn, initializer=_init_worker, initargs=(threads or 1, channel, os.getpid())
         ) as pool:
             while pending or running:
-                for name in [n for n, s in pending.items() if not s.parent or recorder.done(s.parent)]:
+                for name in [n for n, s in pending.items() if not s.parent or recorder.ended(s.parent)]:
+                    spec = pending[name]
+                    reason = recorder.skip_reason(spec)
+                    if reason is not None:
+                        recorder.skip(pending.pop(name), reason)
+                        continue
                     if len(running) >= jobs:
                         break
-                    spec = pending.pop(name)
+                    pending.pop(name)
                     recorder.start(spec)
                     running[pool.submit(_execute_remote, executor, spec, context)] = name
+                if not running and any(not s.parent or recorder.ended(s.parent) for s in pending.values()):
+                    continue  # children of a run that just ended were skipped: look again
                 if not running:
                     missing = sorted({s.parent for s in pending.values()})
                     raise ValueError(f"runs {sorted(pending)} wait for parents {missing} that are not in the protocol")
@@ -182,7 +242,7 @@ def _dependency_order(pending: dict[str, RunSpec], recorder: _Recorder) -> list[
     ordered, placed = [], set()
     remaining = dict(pending)
     while remaining:
-        ready = [s for s in remaining.values() if not s.parent or s.parent in placed or recorder.done(s.parent)]
+        ready = [s for s in remaining.values() if not s.parent or s.parent in placed or recorder.ended(s.parent)]
         if not ready:
             raise ValueError(f"runs {sorted(remaining)} wait for parents that are not in the protocol")
         for spec in ready:
@@ -190,6 +250,18 @@ def _dependency_order(pending: dict[str, RunSpec], recorder: _Recorder) -> list[
             placed.add(spec.name)
             del remaining[spec.name]
     return ordered
+
+
+@contextlib.contextmanager
+def _threads(count: int | None) -> Iterator[None]:
+    """Torch's intra-op threads set to ``count`` (``None``: unchanged) for the block, then restored."""
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def default_threads(jobs: int) -> int:

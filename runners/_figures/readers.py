@@ -3,21 +3,31 @@
 Figures and the report call these functions and draw or print what they return; none of them opens a
 group of the file itself. A reader whose data are absent raises :class:`MissingData`, whose message
 names the command that writes them.
+
+Every file is opened with :func:`open_results`, the one guard against damaged or crafted files: it
+checks the file's metadata before any figure reads it (``results.open_checked``), every dataset is
+read with ``results.read_dataset`` (checksums verified, sizes bounded by what the file stores), and
+whatever a damaged file makes a reader raise inside the block (malformed JSON attributes, nesting
+deep enough for a RecursionError, attributes of the wrong type, missing keys, unreadable objects)
+becomes one :class:`DamagedFile` line naming the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import h5py
 import numpy as np
 
-from results import RankCorrelation, rank_correlation, read_attrs, read_curve, run_key
+from results import (DamagedStore, RankCorrelation, open_checked, rank_correlation, read_attrs, read_curve, read_dataset, run_key,
+                     unfinished_runs)
 
 RELAX = "python -m runners.relax --out DIR (or runners.reproduce)"
 WEIGHTS = "python -m runners.weights --run-dir DIR (runners.reproduce runs it)"
@@ -37,14 +47,52 @@ class MissingData(LookupError):
         super().__init__(f"needs {what}; produce it with {command}")
 
 
+class DamagedFile(ValueError):
+    """A result file that cannot be read as this toolkit wrote it: damaged or crafted (one line naming it)."""
+
+
+@contextlib.contextmanager
+def open_results(path: str | os.PathLike) -> Iterator[h5py.File]:
+    """The result file ``path``, read-only, for the readers of this module; damage of any kind is one :class:`DamagedFile`.
+
+    Raises:
+        DamagedFile: the file is missing, locked by a writer, damaged (its metadata), or a reader in the
+            block failed on its contents (malformed or wrongly typed attributes, missing members, a
+            dataset failing its checksum or claiming more rows than the file stores).
+    """
+    try:
+        store = open_checked(path, "r")
+    except DamagedStore as err:
+        raise DamagedFile(str(err)) from None
+    except OSError as err:
+        raise DamagedFile(f"cannot read {path} as HDF5 ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
+                          "check the path, or wait for the command writing it to end") from None
+    try:
+        yield store
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, RecursionError, AttributeError, IndexError) as err:
+        if isinstance(err, DamagedFile):
+            raise
+        text = str(err).splitlines()[0][:200] if str(err) else ""
+        raise DamagedFile(f"{path} holds data this toolkit cannot read ({type(err).__name__}: {text}); it is damaged or was "
+                          "not written by these runners: restore it (python -m runners.repair FILE) or re-create it") from None
+    finally:
+        store.close()
+
+
 # --- relax runs -------------------------------------------------------------------------------------
 
 
 def runs(store: h5py.File) -> dict[str, dict[str, Any]]:
-    """Every run's attributes, by run name."""
+    """Every finished run's attributes, by run name: diverged and skipped runs have no result (:func:`excluded_runs`)."""
     if "runs" not in store:
         raise MissingData("/runs (training histories)", RELAX)
-    return {name: read_attrs(group) for name, group in store["runs"].items()}
+    excluded = excluded_runs(store)
+    return {name: read_attrs(group) for name, group in store["runs"].items() if name not in excluded}
+
+
+def excluded_runs(store: h5py.File) -> dict[str, str]:
+    """``{name: why}`` of the runs left out of every figure and table: diverged, or skipped for a diverged parent."""
+    return unfinished_runs(store["runs"]) if "runs" in store else {}
 
 
 def require_run(all_runs: Mapping[str, dict], name: str) -> dict[str, Any]:
@@ -229,14 +277,14 @@ def filter_index(store: h5py.File) -> np.ndarray:
     """Fig. 1's matrix: the filter entry each eFCN weight holds (-1 off-local)."""
     if "weights/fig1" not in store:
         raise MissingData("/weights/fig1", WEIGHTS)
-    return store["weights/fig1/filter_index"][()]
+    return read_dataset(store["weights/fig1/filter_index"])
 
 
 def weight_panels(store: h5py.File, figure: str) -> list[WeightPanel]:
     """The weight blocks of ``/weights/<figure>`` (``fig2`` or ``fig5``), by t_w."""
     if f"weights/{figure}" not in store or not len(store[f"weights/{figure}"]):
         raise MissingData(f"/weights/{figure}", WEIGHTS)
-    panels = [WeightPanel(t_w=(a := read_attrs(g))["t_w"], epochs=a.get("epochs"), embedded=g["embedded"][()], trained=g["trained"][()])
+    panels = [WeightPanel(t_w=(a := read_attrs(g))["t_w"], epochs=a.get("epochs"), embedded=read_dataset(g["embedded"]), trained=read_dataset(g["trained"]))
               for g in store[f"weights/{figure}"].values()]
     return sorted(panels, key=lambda p: p.t_w)
 
@@ -394,9 +442,9 @@ def sharpness_runs(store: h5py.File) -> dict[str, Probed]:
     """Every probed run of ``/sharpness``, by run name."""
     if "sharpness" not in store or not len(store["sharpness"]):
         raise MissingData("/sharpness", SHARPNESS)
-    return {name: Probed(curve=read_curve(group["curve"]), top_eigs=group["top_eigs"][()],
+    return {name: Probed(curve=read_curve(group["curve"]), top_eigs=read_dataset(group["top_eigs"]),
                          surfaces={key: read_curve(sub) for key, sub in group.items() if key.startswith("surface_")},
-                         top_eigs_efcn=group["top_eigs_efcn"][()] if "top_eigs_efcn" in group else None, attrs=read_attrs(group))
+                         top_eigs_efcn=read_dataset(group["top_eigs_efcn"]) if "top_eigs_efcn" in group else None, attrs=read_attrs(group))
             for name, group in store["sharpness"].items()}
 
 
@@ -504,7 +552,7 @@ def expandnets_runs(store: h5py.File, group: str | None = None) -> dict[str, lis
         if "mode" in attrs and attrs.get("status") == "done":
             label = attrs["mode"] + (" (product L2)" if attrs.get("l2") == "product" else "")
             groups[label].append(ExpandRun(history=read_curve(group["history"]),
-                                           final_cosines=group["final_cosines"]["cosine"][()] if "final_cosines" in group else None,
+                                           final_cosines=read_dataset(group["final_cosines"]["cosine"]) if "final_cosines" in group else None,
                                            surface_1d=read_curve(group["surface_1d"]) if "surface_1d" in group else None,
                                            attrs=attrs))
     if not groups:

@@ -18,8 +18,9 @@ import numpy as np
 
 from results import summarize
 from runners._figures.claims import check_claims, claims_markdown
-from runners._figures.readers import (MissingData, best_test_acc, expandnets_runs, final_cnn_acc, gain_vs_final_cnn,
-                                      gain_vs_matched_cnn, history, interpolation_peaks, loss_at_embedding, provenance, runs, sharpness_runs)
+from runners._figures.readers import (MissingData, open_results, best_test_acc, expandnets_runs, final_cnn_acc, gain_vs_final_cnn,
+                                      gain_vs_matched_cnn, history, interpolation_peaks, loss_at_embedding, provenance, runs, sharpness_runs,
+                                      excluded_runs)
 from runners._figures.seed_readers import hierarchical_vs_single, protocol_attrs, seed_runs, switch_protocols
 
 
@@ -47,6 +48,10 @@ def _relax_section(store: h5py.File) -> list[str]:
     cnn = protocol_attrs(store, grouped, "cnn")
     fcn = protocol_attrs(store, grouped, "fcn") if "fcn" in grouped else {}
     lines = ["## Fig. 3-5: relaxing the CNN at t_w", "", _seeds_line(len(cnn)), ""]
+    excluded = excluded_runs(store)
+    if excluded:
+        lines += ["Left out of every number and figure (no result): "
+                  + "; ".join(f"{name} {why}" for name, why in sorted(excluded.items())) + ".", ""]
     best_fcn = [best_test_acc(store, name) for name in grouped.get("fcn", {}).values()]
     lines += [f"CNN final test accuracy {_cell(final_cnn_acc(a) for a in cnn.values())}%; vanilla FCN of the same size: final "
               f"{_cell(a.get('final_test_acc', math.nan) for a in fcn.values())}%, best (chosen on test) {_cell(best_fcn)}%, "
@@ -158,7 +163,7 @@ def _data_sizes(store: h5py.File) -> list[str]:
 def write_report(results: str | Path, path: str | Path, written: dict, skipped: dict[str, str], *, seconds: float) -> Path:
     """Write ``report.md`` next to the figures: the claims table first; sections whose data are missing say what produces them."""
     path = Path(path)
-    with h5py.File(results, "r") as store:
+    with open_results(results) as store:
         attrs, config = provenance(store)
         lines = ["# Reproduction of d'Ascoli et al. (2019), 'Finding the needle in the haystack with convolutions'", "",
                  *claims_section(store), "## Provenance", "",

@@ -62,7 +62,8 @@ def test_protocol_end_to_end(tmp_path, capsys):
 @pytest.mark.slow  # three extra processes importing torch: ~10 s on an idle machine
 def test_parallel_jobs_give_the_same_numbers(tmp_path):
     args = [*TINY, "--tw1", "", "--t-w", "0,2"]
-    relax.main([*args, "--jobs", "1", "--out", str(tmp_path / "one")])
+    # One thread per run both ways: --threads holds with --jobs 1 too (it was ignored there, issue 16).
+    relax.main([*args, "--jobs", "1", "--threads", "1", "--out", str(tmp_path / "one")])
     relax.main([*args, "--jobs", "2", "--threads", "1", "--out", str(tmp_path / "two")])
     one, two = _histories(tmp_path / "one/results.h5"), _histories(tmp_path / "two/results.h5")
     assert set(one) == set(two) == {"cnn", "fcn", "efcn_tw0", "efcn_tw2"}
