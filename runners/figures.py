@@ -10,11 +10,12 @@ without ``--out``; ``--alignment-md FILE`` the linear barriers before and after 
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
-import h5py
-
-from runners._figures import FIGURES, check_claims, claims_markdown, claims_origin, make_figures, write_alignment_markdown
+from results import OutputLocked, output_lock
+from runners._figures import (FIGURES, DamagedFile, check_claims, claims_markdown, claims_origin, make_figures, open_results,
+                              write_alignment_markdown)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,17 +37,22 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"error: unknown figure(s) {', '.join(unknown)}; choose among {', '.join(FIGURES)}")
     try:
-        if args.claims_md is not None:
-            with h5py.File(args.results, "r") as store:
-                Path(args.claims_md).write_text(claims_markdown(check_claims(store), origin=claims_origin(store, args.results)))
-            print(f"wrote the claims table: {args.claims_md}")
-        if args.alignment_md is not None:
-            try:
-                count = write_alignment_markdown(args.results, args.alignment_md)
-            except ValueError as err:
-                raise SystemExit(f"error: {err}") from None
-            print(f"wrote the alignment table ({count} pairs): {args.alignment_md}")
-        written, skipped = make_figures(args.results, args.out, only=only) if args.out is not None else ({}, {})
+        with contextlib.ExitStack() as held:
+            if args.out is not None:  # one writer per output folder, like every runner
+                held.enter_context(output_lock(args.out))
+            if args.claims_md is not None:
+                with open_results(args.results) as store:
+                    Path(args.claims_md).write_text(claims_markdown(check_claims(store), origin=claims_origin(store, args.results)))
+                print(f"wrote the claims table: {args.claims_md}")
+            if args.alignment_md is not None:
+                try:
+                    count = write_alignment_markdown(args.results, args.alignment_md)
+                except ValueError as err:
+                    raise SystemExit(f"error: {err}") from None
+                print(f"wrote the alignment table ({count} pairs): {args.alignment_md}")
+            written, skipped = make_figures(args.results, args.out, only=only) if args.out is not None else ({}, {})
+    except (DamagedFile, OutputLocked) as err:
+        raise SystemExit(f"error: {err}") from None
     except OSError as err:
         raise SystemExit(f"error: cannot read {args.results} as HDF5 ({err})") from None
     for name, paths in written.items():

@@ -21,6 +21,7 @@ from runners._figures.catalog import FIGURES, make_figures  # noqa: E402
 from runners._figures.claims import CLAIMS, check_claims, claims_markdown, claims_origin  # noqa: E402
 from runners._figures.landscape import plot_paths  # noqa: E402
 from runners._figures.readers import (  # noqa: E402
+    DamagedFile,
     MissingData,
     RelaxGains,
     cnn_accuracy_at,
@@ -30,6 +31,7 @@ from runners._figures.readers import (  # noqa: E402
     gain_vs_matched_cnn,
     relax_gain,
     relax_gains,
+    open_results,
 )
 from runners._figures.report import write_report  # noqa: E402
 from runners._figures.sharpness_plot import plot_sharpness  # noqa: E402
@@ -38,6 +40,8 @@ from runners._figures.style import save_figure, set_style  # noqa: E402
 __all__ = [
     # drawing every figure of a results file
     "FIGURES", "make_figures", "MissingData",
+    # the one guarded way to open a results file: damaged or crafted files are one DamagedFile line
+    "open_results", "DamagedFile",
     # the CLIs' --plot figures and the reproduction's report
     "plot_paths", "plot_sharpness", "write_report",
     # every claim of the paper, supplementary and poster with its verdict (the report opens with it)

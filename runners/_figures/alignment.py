@@ -16,6 +16,7 @@ from pathlib import Path
 import h5py
 
 from results import read_attrs
+from runners._figures.readers import open_results
 
 __all__ = ["AlignedPath", "aligned_paths", "alignment_markdown", "write_alignment_markdown"]
 
@@ -73,7 +74,7 @@ def write_alignment_markdown(results: str | os.PathLike, out: str | os.PathLike)
     Raises:
         ValueError: the file holds no aligned interpolation (one line naming the command that makes one).
     """
-    with h5py.File(results, "r") as store:
+    with open_results(results) as store:
         rows = aligned_paths(store)
     if not rows:
         raise ValueError(f"{results} holds no interpolation computed with --align; run python -m runners.interpolate "

@@ -9,7 +9,7 @@ import h5py
 import matplotlib.pyplot as plt
 
 from runners._figures import expandnets, landscape, paper
-from runners._figures.readers import MissingData
+from runners._figures.readers import MissingData, open_results
 from runners._figures.style import FORMATS, save_figure, set_style
 
 FIGURES: dict[str, Callable[[h5py.File], plt.Figure]] = {
@@ -42,7 +42,7 @@ def make_figures(results: str | Path, out: str | Path, *, only: list[str] | None
     set_style()
     written: dict[str, list[Path]] = {}
     skipped: dict[str, str] = {}
-    with h5py.File(results, "r") as store:
+    with open_results(results) as store:
         for name in only or FIGURES:
             try:
                 figure = FIGURES[name](store)

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from runners._figures.bands import draw_band, draw_errorbars, n_seeds_note, outside_legend
-from runners._figures.readers import SHARPNESS, MissingData, figure_coordinates, gain_vs_sharpness, sharpness_runs
+from runners._figures.readers import SHARPNESS, MissingData, open_results, figure_coordinates, gain_vs_sharpness, sharpness_runs
 from runners._figures.seed_readers import interpolation_stats, probe_stats, seed_stats, switch_gain_stats
 from runners._figures.style import save_figure, set_style
 
@@ -57,7 +57,7 @@ def plot_paths(results: str | os.PathLike, name: str) -> list[Path]:
         The two files written.
     """
     set_style()
-    with h5py.File(results, "r") as store:
+    with open_results(results) as store:
         figure = fig6_interpolation(store, names=[name])
     return save_figure(figure, f"{Path(results).with_suffix('')}_{name}")
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import h5py
 import matplotlib.pyplot as plt
 
 from runners._figures.landscape import RELAX_GAIN_LABEL
-from runners._figures.readers import MissingData, RelaxGains, figure_coordinates, relax_gains, sharpness_runs
+from runners._figures.readers import MissingData, RelaxGains, open_results, figure_coordinates, relax_gains, sharpness_runs
 from runners._figures.style import save_figure, set_style
 
 
@@ -25,7 +24,7 @@ def _gains(relax: Path | None) -> RelaxGains | None:
     """The relax gains of the relax file ``relax``, or None when there is no file or no gain to compute."""
     if relax is None or not relax.is_file():
         return None
-    with h5py.File(relax, "r") as store:
+    with open_results(relax) as store:
         try:
             return relax_gains(store)
         except MissingData:
@@ -39,7 +38,7 @@ def plot_sharpness(results: str | os.PathLike, relax: Path | None = None) -> lis
         The files written: the sharpness figure's PNG and PDF, then the surfaces' when any run has one.
     """
     set_style("paper")
-    with h5py.File(results, "r") as store:
+    with open_results(results) as store:
         probed = sharpness_runs(store)
     gains = _gains(relax)
     panels = 3 if gains is not None else 2
