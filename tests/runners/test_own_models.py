@@ -15,8 +15,6 @@ import pytest
 import torch
 
 from embeddings import build_model
-from landscape import evaluate
-from runners._engine import load_data
 from runners.interpolate import main as interpolate_main
 from runners.sharpness import main as sharpness_main
 
@@ -38,29 +36,57 @@ def state_dicts(tmp_path_factory):
     return paths
 
 
-def test_resnet18_state_dicts_interpolate_from_the_command_line(state_dicts, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def npz_data(tmp_path_factory):
+    """16 training and 8 test images of 3x16x16 in ten classes, as the arrays --data npz:PATH reads."""
+    generator = np.random.default_rng(0)
+    arrays = {"x_train": generator.standard_normal((16, 3, 16, 16)).astype(np.float32), "y_train": np.arange(16) % 10,
+              "x_test": generator.standard_normal((8, 3, 16, 16)).astype(np.float32), "y_test": np.arange(8) % 10}
+    path = tmp_path_factory.mktemp("data") / "images.npz"
+    np.savez(path, **arrays)
+    return path, arrays
+
+
+def test_resnet18_state_dicts_interpolate_from_the_command_line(state_dicts, npz_data, tmp_path, capsys):
     out = tmp_path / "paths.h5"
-    argv = ["--ckpt-a", str(state_dicts[0]), "--ckpt-b", str(state_dicts[1]), *RESNET, *FAKE, "--n-test", "8", "--methods", "linear",
-            "--points", "3", "--no-bn-recalibrate", "--out", str(out), "--name", "resnets"]
+    argv = ["--ckpt-a", str(state_dicts[0]), "--ckpt-b", str(state_dicts[1]), *RESNET, "--data", f"npz:{npz_data[0]}",
+            "--batch-size", "16", "--quiet", "--methods", "linear", "--points", "3", "--no-bn-recalibrate", "--out", str(out),
+            "--name", "resnets"]
     assert interpolate_main(argv) == 0
     assert "common space cnn" in capsys.readouterr().out
-    # the endpoints' losses are those of the state dicts loaded into fresh ResNets, evaluated here independently
-    data = load_data("fake", n_train=16, n_test=8, input_shape=(3, 16, 16), num_classes=10)
+    # the endpoints' losses are those of the state dicts loaded into fresh ResNets, evaluated here on the arrays
+    x, y = (torch.from_numpy(npz_data[1][key]) for key in ("x_train", "y_train"))
     losses = []
     for path in state_dicts:
         model = build_model("torchvision.models:resnet18", num_classes=10)
         model.load_state_dict(torch.load(path, weights_only=True))
-        losses.append(evaluate(model.eval(), None, data.batches("train", 16)).loss)
+        with torch.no_grad():
+            losses.append(float(torch.nn.functional.cross_entropy(model.eval()(x), y)))
     with h5py.File(out, "r") as store:
         curve = store["interpolation/resnets/linear"]
         assert curve["alpha"][()].tolist() == [0.0, 0.5, 1.0]
         np.testing.assert_allclose(curve["train_loss"][()][[0, -1]], losses, rtol=1e-5)
 
 
+@pytest.mark.slow  # ~20 s on 2 loaded cores: weight matching over the 11M parameters of two ResNet-18s
+def test_resnet18_state_dicts_interpolate_aligned(state_dicts, npz_data, tmp_path):
+    out = tmp_path / "aligned.h5"
+    argv = ["--ckpt-a", str(state_dicts[0]), "--ckpt-b", str(state_dicts[1]), *RESNET, "--data", f"npz:{npz_data[0]}",
+            "--batch-size", "16", "--quiet", "--methods", "linear",
+            "--points", "3", "--align", "weights", "--out", str(out), "--name", "resnets"]
+    assert interpolate_main(argv) == 0
+    with h5py.File(out, "r") as store:
+        group = store["interpolation/resnets"]
+        aligned, unaligned = group["linear/train_loss"][()], group["unaligned/linear/train_loss"][()]
+        # B permuted computes B's function: the path's endpoints keep their losses, its interior moves
+        np.testing.assert_allclose(aligned[[0, -1]], unaligned[[0, -1]], rtol=1e-4)
+        assert group.attrs["align"] == "weights"
+
+
 @pytest.mark.slow  # ~17 s on 2 loaded cores: basin_width's 40 loss evaluations perturb 11M ResNet parameters
-def test_resnet18_state_dict_sharpness_from_the_command_line(state_dicts, tmp_path):
+def test_resnet18_state_dict_sharpness_from_the_command_line(state_dicts, npz_data, tmp_path):
     out = tmp_path / "sharp.h5"
-    argv = ["--ckpt", str(state_dicts[0]), *RESNET, *FAKE, "--coordinates", "own", "--k", "1", "--tol", "0.2",
+    argv = ["--ckpt", str(state_dicts[0]), *RESNET, "--data", f"npz:{npz_data[0]}", "--batch-size", "16", "--quiet", "--coordinates", "own", "--k", "1", "--tol", "0.2",
             "--trace-probes", "3", "--basin-directions", "1", "--basin-max", "0.2", "--out", str(out)]
     assert sharpness_main(argv) == 0
     with h5py.File(out, "r") as store:
