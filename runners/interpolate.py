@@ -172,10 +172,10 @@ def _prepare(args: argparse.Namespace, device: torch.device):
     num_classes = int(getattr(model_a, "arch_kwargs", {}).get("num_classes", 10))
     try:
         data = load_data(args.data, root=args.data_root, download=args.download, seed=args.seed, n_train=args.n_train,
-                         n_test=args.n_test, input_shape=input_shape, num_classes=num_classes)
+                         n_test=args.n_test, num_classes=num_classes, **({"input_shape": input_shape} if input_shape else {}))
     except (ValueError, FileNotFoundError) as err:
         raise fail(str(err).splitlines()[0]) from None
-    if tuple(data.input_shape) != input_shape:
+    if input_shape is not None and tuple(data.input_shape) != input_shape:
         raise fail(f"--data {args.data} has inputs of shape {tuple(data.input_shape)} but the checkpoints expect "
                    f"{input_shape}; pass the data set the models were trained on")
     try:
@@ -187,13 +187,17 @@ def _prepare(args: argparse.Namespace, device: torch.device):
     return model_a, model_b, spaces, data, config
 
 
-def _input_shape(args: argparse.Namespace, model: torch.nn.Module) -> tuple[int, ...]:
-    """``--input-shape``, else the shape the checkpoint records; one line when neither is known."""
+def _input_shape(args: argparse.Namespace, model: torch.nn.Module) -> tuple[int, ...] | None:
+    """``--input-shape``, else the shape the checkpoint records, else ``None`` (the data's inputs are used as they are).
+
+    Only the fake data set has no shape of its own: there an unknown shape is one line. An
+    endpoint to embed into the other's space needs one too (``align_endpoints`` says so).
+    """
     shape = args.input_shape or getattr(model, "input_shape", None)
-    if shape is None:
-        raise fail(f"the input shape of {args.ckpt_a} is unknown (model {getattr(model, 'arch', type(model).__name__)}); "
-                   "pass --input-shape, e.g. 3,32,32")
-    return tuple(shape)
+    if shape is None and args.data == "fake":
+        raise fail(f"--data fake needs the input shape, which {args.ckpt_a} (model {getattr(model, 'arch', type(model).__name__)}) "
+                   "does not record; pass --input-shape, e.g. 3,32,32")
+    return None if shape is None else tuple(shape)
 
 
 def _write_trajectory(group, result) -> None:

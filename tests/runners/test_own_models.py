@@ -103,6 +103,8 @@ def test_resnet18_state_dict_sharpness_from_the_command_line(state_dicts, npz_da
     (["--model", "torchvision.models:resnet18", "--model-kwargs", '{"depth": 3}'],
      r"--model torchvision.models:resnet18: architecture 'torchvision.models:resnet18' does not accept arguments"),
     (["--model", "torchvision.models:resnet18"], r"weights do not fit|size mismatch|fc.weight"),  # 1000 classes by default
+    (["--model", "torchvision.models:resnet18", "--model-kwargs", '{"num_classes": 10}'],
+     r"--data fake needs the input shape, which .*a.pt \(model torchvision.models:resnet18\) does not record; pass --input-shape"),
 ])
 def test_bad_model_flags_are_one_line(state_dicts, tmp_path, capsys, flags, message):
     argv = ["--ckpt-a", str(state_dicts[0]), "--ckpt-b", str(state_dicts[1]), *flags, *FAKE, "--methods", "linear",
@@ -113,6 +115,16 @@ def test_bad_model_flags_are_one_line(state_dicts, tmp_path, capsys, flags, mess
     assert text.startswith("error: ") and "\n" not in text
     assert __import__("re").search(message, text), text
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_npz_data_gives_the_input_shape_no_flag_needed(state_dicts, npz_data, tmp_path):
+    resnet = RESNET[:4]  # no --input-shape: the arrays have one
+    assert interpolate_main(["--ckpt-a", str(state_dicts[0]), "--ckpt-b", str(state_dicts[0]), *resnet, "--data", f"npz:{npz_data[0]}",
+                             "--quiet", "--methods", "linear", "--points", "2", "--no-bn-recalibrate", "--out", str(tmp_path / "p.h5")]) == 0
+    with h5py.File(tmp_path / "p.h5", "r") as store:
+        (name,) = store["interpolation"].keys()
+        loss = store[f"interpolation/{name}/linear/train_loss"][()]
+    assert loss[0] == pytest.approx(loss[1], rel=1e-6)  # A to A: one model all along
 
 
 def test_arch_aliases_still_parse():
