@@ -28,7 +28,7 @@ each sees with a meta-tensor forward pass; ``memory.py`` counts the result's par
 those shapes before anything is built, and guards a budget (``embed.py`` and ``memory.py`` both
 depend on ``_tracing.py``, never on each other); ``masks.py`` the local / off-local blocks and the
 distance :math:`\delta` from the CNN subspace; ``architectures.py`` and ``smallnets.py`` the model
-registry; ``expandnets.py`` with ``_expand_layers.py`` the ExpandNets expansion and its exact
+registry (``build_model`` also takes any factory by import path, ``"torchvision.models:resnet18"``); ``expandnets.py`` with ``_expand_layers.py`` the ExpandNets expansion and its exact
 compression (Guo et al., NeurIPS 2020). Everything public is re-exported here, grouped in ``__all__``.
 """
 
