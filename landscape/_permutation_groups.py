@@ -67,8 +67,9 @@ class PermutationSpec:
     Attributes:
         sizes: ``{group: number of units}``, one entry per free (non-fixed) group.
         axes: ``{group: [Axis, ...]}``, every parameter and buffer axis the group permutes.
-        nodes: ``{group: [node name, ...]}``, traced tensors whose dim 1 holds the group's units (as
-            channels, or flattened channel-major), where activation matching reads them.
+        nodes: ``{group: [node name, ...]}``, the traced tensors holding the group's units that a layer
+            reads (after activation and pooling; dim 1, as channels or flattened channel-major), where
+            activation matching compares the two networks.
     """
 
     sizes: dict[str, int] = field(default_factory=dict)
@@ -235,6 +236,8 @@ def permutation_spec(model: nn.Module) -> PermutationSpec:
         elif node.op == "call_module":
             module = modules[node.target]
             if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, EmbeddedDense, _LocallyConnectedNd)):
+                if label is not None:  # what a layer reads: the hidden units after activation and pooling
+                    builder.nodes[builder.find(label.group)].append(first.name)
                 out = _layer_axes(module, node.target, builder, label)
             elif isinstance(module, nn.modules.batchnorm._BatchNorm) and label is not None:
                 _norm_axes(module, node.target, builder, label)
@@ -276,8 +279,6 @@ def permutation_spec(model: nn.Module) -> PermutationSpec:
         labels[node] = out
         if node.op == "call_module":
             called[node.target] = [x.group for x in (label, out) if x is not None]
-        if out is not None:
-            builder.nodes[builder.find(out.group)].append(node.name)
     spec = PermutationSpec()
     for g in range(len(builder.parent)):
         if builder.find(g) == g and not builder.fixed[g] and builder.axes[g]:

@@ -16,8 +16,8 @@ hidden units are permuted to match ``model_a``'s; it computes exactly the functi
   (:func:`scipy.optimize.linear_sum_assignment`) on the summed similarities of every parameter axis it
   permutes, the other groups held fixed; it stops after a pass in which no group improved.
 * ``method="activations"`` (activation matching, Sec. 3.1) runs both networks on ``batches`` and
-  solves one assignment per group on the summed Pearson correlations of its units over every traced
-  tensor that holds them (positions count as samples).
+  solves one assignment per group on the summed Pearson correlations of its units in every tensor of
+  them that a layer reads (after activation and pooling; positions count as samples).
 
 The groups come from the traced graph (:mod:`landscape._permutation_groups`): no specification is
 written by hand, residual additions tie their layers, BatchNorm running statistics follow their units,

@@ -78,13 +78,21 @@ def test_flatten_maps_channels_onto_blocks_of_features():
 @pytest.mark.parametrize("method", ["weights", "activations"])
 def test_a_permuted_copy_is_aligned_back(name, method):
     model_a, _, x = _pair(name)
+    if method == "activations":
+        # Small random nets have dead ReLU channels, whose order no activation can tell: keep every unit alive.
+        with torch.no_grad():
+            for module in model_a.modules():
+                if isinstance(module, (nn.Linear, embeddings.EmbeddedDense, nn.Conv1d)) and module.bias is not None:
+                    module.bias.add_(0.5)
     spec = permutation_spec(model_a)
     generator = torch.Generator().manual_seed(1)
     shuffles = {group: torch.randperm(size, generator=generator) for group, size in spec.sizes.items()}
     shuffled = copy.deepcopy(model_a)
     shuffled.load_state_dict(permute_state(model_a.state_dict(), spec, shuffles))
     assert torch.allclose(shuffled(x), model_a(x), rtol=0, atol=1e-10)
-    result = align(model_a, shuffled, method=method, batches=[(x, torch.zeros(len(x), dtype=torch.long))])
+    # Enough inputs that no two post-ReLU units agree on every one of them (ties would make the match ambiguous).
+    inputs = torch.randn(256, *x.shape[1:], generator=generator, dtype=torch.float64)
+    result = align(model_a, shuffled, method=method, batches=[(inputs, torch.zeros(len(inputs), dtype=torch.long))])
     assert result.similarity_before < 0.99
     assert result.similarity_after == pytest.approx(1.0, abs=1e-12)
     for key, value in model_a.state_dict().items():

@@ -69,3 +69,22 @@ def test_align_activations_and_default_none(pair, tmp_path):
         with h5py.File(tmp_path / "none.h5", "w") as store:
             store.create_group("interpolation/plain").attrs["align"] = "none"
         figures_main(["--results", str(tmp_path / "none.h5"), "--alignment-md", str(tmp_path / "t.md")])
+
+
+@pytest.mark.slow
+def test_torchvision_resnet18_state_dicts_are_aligned_from_the_command_line(tmp_path):
+    torchvision = pytest.importorskip("torchvision")
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        paths.append(str(tmp_path / f"resnet_s{seed}.pt"))
+        torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), paths[-1])
+    out = tmp_path / "paths.h5"
+    assert main(["--ckpt-a", paths[0], "--ckpt-b", paths[1], "--model", "torchvision.models:resnet18", "--model-kwargs",
+                 '{"num_classes": 10}', "--input-shape", "3,16,16", "--data", "fake", "--n-train", "32", "--n-test", "16",
+                 "--batch-size", "16", "--points", "3", "--methods", "linear", "--align", "weights", "--quiet", "--out", str(out)]) == 0
+    with h5py.File(out, "r") as store:
+        group = store["interpolation/resnet_s0__resnet_s1"]
+        assert group.attrs["align"] == "weights" and group.attrs["align_converged"]
+        assert group.attrs["align_similarity_after"] > group.attrs["align_similarity_before"]
+        assert group["linear"]["train_loss"][-1] == pytest.approx(group["unaligned/linear"]["train_loss"][-1], abs=1e-5)
