@@ -1,8 +1,11 @@
-"""Side-by-side performance ratios: ``python -m runners.bench {embed,hessian,...,all} [--json]``.
+"""Side-by-side performance ratios: ``python -m runners.bench {all,readme,elcn,hessian,...} [--json]``.
 
-Each benchmark lives in its own module of ``runners/_bench/`` exposing ``add_arguments(parser)``
-and ``run(args) -> dict``; the dict is printed as a table or as JSON.
-Timings are measured in one process, side by side, and never asserted in tests.
+``all`` measures issue 15's performance table (every ratio next to its anchor, one thread,
+interleaved, load average recorded; :mod:`runners._bench.suite`), ``--save docs/bench.json`` keeps
+it and ``readme`` rewrites the README's performance section from such a file. Each other subcommand
+is one benchmark module of ``runners/_bench/`` exposing ``add_arguments(parser)`` and
+``run(args) -> dict``; the dict is printed as a table or as JSON. Timings are measured in one
+process, side by side, and never asserted in tests.
 """
 
 from __future__ import annotations
@@ -10,17 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
+from pathlib import Path
 
-from runners._bench import BENCHMARKS
-
-# Flags of `all`: sizes small enough for the whole suite to take a few minutes on 2 CPU cores.
-QUICK = {
-    "embed": ["--repeats", "2"],
-    "hessian": ["--channels", "16", "--n-train", "500", "--epochs", "5", "--repeats", "3"],
-    "string": ["--repeats", "5"],
-    "interp": ["--n-train", "2000", "--n-test", "500", "--points", "11", "--repeats", "2"],
-}
+from runners._bench import BENCHMARKS, render_markdown, rewrite_readme, suite
+from runners.cli import fail
 
 
 def _print_table(name: str, rows: dict) -> None:
@@ -31,6 +27,20 @@ def _print_table(name: str, rows: dict) -> None:
         print(f"{key.ljust(width)}  {shown}")
 
 
+def _readme(args: argparse.Namespace) -> int:
+    try:
+        report = json.loads(args.source.read_text())
+    except (OSError, ValueError) as error:
+        raise fail(f"cannot read the bench table {args.source}: {error}; write one with "
+                   "`python -m runners.bench all --save docs/bench.json`") from None
+    try:
+        rewrite_readme(args.readme, report)
+    except (OSError, ValueError) as error:
+        raise fail(str(error)) from None
+    print(f"{args.readme}: performance table rewritten from {args.source}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runners.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
@@ -39,25 +49,25 @@ def main(argv: list[str] | None = None) -> int:
     for name, module in BENCHMARKS.items():
         parsers[name] = sub.add_parser(name, help=module.__doc__.splitlines()[0])
         module.add_arguments(parsers[name])
-    parsers["all"] = sub.add_parser("all", help="every benchmark in turn, each at its small quick sizes (a few minutes on 2 CPU cores)")
+    parsers["all"] = sub.add_parser("all", help=suite.__doc__.splitlines()[0])
+    suite.add_arguments(parsers["all"])
+    readme = sub.add_parser("readme", help="rewrite the README's performance table from a saved `bench all` JSON file")
+    readme.add_argument("--from", dest="source", type=Path, default=Path("docs/bench.json"), help="the table (default docs/bench.json)")
+    readme.add_argument("--readme", type=Path, default=Path("README.md"), help="the README to rewrite (default README.md)")
     for child in parsers.values():  # --json also after the benchmark's name
         child.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON object instead of tables")
     args = parser.parse_args(argv)
-    names = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]
-    results = {}
-    for name in names:
-        module = BENCHMARKS[name]
-        options = parsers[name].parse_args(QUICK.get(name, [])) if args.benchmark == "all" else args
-        options.json = args.json
-        started = time.perf_counter()
-        results[name] = module.run(options)
-        if args.benchmark == "all":
-            results[name]["benchmark_s"] = time.perf_counter() - started
-        if not args.json:
-            _print_table(name, results[name])
+    if args.benchmark == "readme":
+        return _readme(args)
+    if args.benchmark == "all":
+        report = suite.run_all(args)
+        print(json.dumps(report, indent=2) if args.json else render_markdown(report))
+        return 0
+    rows = BENCHMARKS[args.benchmark].run(args)
     if args.json:
-        json.dump(results, sys.stdout, indent=2)
-        print()
+        print(json.dumps({args.benchmark: rows}, indent=2))
+    else:
+        _print_table(args.benchmark, rows)
     return 0
 
 
