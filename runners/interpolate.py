@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from landscape import StringConfig, align, align_endpoints, interpolate, path_metrics, polyline_length
+from landscape import NonFiniteError, StringConfig, align, align_endpoints, check_finite_model, interpolate, path_metrics, polyline_length
 from results import CheckpointError, CurveWriter, ResultError, check_result_name, load_checkpoint, open_result, read_attrs, write_attrs
 from runners._engine import check_model, launched, load_data, on_device, peak_memory_bytes, reset_peak_memory, resolve_loss
 from runners.cli import add_common_arguments, add_loss_argument, add_model_arguments, fail, model_from_args, progress_disabled, resolve_device
@@ -163,6 +163,11 @@ def _prepare(args: argparse.Namespace, device: torch.device):
     _check_args(args)
     config = _string_config(args)
     model_a, model_b = _load(args.ckpt_a, device, args), _load(args.ckpt_b, device, args)
+    for path, model in ((args.ckpt_a, model_a), (args.ckpt_b, model_b)):
+        try:  # a diverged endpoint gives NaN curves and a meaningless "peak test acc": refuse it before writing
+            check_finite_model(model)
+        except NonFiniteError as err:
+            raise fail(f"{path}: {err}") from None
     input_shape = _input_shape(args, model_a)
     try:
         # Embedded once here (the CNN endpoint into the other's space), not again for every method.
@@ -223,18 +228,22 @@ def _run_method(args, method: str, group, model_a, model_b, spaces: dict[str, st
     if not len(remaining) and "barrier" in attrs and (method != "string" or "string_trajectory" in group):
         return attrs
     rerun = remaining if len(remaining) else alphas[-1:]  # complete curve, missing metrics: one cheap point
-    result = interpolate(
-        model_a, model_b, resolve_loss(args.loss), data.batches("train", args.batch_size), alphas=rerun.tolist(), method=method,
-        test_batches=data.batches("test", args.batch_size), device=device, bn_recalibrate=args.bn_recalibrate,
-        output_mode=args.output_mode, string=config, progress=not progress_disabled(args.quiet),
-        on_point=(lambda row: writer.append(**{c: row[c] for c in columns})) if len(remaining) else None,
-    )
+    try:
+        result = interpolate(
+            model_a, model_b, resolve_loss(args.loss), data.batches("train", args.batch_size), alphas=rerun.tolist(), method=method,
+            test_batches=data.batches("test", args.batch_size), device=device, bn_recalibrate=args.bn_recalibrate,
+            output_mode=args.output_mode, string=config, progress=not progress_disabled(args.quiet),
+            on_point=(lambda row: writer.append(**{c: row[c] for c in columns})) if len(remaining) else None,
+        )
+    except ValueError as err:  # non-finite endpoint losses, extrapolated negative BatchNorm variances: one line
+        raise fail(str(err).splitlines()[0]) from None
     ends = result.endpoints
     metrics = result.metrics
+    curve = writer.read()
+    finite = np.isfinite(curve["train_loss"]) & np.isfinite(curve["test_loss"])
     if len(remaining) != len(alphas):  # resumed: the metrics belong to the whole curve in the file, not to this call's part
-        curve = writer.read()
         metrics = path_metrics(
-            curve["alpha"], curve["train_loss"], curve["test_acc"],
+            curve["alpha"][finite], curve["train_loss"][finite], curve["test_acc"][finite],
             endpoint_train_loss=(ends["train_a"].loss, ends["train_b"].loss),
             endpoint_test_acc=(ends["test_a"].accuracy, ends["test_b"].accuracy),
             length=polyline_length(result.knots, float(alphas[0]), float(alphas[-1])) if result.knots is not None else math.nan,
@@ -243,6 +252,8 @@ def _run_method(args, method: str, group, model_a, model_b, spaces: dict[str, st
         f"{split}_{side}_{what}": getattr(ends[f"{split}_{side}"], "loss" if what == "loss" else "accuracy")
         for split in ("train", "test") for side in ("a", "b") for what in ("loss", "acc")
     } | {"bn_recalibrated": result.bn_recalibrated} | {f"space_{k}": v for k, v in spaces.items()}
+    # Points whose loss is NaN or inf (far extrapolation): their accuracies are NaN and the metrics skip them.
+    attrs["nonfinite_alphas"] = np.asarray(curve["alpha"][~finite], dtype="f8")  # an array even when empty (a [] list is JSON)
     if method == "string":
         start, end = result.string.trajectory_loss[0, 1:-1].mean(), result.string.trajectory_loss[-1, 1:-1].mean()
         attrs |= {"loss_rose": bool(end > 1.1 * start), "stiffness": config.stiffness, "num_points": config.num_points, "forces": config.forces,
@@ -319,6 +330,11 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
                                 "align_similarity_after": alignment.similarity_after})
         result.write_attrs({"peak_memory_bytes": peak_memory_bytes(device)})
     print(_table(name, rows))
+    for method, row in rows.items():
+        if len(row.get("nonfinite_alphas", [])):
+            shown = ", ".join(f"{a:g}" for a in row["nonfinite_alphas"][:5])
+            print(f"note: {method}: the loss is not finite at {len(row['nonfinite_alphas'])} alphas ({shown}...); "
+                  "those points are marked (nonfinite_alphas) and left out of the metrics")
     if "string" in rows and rows["string"].get("loss_rose"):
         print("note: the string's interior loss rose by over 10% while it was optimised; --string-lr is probably too large for "
               "these minima (the paper's 0.1 suits SGD-trained nets; try 0.01, or --string-optimizer adam --string-lr 1e-3)")

@@ -61,7 +61,9 @@ from tqdm import tqdm
 from embeddings import MemoryBudgetError, embed_parameters, local_masks, model_space, to_cnn, to_efcn
 from landscape import (
     HessianOperator,
+    NonFiniteError,
     ParameterSubspace,
+    check_finite_model,
     basin_width,
     epsilon_sharpness,
     hutch_plus_plus,
@@ -160,10 +162,30 @@ def _discover(args: argparse.Namespace) -> dict[str, list[Path]]:
         if not runs:
             found = sorted({seed for _, seed in index.values() if seed is not None})
             raise fail(f"--seeds {','.join(map(str, seeds))} selects no run in {folder}; its runs have seeds {found or 'unknown'}")
+    lost = _lost_checkpoints(args.run_dir, runs if args.runs or args.seeds is not None else None)
+    if lost:
+        raise fail(f"checkpoints of finished runs are missing: {', '.join(map(str, lost))}; restore them "
+                   "(runners.relax/train --resume retrains a run whose final.pt is gone) or leave those runs out with --runs")
     runs = {name: paths for name, paths in runs.items() if paths}
     if not runs:
         raise fail(f"no .pt checkpoints under {folder}")
     return runs
+
+
+def _lost_checkpoints(run_dir: str | os.PathLike, names: Iterable[str] | None) -> list[Path]:
+    """The ``final.pt`` files that ``run_dir/results.h5`` records for its done runs (of ``names``; ``None``: all) and that are gone.
+
+    Without this a deleted ``final.pt`` silently drops the run's last row from the probes.
+    """
+    try:
+        with h5py.File(Path(run_dir) / "results.h5", "r") as store:
+            runs = store.get("runs")
+            recorded = {name: group.attrs.get("checkpoint") for name, group in runs.items()
+                        if isinstance(group, h5py.Group) and group.attrs.get("status") == "done"} if isinstance(runs, h5py.Group) else {}
+    except OSError:  # a run dir of checkpoints only: nothing recorded to miss
+        return []
+    wanted = recorded if names is None else {name: recorded[name] for name in names if name in recorded}
+    return [Path(run_dir) / path for _, path in sorted(wanted.items()) if path and not (Path(run_dir) / path).is_file()]
 
 
 def run_index(run_dir: str | os.PathLike, names: Iterable[str]) -> dict[str, tuple[str, int | None]]:
@@ -258,6 +280,10 @@ def _prepare(args: argparse.Namespace):
             if model.input_shape is None:  # a factory that takes none, e.g. torchvision's, and no --input-shape
                 raise fail(f"the input shape of {path} is unknown (model {model.arch}); pass --input-shape, e.g. 3,32,32")
             _subspace(model, args.subspace, path)
+            try:  # a diverged checkpoint is refused before the result file is touched
+                check_finite_model(model)
+            except NonFiniteError as err:
+                raise fail(f"{path}: {err}") from None
             if data is None:  # the first checkpoint sizes the fake data
                 data = _data(args, tuple(model.input_shape), int(getattr(model, "arch_kwargs", {}).get("num_classes", 10)))
             try:  # every checkpoint must fit the data: a mismatch is one line now, not a traceback mid-probe
@@ -398,7 +424,10 @@ def _probe_checkpoint(args, checkpoint: _Checkpoint, device, batches, group: h5p
     write_attrs(group, {"space": model_space(model), **{key: meta[key] for key in ("seed", "protocol_run", "t_w") if key in meta}})
     if earlier < row:
         return _copy_row(group, earlier, row, checkpoint, meta)
-    return _probe(args, model, meta, checkpoint.path, _subspace(model, args.subspace, checkpoint.path), batches, group, row)
+    try:
+        return _probe(args, model, meta, checkpoint.path, _subspace(model, args.subspace, checkpoint.path), batches, group, row)
+    except NonFiniteError as err:  # the rows probed before stay; --resume continues after the cause is removed
+        raise fail(f"{checkpoint.path}: {err}") from None
 
 
 # Options that change how the command runs, not what it computes.

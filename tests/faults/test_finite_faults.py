@@ -212,3 +212,56 @@ def test_threads_honoured_with_one_job(tmp_path, monkeypatch):
     with h5py.File(tmp_path / "r.h5", "w") as store:
         pool.run_all([pool.RunSpec("a", "cnn", 1)], context, store.create_group("runs"), executor=executor, jobs=1, threads=2)
     assert seen == [2] and torch.get_num_threads() == 1  # set for the run, restored after
+
+
+# --- CLIs over probes: a diverged checkpoint is one line, before anything is written -----------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A finished tiny run (snapshot 0 and final.pt) and a checkpoint of its CNN with one NaN weight."""
+    out = tmp_path_factory.mktemp("trained")
+    assert train_cli.main([*TINY, "--epochs", "1", "--save-at", "0", "--out", str(out)]) == 0
+    model, meta = load_checkpoint(out / "checkpoints/cnn/final.pt")
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] = float("nan")
+    from results import save_checkpoint
+
+    save_checkpoint(out / "nan.pt", model, **meta)
+    return out
+
+
+def test_interpolate_refuses_a_diverged_endpoint_in_one_line(trained, tmp_path):
+    from runners import interpolate as interpolate_cli
+
+    out = tmp_path / "paths.h5"
+    with pytest.raises(SystemExit) as exit_info:
+        interpolate_cli.main(["--ckpt-a", str(trained / "checkpoints/cnn/epoch_0.pt"), "--ckpt-b", str(trained / "nan.pt"),
+                              "--methods", "linear", "--points", "3", "--out", str(out), *TINY[:6], "--quiet"])
+    message = str(exit_info.value.code)
+    assert message.startswith(f"error: {trained / 'nan.pt'}: parameter ") and "non-finite" in message and "\n" not in message
+    assert not out.exists()  # the campaign got exit 0, NaN curves and a "peak test acc"
+
+
+def test_sharpness_refuses_a_diverged_checkpoint_in_one_line(trained, tmp_path):
+    from runners import sharpness as sharpness_cli
+
+    out = tmp_path / "sharp.h5"
+    with pytest.raises(SystemExit) as exit_info:  # the campaign got a SciPy traceback from Lanczos
+        sharpness_cli.main(["--ckpt", str(trained / "nan.pt"), "--out", str(out), *TINY[:4], "--k", "1", "--trace-probes", "3",
+                            "--basin-directions", "1", "--epsilon", "0", "--quiet"])
+    assert str(exit_info.value.code).startswith(f"error: {trained / 'nan.pt'}: parameter ")
+    assert not out.exists()
+
+
+def test_sharpness_run_dir_reports_a_deleted_final_checkpoint(trained, tmp_path):
+    from runners import sharpness as sharpness_cli
+
+    final = trained / "checkpoints/cnn/final.pt"
+    kept = final.read_bytes()
+    final.unlink()
+    try:
+        with pytest.raises(SystemExit, match=r"^error: checkpoints of finished runs are missing: .*checkpoints/cnn/final\.pt; restore"):
+            sharpness_cli.main(["--run-dir", str(trained), "--out", str(tmp_path / "sharp.h5"), *TINY[:4], "--quiet"])
+    finally:
+        final.write_bytes(kept)
