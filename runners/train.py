@@ -3,7 +3,7 @@
     python -m runners.train --space cnn --epochs 60 --save-at 0,4,16 --out runs/cnn
     python -m runners.train --space efcn --init runs/cnn/checkpoints/cnn/epoch_4.pt --out runs/efcn4
 
-The model starts from a fresh initialisation of ``--arch`` (``--space elcn/efcn``: the CNN's init
+The model starts from a fresh initialisation of ``--model`` (``--space elcn/efcn``: the CNN's init
 embedded; ``fcn``: the eFCN architecture with a standard random init) or from the checkpoint
 ``--init``, embedded into ``--space``. Outputs in ``--out``: ``results.h5`` (the run's group
 ``/runs/<name>``, a result of its own: other ``--name`` runs may share the file; schema in

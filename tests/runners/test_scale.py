@@ -27,7 +27,7 @@ TINY = ["--data", "fake", "--n-train", "64", "--n-test", "32", "--channels", "2"
 @pytest.mark.parametrize("space", ["efcn", "fcn"])
 def test_max_bytes_refuses_the_embedding_before_anything_is_written(tmp_path, space):
     out = tmp_path / "run"
-    with pytest.raises(SystemExit, match=r"^error: the efcn of --arch vanilla1d on fake needs .* GiB of parameters, "
+    with pytest.raises(SystemExit, match=r"^error: the efcn of --model vanilla1d on fake needs .* GiB of parameters, "
                                          r"more than --max-bytes .*raise --max-bytes"):
         train_cli.main([*TINY, "--space", space, "--max-bytes", "1KiB", "--out", str(out)])
     with pytest.raises(SystemExit, match="more than --max-bytes"):
