@@ -237,6 +237,27 @@ def test_train_an_import_path_model_and_probe_its_checkpoint(tmp_path):
         sys.modules.pop("own_train_models", None)
 
 
+def test_relax_embeds_an_import_path_model(tmp_path):
+    """relax --model package.module:factory: the user's CNN trained, embedded into its eFCN and eLCN, and trained on."""
+    from runners import relax
+
+    (tmp_path / "own_relax_models.py").write_text(textwrap.dedent(USER_MODULE))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        assert relax.main(["--model", "own_relax_models:net", "--model-kwargs", '{"width": 2, "num_classes": 3}', "--input-shape", "1,8",
+                           "--data", "fake", "--n-train", "32", "--n-test", "16", "--batch-size", "16", "--epochs", "1",
+                           "--relax-epochs", "1", "--t-w", "1", "--tw1", "", "--space", "efcn", "--jobs", "1", "--quiet",
+                           "--out", str(tmp_path / "relax")]) == 0
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("own_relax_models", None)
+    with h5py.File(tmp_path / "relax" / "results.h5", "r") as store:
+        runs = store["runs"]
+        assert {"cnn", "efcn_tw1"} <= set(runs)
+        # right after the switch the eFCN is the CNN embedded exactly: no off-local weight yet
+        assert runs["efcn_tw1/history/delta"][0] == pytest.approx(0.0, abs=1e-6)
+
+
 def test_reproduce_and_expandnets_take_model_flags(monkeypatch):
     import runners.reproduce as reproduce
     from runners.expandnets import build_parser as expandnets_parser
