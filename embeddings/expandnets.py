@@ -7,7 +7,10 @@ becomes a chain without nonlinearity:
 * **FC** -- ``Linear(m, n)`` -> ``Linear(m, rm)``, ``Linear(rm, rn)``, ``Linear(rn, n)``;
 * **CL** -- a ``k x k`` conv -> ``1 x 1`` (m -> rm), ``k x k`` (rm -> rn), ``1 x 1`` (rn -> n);
 * **CK** -- a ``k x k`` conv, ``k`` odd and > 3 -> ``l = (k - 1) / 2`` stacked ``3 x 3`` convs
-  ``m -> rm -> rn -> ... -> rn -> n``, which see the same ``k x k`` receptive field.
+  ``m -> rm -> rn -> ... -> rn -> n``, which see the same ``k x k`` receptive field. A conv whose
+  kernel cannot be split so (a ``3 x 3``, an even or non-square kernel) stays compact, as the paper
+  keeps the 3x3 layers of its nets; the expansion record lists those layers (``left_compact``) and a
+  warning names them. Only a net with no eligible conv at all is refused.
 
 The expanded net is trained as is (from its own random initialisation); :func:`compress` multiplies
 every chain out (see :mod:`embeddings._expand_layers` for the algebra) and returns a net with the
@@ -18,6 +21,7 @@ activations and pooling are never part of a chain, so BatchNorm stays where it w
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Mapping
 from typing import Literal
 
@@ -74,8 +78,9 @@ def expand(
     (and their ``"+fc"`` variants); every ``nn.Linear`` except the last one (the classifier, unless
     ``expand_classifier``) becomes an :class:`ExpandedLinear` in modes with ``"fc"``. The chains are
     freshly initialised with PyTorch's default rule, as the paper trains the expanded net from
-    scratch. The copy records ``expansion = {"mode", "rate", "expand_classifier"}``; each chain
-    records its compact layer's configuration so that :func:`compress` can rebuild it.
+    scratch. The copy records ``expansion = {"mode", "rate", "expand_classifier", "left_compact"}``
+    (``left_compact``: the convs mode ``"ck"`` could not expand, by name); each chain records its
+    compact layer's configuration so that :func:`compress` can rebuild it.
 
     Args:
         model: the compact net (any module; convs must have groups 1 and dilation 1).
@@ -86,8 +91,11 @@ def expand(
             so that the result never depends on the global RNG.
 
     Raises:
-        ValueError: unknown mode, bad rate, a net without layers to expand, or (mode ``"ck"``) a kernel
-            that is not square, odd and larger than 3.
+        ValueError: unknown mode, bad rate, a net without layers to expand, or (mode ``"ck"``) a net
+            none of whose convs has a square odd kernel larger than 3.
+
+    Warns:
+        UserWarning: (mode ``"ck"``) the convs left compact, when some but not all can be expanded.
 
     Example (MNIST-1D SmallNet, 7-tap kernels -> 3 stacked 3-tap convs):
         >>> from embeddings.smallnets import smallnet1d
@@ -102,9 +110,16 @@ def expand(
     linears = [name for name, m in model.named_modules() if type(m) is nn.Linear]
     if linears and not expand_classifier:
         linears = linears[:-1]
+    convs = {name: m for name, m in model.named_modules() if type(m) in (nn.Conv1d, nn.Conv2d)} if parts[0] in ("cl", "ck") else {}
+    left_compact = [name for name, conv in convs.items() if parts[0] == "ck" and not _splits_into_3x3(conv)]
+    if convs and len(left_compact) == len(convs):
+        check_ck_kernel(*next(iter(convs.items())))  # no conv to expand: the kernel rule, in one line
+    if left_compact:
+        warnings.warn(f"expand: mode {mode!r} leaves {', '.join(left_compact)} compact (kernels that are not square, odd and "
+                      "larger than 3 cannot be split into 3 x 3 convs); the other convs are expanded", stacklevel=2)
     targets: dict[str, nn.Module] = {}
     for name, module in model.named_modules():
-        if type(module) in (nn.Conv1d, nn.Conv2d) and parts[0] in ("cl", "ck"):
+        if name in convs and name not in left_compact:
             targets[name] = module
         elif name in linears and "fc" in parts:
             targets[name] = module
@@ -120,8 +135,17 @@ def expand(
         else:
             chain = _expand_conv(name, module, parts[0], rate, generator)
         _set_submodule(expanded, name, chain)
-    expanded.expansion = {"mode": mode, "rate": rate, "expand_classifier": expand_classifier}
+    expanded.expansion = {"mode": mode, "rate": rate, "expand_classifier": expand_classifier, "left_compact": left_compact}
     return expanded
+
+
+def _splits_into_3x3(conv: nn.Conv1d | nn.Conv2d) -> bool:
+    """Whether mode ``"ck"`` can expand ``conv``: a square, odd kernel larger than 3 (:func:`check_ck_kernel`'s rule)."""
+    try:
+        check_ck_kernel("", conv)
+    except ValueError:
+        return False
+    return True
 
 
 def expanded_layers(model: nn.Module) -> dict[str, ExpandedLinear | ExpandedConv]:

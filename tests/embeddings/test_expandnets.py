@@ -105,7 +105,7 @@ def test_chain_shapes_follow_the_paper():
     assert type(fc[4]) is nn.Linear  # the classifier stays compact by default
     assert isinstance(expand(compact, "fc", expand_classifier=True)[4], ExpandedLinear)
     assert set(expanded_layers(expand(compact, "ck+fc"))) == {"0.0", "0.3", "2"}
-    assert expand(compact, "ck+fc", rate=3).expansion == {"mode": "ck+fc", "rate": 3, "expand_classifier": False}
+    assert expand(compact, "ck+fc", rate=3).expansion == {"mode": "ck+fc", "rate": 3, "expand_classifier": False, "left_compact": []}
 
 
 def test_expand_copies_and_is_reproducible_without_global_rng():

@@ -265,3 +265,19 @@ def test_sharpness_run_dir_reports_a_deleted_final_checkpoint(trained, tmp_path)
             sharpness_cli.main(["--run-dir", str(trained), "--out", str(tmp_path / "sharp.h5"), *TINY[:4], "--quiet"])
     finally:
         final.write_bytes(kept)
+
+
+def test_ck_expands_the_eligible_convs_and_lists_those_left_compact():
+    from embeddings import compress, expand, expanded_layers
+
+    torch.manual_seed(0)
+    compact = nn.Sequential(nn.Conv2d(2, 3, 5, padding=2), nn.ReLU(), nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(),
+                            nn.Linear(4 * 6 * 6, 10)).double()
+    with pytest.warns(UserWarning, match=r"^expand: mode 'ck' leaves 2 compact \(kernels that are not square"):
+        expanded = expand(compact, "ck", rate=2)
+    assert set(expanded_layers(expanded)) == {"0"} and type(expanded[2]) is nn.Conv2d
+    assert expanded.expansion["left_compact"] == ["2"]
+    x = torch.randn(3, 2, 6, 6, dtype=torch.float64)
+    torch.testing.assert_close(compress(expanded)(x), expanded(x), atol=1e-10, rtol=0)  # still exact
+    with pytest.raises(ValueError, match=r"layer '0' has kernel_size=\(3, 3\)"):  # nothing eligible: refused as before
+        expand(nn.Sequential(nn.Conv2d(2, 3, 3), nn.Flatten(), nn.Linear(48, 2)), "ck")
