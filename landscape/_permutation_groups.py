@@ -34,13 +34,16 @@ from embeddings.layers import _LocallyConnectedNd
 
 __all__ = ["Axis", "PermutationSpec", "permutation_spec", "permute_state"]
 
-_PASS_MODULES = (
+_ELEMENTWISE_MODULES = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.Tanh, nn.Sigmoid, nn.Softplus, nn.Hardtanh,
-    nn.Hardswish, nn.Mish, nn.Identity, nn.modules.dropout._DropoutNd, nn.modules.pooling._MaxPoolNd,
-    nn.modules.pooling._AvgPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd,
+    nn.Hardswish, nn.Mish, nn.Identity, nn.Dropout, nn.AlphaDropout,
 )
-_PASS_FUNCTIONS = {
-    F.relu, torch.relu, F.relu6, F.gelu, F.silu, F.elu, F.leaky_relu, torch.tanh, torch.sigmoid, F.dropout,
+_CHANNEL_MODULES = (  # act on each channel of (N, C, *positions) alone
+    nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
+    nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd,
+)
+_ELEMENTWISE_FUNCTIONS = {F.relu, torch.relu, F.relu6, F.gelu, F.silu, F.elu, F.leaky_relu, torch.tanh, torch.sigmoid, F.dropout}
+_CHANNEL_FUNCTIONS = {
     F.max_pool1d, F.max_pool2d, F.avg_pool1d, F.avg_pool2d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d,
     F.adaptive_max_pool1d, F.adaptive_max_pool2d,
 }
@@ -67,14 +70,15 @@ class PermutationSpec:
     Attributes:
         sizes: ``{group: number of units}``, one entry per free (non-fixed) group.
         axes: ``{group: [Axis, ...]}``, every parameter and buffer axis the group permutes.
-        nodes: ``{group: [node name, ...]}``, the traced tensors holding the group's units that a layer
-            reads (after activation and pooling; dim 1, as channels or flattened channel-major), where
-            activation matching compares the two networks.
+        nodes: ``{group: [(node name, units_last), ...]}``, the traced tensors holding the group's units
+            that a layer reads (after activation and pooling), where activation matching compares the
+            two networks; the units are on the last dim when ``units_last``, else on dim 1 (as channels,
+            or flattened channel-major).
     """
 
     sizes: dict[str, int] = field(default_factory=dict)
     axes: dict[str, list[Axis]] = field(default_factory=dict)
-    nodes: dict[str, list[str]] = field(default_factory=dict)
+    nodes: dict[str, list[tuple[str, bool]]] = field(default_factory=dict)
 
 
 class _Tracer(fx.Tracer):
@@ -96,10 +100,15 @@ def trace(model: nn.Module) -> fx.GraphModule:
     return fx.GraphModule(model, graph)
 
 
+# Where a tensor holds its group's units: "channels" dim 1 of (N, C, *positions) (a conv's output);
+# "features" dim 1 of (N, C * block), flattened channel-major from channels; "last" the last dim (a Linear's output).
+CHANNELS, FEATURES, LAST = "channels", "features", "last"
+
+
 @dataclass(frozen=True)
 class _Label:
     group: int
-    flat: bool  # features in a 2-D (N, C * block) tensor rather than channels of (N, C, *positions)
+    kind: str
 
 
 class _Builder:
@@ -111,7 +120,7 @@ class _Builder:
         self.fixed: list[bool] = []
         self.creator: list[str] = []
         self.axes: list[list[Axis]] = []
-        self.nodes: list[list[str]] = []
+        self.nodes: list[list[tuple[str, bool]]] = []
 
     def new(self, size: int, creator: str) -> int:
         self.parent.append(len(self.parent))
@@ -160,41 +169,41 @@ def _layer_axes(module: nn.Module, target: str, builder: _Builder, label: _Label
     """Axes of a Conv / Linear / eLCN / eFCN layer; returns the label of its output."""
     p = _prefix(target)
     weight, bias = module.weight, module.bias
-    if isinstance(module, nn.Linear):
-        out_ch, in_ch, flat = module.out_features, module.in_features, True
-    elif isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, EmbeddedDense, _LocallyConnectedNd)):
-        geometry = getattr(module, "geometry", module)
-        out_ch, in_ch, flat = geometry.out_channels, geometry.in_channels, False
-        if geometry.groups != 1:  # grouped convs tie input and output units in blocks: not permuted
-            if label is not None:
-                builder.fix(label.group)
-            return None
-    else:
-        raise AssertionError(type(module))
+    linear = isinstance(module, nn.Linear)
+    geometry = module if linear else getattr(module, "geometry", module)
+    out_ch, in_ch = (module.out_features, module.in_features) if linear else (geometry.out_channels, geometry.in_channels)
+    # A Linear reads the last dim (units of a Linear, or flattened channels); a conv reads channels.
+    reads = (LAST, FEATURES) if linear else (CHANNELS,)
+    if label is not None and (label.kind not in reads or getattr(geometry, "groups", 1) != 1 or in_ch % builder.size[builder.find(label.group)]):
+        builder.fix(label.group)  # e.g. a Linear on the positions of a conv's output, a grouped conv
+        return None
+    if not linear and geometry.groups != 1:  # grouped convs tie input and output units in blocks: not permuted
+        return None
     if label is not None:
-        if isinstance(module, nn.Linear) and not label.flat:  # acts on the last dim, not on the channels
-            builder.fix(label.group)
-        else:
-            c = builder.size[builder.find(label.group)]
-            rows = weight.shape[0]
-            view = (rows, c, weight[0].numel() // c)  # the input units are the major index of each row
-            if in_ch % c:
-                builder.fix(label.group)
-            else:
-                builder.add_axis(label.group, p + "weight", weight.shape, view, 1)
+        c = builder.size[builder.find(label.group)]
+        # The input units are the major index of each row (channel-major after flatten).
+        builder.add_axis(label.group, p + "weight", weight.shape, (weight.shape[0], c, weight[0].numel() // c), 1)
     group = builder.new(out_ch, target)
     builder.add_axis(group, p + "weight", weight.shape, (out_ch, weight.numel() // out_ch), 0)
     if bias is not None:
         builder.add_axis(group, p + "bias", bias.shape, (out_ch, bias.numel() // out_ch), 0)
-    return _Label(group, flat)
+    return _Label(group, LAST if linear else CHANNELS)
 
 
-def _norm_axes(module: nn.Module, target: str, builder: _Builder, label: _Label) -> None:
-    """BatchNorm's affine parameters and running statistics follow its input's units (blockwise when flat)."""
+def _norm_axes(module: nn.Module, target: str, builder: _Builder, label: _Label) -> _Label | None:
+    """BatchNorm's affine parameters and running statistics follow its input's units (blockwise when flattened)."""
     c = builder.size[builder.find(label.group)]
+    if label.kind == LAST and module.num_features != c:  # BatchNorm normalises dim 1, these units are on the last
+        builder.fix(label.group)
+        return None
     for name, tensor in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
         if tensor.dim() == 1:  # not the 0-d batch counter
             builder.add_axis(label.group, _prefix(target) + name, tensor.shape, (c, max(tensor.numel() // c, 1)), 0)
+    return label
+
+
+def _is(label: _Label | None, kind: str) -> bool:
+    return label is not None and label.kind == kind
 
 
 def _has_state(module: nn.Module) -> bool:
@@ -224,6 +233,12 @@ def permutation_spec(model: nn.Module) -> PermutationSpec:
             if labels.get(arg) is not None:
                 builder.fix(labels[arg].group)
 
+    def flattened(node: fx.Node, label: _Label | None) -> _Label | None:
+        # Channels become blocks of features; features (2-D) stay; units of unknown rank on the last dim would move.
+        if label is not None and label.kind == LAST:
+            return fix_inputs(node)
+        return _Label(label.group, FEATURES) if label is not None else None
+
     for node in graph.graph.nodes:
         first = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
         label = labels.get(first) if first is not None else None
@@ -237,22 +252,21 @@ def permutation_spec(model: nn.Module) -> PermutationSpec:
             module = modules[node.target]
             if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, EmbeddedDense, _LocallyConnectedNd)):
                 if label is not None:  # what a layer reads: the hidden units after activation and pooling
-                    builder.nodes[builder.find(label.group)].append(first.name)
+                    builder.nodes[builder.find(label.group)].append((first.name, label.kind == LAST))
                 out = _layer_axes(module, node.target, builder, label)
             elif isinstance(module, nn.modules.batchnorm._BatchNorm) and label is not None:
-                _norm_axes(module, node.target, builder, label)
-                out = label
-            elif isinstance(module, _PASS_MODULES):
+                out = _norm_axes(module, node.target, builder, label)
+            elif isinstance(module, _ELEMENTWISE_MODULES) or (isinstance(module, _CHANNEL_MODULES) and _is(label, CHANNELS)):
                 out = label
             elif isinstance(module, nn.Flatten) and module.start_dim == 1 and module.end_dim == -1:
-                out = _Label(label.group, True) if label is not None else None
+                out = flattened(node, label)
             else:
                 fix_inputs(node)
         elif node.op == "call_function" and node.target in _ADDITIONS:
             a, b = (labels.get(x) if isinstance(x, fx.Node) else None for x in node.args[:2])
             tensors = [x for x in node.args[:2] if isinstance(x, fx.Node)]
-            if a is not None and b is not None and a.flat == b.flat:
-                out = _Label(builder.union(a.group, b.group), a.flat)
+            if a is not None and b is not None and a.kind == b.kind:
+                out = _Label(builder.union(a.group, b.group), a.kind)
             elif len(tensors) == 1 and (a or b) is not None:  # plus a Python number
                 out = a or b
             else:
@@ -264,12 +278,10 @@ def permutation_spec(model: nn.Module) -> PermutationSpec:
             else:
                 fix_inputs(node)
         elif node.op in ("call_function", "call_method") and node.target in (torch.flatten, "flatten", "view", "reshape"):
-            if label is not None and _flattens(node):
-                out = _Label(label.group, True)
-            else:
-                fix_inputs(node)
-        elif (node.op == "call_function" and node.target in _PASS_FUNCTIONS) or (
-                node.op == "call_method" and node.target in _PASS_METHODS):
+            out = flattened(node, label) if _flattens(node) else fix_inputs(node)
+        elif (node.op == "call_function" and node.target in _ELEMENTWISE_FUNCTIONS) or (
+                node.op == "call_method" and node.target in _PASS_METHODS) or (
+                node.op == "call_function" and node.target in _CHANNEL_FUNCTIONS and _is(label, CHANNELS)):
             out = label
         elif (node.op == "call_method" and node.target in _SHAPE_QUERIES) or (
                 node.op == "call_function" and node.target is getattr):

@@ -137,15 +137,17 @@ class _Recorder(fx.Interpreter):
         return out
 
 
-def _units_as_columns(activation: torch.Tensor, size: int) -> torch.Tensor:
+def _units_as_columns(activation: torch.Tensor, size: int, units_last: bool) -> torch.Tensor:
     """``(samples, units)``: batch and positions (or a flattened unit's block) are samples."""
+    if units_last:
+        return activation.double().reshape(-1, size)
     return activation.double().reshape(activation.shape[0], size, -1).movedim(1, -1).reshape(-1, size)
 
 
 def _activation_matching(model_a, model_b, spec_a: PermutationSpec, spec_b: PermutationSpec, batches) -> dict[str, torch.Tensor]:
     """One assignment per group on the summed correlations of its units over the shared traced tensors."""
     nodes = {g: sorted(set(spec_a.nodes[g]) & set(spec_b.nodes[g])) for g in spec_b.sizes}
-    wanted = {name for names in nodes.values() for name in names}
+    wanted = {name for names in nodes.values() for name, _ in names}
     device = next(model_a.parameters()).device
     runners = []
     for model in (model_a, model_b):
@@ -159,9 +161,9 @@ def _activation_matching(model_a, model_b, spec_a: PermutationSpec, spec_b: Perm
                 runner.run(x.to(device))
             for group, names in nodes.items():
                 size = spec_b.sizes[group]
-                for name in names:
-                    a = _units_as_columns(runners[0].seen[name], size).cpu()
-                    b = _units_as_columns(runners[1].seen[name], size).cpu()
+                for name, units_last in names:
+                    a = _units_as_columns(runners[0].seen[name], size, units_last).cpu()
+                    b = _units_as_columns(runners[1].seen[name], size, units_last).cpu()
                     moments = [torch.tensor(float(len(a)), dtype=torch.float64), a.sum(0), b.sum(0),
                                a.pow(2).sum(0), b.pow(2).sum(0), a.T @ b]
                     acc = stats.setdefault(f"{group}\0{name}", [torch.zeros_like(m) for m in moments])
@@ -171,7 +173,7 @@ def _activation_matching(model_a, model_b, spec_a: PermutationSpec, spec_b: Perm
     for group, names in nodes.items():
         size = spec_b.sizes[group]
         correlation = torch.zeros(size, size, dtype=torch.float64)
-        for name in names:
+        for name, _ in names:
             n, sa, sb, saa, sbb, sab = stats[f"{group}\0{name}"]
             mean_a, mean_b = sa / n, sb / n
             std_a = (saa / n - mean_a**2).clamp(min=0).sqrt()

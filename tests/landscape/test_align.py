@@ -130,6 +130,15 @@ def test_groups_read_by_an_unknown_op_are_left_unpermuted():
     assert permutation_spec(Scaled()).sizes == {}
 
 
+def test_a_linear_over_positions_leaves_the_channels_unpermuted():
+    positions = nn.Sequential(nn.Conv1d(1, 4, 3, padding=1), nn.ReLU(), nn.Linear(8, 8), nn.Flatten(), nn.Linear(32, 10))
+    assert permutation_spec(positions).sizes == {}  # the Linear mixes positions, not channels; its units stay 3-D
+    features = nn.Sequential(nn.Linear(8, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 2))
+    spec = permutation_spec(features)
+    assert spec.sizes == {"0": 6}
+    assert {axis.key for axis in spec.axes["0"]} == {"0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var", "3.weight"}
+
+
 def test_bad_arguments_are_one_line():
     a, b = nn.Linear(2, 2), nn.Linear(2, 2)
     with pytest.raises(ValueError, match="method must be 'weights' or 'activations', got 'bogus'"):
