@@ -25,7 +25,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from results import write_attrs
+from results import unfinished_runs, write_attrs
 from runners._engine import (
     EXPANDNETS_COLUMNS,
     EXPANDNETS_MODES,
@@ -141,8 +141,12 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"error: {str(err).splitlines()[0]}") from None
         summary = seed_summary(result.group)
         write_attrs(result.group, {"summary": summary})
+        unfinished = unfinished_runs(result.group)
     json.dump(summary, sys.stdout, indent=2)
     print()
+    if unfinished:  # the summary above is over the finished runs only
+        raise SystemExit(f"error: runs without a result: {'; '.join(f'{n} {why}' for n, why in sorted(unfinished.items()))}; "
+                         "lower --lr (their histories are in the file)")
     return 0
 
 

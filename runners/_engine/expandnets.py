@@ -181,6 +181,10 @@ class ExpandNetsRun:
         result = train(penalised(model, context.config.weight_decay) if product else model, data, config=config, seed=seed,
                        device=device, state_path=context.state_path(spec.name), resume=context.resume,
                        on_epoch=on_epoch, replay=False, progress=context.progress, desc=spec.name)
+        if result.diverged_epoch is not None:  # no accuracy and no compressed checkpoint of NaN weights (seed_summary skips it)
+            context.state_path(spec.name).unlink(missing_ok=True)
+            return Outcome({"status": "diverged", "diverged_epoch": result.diverged_epoch,
+                            "num_params": sum(p.numel() for p in model.parameters())})
         model.eval()
         final = gradient_cosines(model, None, self._cosine_batches(data, context, seed, spec.epochs + 1))
         compact = compress(model) if expanded else model

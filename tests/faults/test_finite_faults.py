@@ -281,3 +281,18 @@ def test_ck_expands_the_eligible_convs_and_lists_those_left_compact():
     torch.testing.assert_close(compress(expanded)(x), expanded(x), atol=1e-10, rtol=0)  # still exact
     with pytest.raises(ValueError, match=r"layer '0' has kernel_size=\(3, 3\)"):  # nothing eligible: refused as before
         expand(nn.Sequential(nn.Conv2d(2, 3, 3), nn.Flatten(), nn.Linear(48, 2)), "ck")
+
+
+def test_expandnets_diverging_runs_are_left_out_of_the_summary_and_exit_non_zero(tmp_path):
+    from runners import expandnets as expandnets_cli
+
+    out = tmp_path / "xn"
+    with pytest.raises(SystemExit, match=r"^error: runs without a result: compact_seed0 diverged in epoch 1"):
+        expandnets_cli.main(["--data", "fake", "--n-train", "60", "--n-test", "30", "--batch-size", "20", "--epochs", "1",
+                             "--cosine-batches", "2", "--quiet", "--kernel-size", "5", "--modes", "compact", *DIVERGING,
+                             "--out", str(out)])
+    with h5py.File(out / "expandnets.h5", "r") as store:
+        attrs = read_attrs(store["runs/compact_seed0"])
+        summary = read_attrs(store["runs"])["summary"]
+    assert attrs["status"] == "diverged" and "final_test_acc" not in attrs and "compact" not in summary
+    assert not (out / "checkpoints/compact_seed0").exists() or not any((out / "checkpoints/compact_seed0").glob("compressed*"))
