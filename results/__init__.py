@@ -2,7 +2,8 @@
 
 from results.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from results.durable import DurableWriteError, atomic_save, payload_sha256
-from results.store import CurveWriter, UnreadableData, open_store, provenance, read_attrs, read_curve, read_dataset, write_attrs
+from results.store import (CurveWriter, UnreadableData, open_store, provenance, read_attrs, read_curve, read_dataset, write_array,
+                           write_attrs)
 from results.merge import PATH_ATTRIBUTES, merge_stores, rebase_paths
 from results.seeds import run_key, unfinished_runs
 from results.writer import PENDING, Result, ResultError, check_result_name, open_result, result_names
@@ -37,6 +38,7 @@ __all__ = [
     "is_disk_full",
     "disk_full_message",
     "read_dataset",
+    "write_array",
     "UnreadableData",
     # runs of several seeds: (protocol_run, seed) of a run group
     "run_key",

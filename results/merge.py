@@ -26,15 +26,18 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from results.store import read_attrs, write_attrs
+from results.lock import OutputLocked, output_lock
+from results.recovery import open_checked
+from results.store import read_attrs, read_dataset, write_attrs
 from results.writer import open_result
 
 __all__ = ["merge_stores", "rebase_paths", "PATH_ATTRIBUTES"]
@@ -97,8 +100,9 @@ def _compare(name: str, kept: h5py.Group, other: h5py.Group, origin: str, rtol: 
             raise ValueError(f"run {name} in {origin} has {key} in only one of its copies; merge shards of one sweep")
         if isinstance(kept[key], h5py.Group):
             _compare(f"{name}/{key}", kept[key], other[key], origin, rtol)
-        elif not np.allclose(kept[key][()], other[key][()], rtol=rtol, atol=0.0, equal_nan=True):
-            gap = float(np.nanmax(np.abs(kept[key][()] - other[key][()])))
+        elif not np.allclose(kept_values := read_dataset(kept[key]), other_values := read_dataset(other[key]), rtol=rtol,
+                             atol=0.0, equal_nan=True):
+            gap = float(np.nanmax(np.abs(kept_values - other_values)))
             raise ValueError(f"run {name} in {origin} differs from the copy already merged ({key}: max |diff| {gap:.3g}); "
                              "the shards trained it differently (a nondeterministic device?): train shared runs once, "
                              "or merge with a larger rtol")
@@ -126,8 +130,9 @@ def merge_stores(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
         The names of the merged runs, sorted.
 
     Raises:
-        ValueError: no input, an input that is not a finished shard of the same sweep (other
-            configuration, an unfinished run), or a shared run whose copies differ.
+        ValueError: no input, an input that is damaged or not a finished shard of the same sweep (other
+            configuration, an unfinished run), a shared run whose copies differ, or ``out``'s folder in
+            use by another process (its lock, ``results.output_lock``).
         FileExistsError: ``out`` already holds ``/runs`` and ``overwrite`` is false.
     """
     sources = [Path(p) for p in paths]
@@ -139,49 +144,68 @@ def merge_stores(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
         raise ValueError(f"shard file {missing[0]} does not exist; pass the results.h5 of every shard")
     if out.resolve() in {p.resolve() for p in sources}:
         raise ValueError(f"--out {out} is one of the inputs; write the merged file elsewhere")
-    files = [h5py.File(p, "r") for p in sources]
+    with contextlib.ExitStack() as held:
+        try:  # before the output is read: one writer per folder
+            held.enter_context(output_lock(out.parent, argv=argv))
+        except OutputLocked as err:
+            raise ValueError(str(err)) from None
+        files = [held.enter_context(_open_shard(p)) for p in sources]
+        return _merge(sources, files, out, overwrite=overwrite, rtol=rtol, argv=argv)
+
+
+@contextlib.contextmanager
+def _open_shard(path: Path) -> Iterator[h5py.File]:
     try:
-        configs = [f["runs"].attrs.get("config") if "runs" in f else None for f in files]
-        for path, config in zip(sources[1:], configs[1:]):
-            if config != configs[0]:
-                raise ValueError(f"{path} is a shard of another sweep than {sources[0]} (its config differs); "
-                                 "merge only shards of one command")
+        file = open_checked(path, "r")
+    except OSError as err:  # DamagedStore included: one line naming the shard
+        raise ValueError(str(err).splitlines()[0]) from None
+    with file:
+        yield file
+
+
+def _merge(sources: list[Path], files: list[h5py.File], out: Path, *, overwrite: bool, rtol: float,
+           argv: Sequence[str] | None) -> list[str]:
+    configs = [f["runs"].attrs.get("config") if "runs" in f else None for f in files]
+    for path, config in zip(sources[1:], configs[1:]):
+        if config != configs[0]:
+            raise ValueError(f"{path} is a shard of another sweep than {sources[0]} (its config differs); "
+                             "merge only shards of one command")
+    for path, f in zip(sources, files):
+        # Diverged and skipped runs are finished too (--resume would not change them); readers leave them out.
+        unfinished = [n for n, g in f.get("runs", {}).items() if g.attrs.get("status", "done") not in ("done", "diverged", "skipped")]
+        if unfinished:
+            raise ValueError(f"{path} is unfinished (run {unfinished[0]} is not done); finish that shard with --resume first")
+    if "runs" not in files[0] or "tool" not in files[0]["runs"].attrs:
+        raise ValueError(f"{sources[0]} holds no /runs result; pass the results.h5 files of runners.relax --shard")
+    if out.is_file() and not overwrite:
+        with h5py.File(out, "r") as existing:
+            if "runs" in existing:
+                raise FileExistsError(f"{out} already holds /runs; pass overwrite=True (--overwrite) to replace them "
+                                      "(the file's other results are kept)")
+    shard = read_attrs(files[0]["runs"])
+    # The merged /runs is the result the unsharded command would have written: same tool and config.
+    with open_result(out, "runs", tool=shard["tool"], config=json.loads(shard["config"]), overwrite=overwrite,
+                     seed=shard.get("seed"), argv=argv) as result:
+        merged = result.file
+        write_attrs(result.group, {
+            "merged_from": json.dumps([os.path.relpath(p.resolve(), out.parent.resolve()) for p in sources]),
+            "total_seconds": sum(float(f["runs"].attrs.get("total_seconds", 0.0)) for f in files if "runs" in f),
+        })
         for path, f in zip(sources, files):
-            # Diverged and skipped runs are finished too (--resume would not change them); readers leave them out.
-            unfinished = [n for n, g in f.get("runs", {}).items() if g.attrs.get("status", "done") not in ("done", "diverged", "skipped")]
-            if unfinished:
-                raise ValueError(f"{path} is unfinished (run {unfinished[0]} is not done); finish that shard with --resume first")
-        if "runs" not in files[0] or "tool" not in files[0]["runs"].attrs:
-            raise ValueError(f"{sources[0]} holds no /runs result; pass the results.h5 files of runners.relax --shard")
-        if out.is_file() and not overwrite:
-            with h5py.File(out, "r") as existing:
-                if "runs" in existing:
-                    raise FileExistsError(f"{out} already holds /runs; pass overwrite=True (--overwrite) to replace them "
-                                          "(the file's other results are kept)")
-        shard = read_attrs(files[0]["runs"])
-        # The merged /runs is the result the unsharded command would have written: same tool and config.
-        with open_result(out, "runs", tool=shard["tool"], config=json.loads(shard["config"]), overwrite=overwrite,
-                         seed=shard.get("seed"), argv=argv) as result:
-            merged = result.file
-            write_attrs(result.group, {
-                "merged_from": json.dumps([os.path.relpath(p.resolve(), out.parent.resolve()) for p in sources]),
-                "total_seconds": sum(float(f["runs"].attrs.get("total_seconds", 0.0)) for f in files if "runs" in f),
-            })
-            for path, f in zip(sources, files):
-                for top, group in f.items():
-                    if isinstance(group, h5py.Dataset):
-                        if top not in merged:
-                            f.copy(group, merged, name=top)
+            for top, group in f.items():
+                if top.startswith("."):  # a shard's unfinished --overwrite (/.pending): not a result
+                    continue
+                if isinstance(group, h5py.Dataset):
+                    if top not in merged:
+                        f.copy(group, merged, name=top)
+                    continue
+                # /runs goes into the result being written (under /.pending until it commits, on --overwrite)
+                target = result.group if top == "runs" else merged.require_group(top)
+                for name, member in group.items():
+                    if name in target:
+                        _compare(name, target[name], member, str(path), rtol)
                         continue
-                    target = merged.require_group(top)
-                    for name, member in group.items():
-                        if name in target:
-                            _compare(name, target[name], member, str(path), rtol)
-                            continue
-                        f.copy(member, target, name=name)
-                        rebase_paths(target[name], path, out)
-            names = sorted(merged.get("runs", {}))
-    finally:
-        for f in files:
-            f.close()
+                    f.copy(member, target, name=name)
+                    rebase_paths(target[name], path, out)
+        names = sorted(name for name, member in result.group.items() if isinstance(member, h5py.Group))
     return names

@@ -136,7 +136,7 @@ def open_checked(path: str | os.PathLike, mode: str = "a") -> h5py.File:
     try:
         file = h5py.File(path, mode)
     except OSError as err:
-        if "lock" in str(err).lower() or not path.exists():
+        if "unable to lock" in str(err).lower() or not path.exists():
             raise
         raise _damaged(path, err) from None
     try:

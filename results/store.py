@@ -43,7 +43,7 @@ import numpy as np
 from results._checks import check_columns, check_length, check_row
 from results.recovery import commit_point
 
-__all__ = ["open_store", "CurveWriter", "read_curve", "read_dataset", "UnreadableData", "write_attrs", "read_attrs",
+__all__ = ["open_store", "CurveWriter", "read_curve", "read_dataset", "write_array", "UnreadableData", "write_attrs", "read_attrs",
            "provenance", "MAX_READ_BYTES"]
 
 # The most one dataset read may allocate: far above any curve or weight panel this toolkit writes.
@@ -150,6 +150,19 @@ class CurveWriter:
     def read(self) -> dict[str, np.ndarray]:
         """The curve so far, one array per column."""
         return read_curve(self.group)
+
+
+def write_array(group: h5py.Group, name: str, data: Any, **options: Any) -> h5py.Dataset:
+    """Write ``data`` as the dataset ``name`` of ``group`` (replacing one there), with the Fletcher-32 checksum.
+
+    ``options`` go to ``create_dataset`` (``maxshape`` for an array that grows row by row). A scalar
+    or empty array cannot be chunked, so it has no checksum (there is no payload to protect).
+    """
+    if name in group:
+        del group[name]
+    array = np.asarray(data)
+    checked = array.ndim > 0 and (array.size > 0 or "maxshape" in options)
+    return group.create_dataset(name, data=array, fletcher32=checked, **options)
 
 
 def read_curve(group: h5py.Group) -> dict[str, np.ndarray]:

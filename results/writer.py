@@ -158,10 +158,7 @@ class Result:
                 self.file.require_group(parent)
             self.file.move(source, name)
             self.group = self.file[name]
-        elif source in self.file:
-            del self.file[source]
-        if PENDING in self.file and not len(self.file[PENDING]):
-            del self.file[PENDING]
+        _drop_pending(self.file, name)  # dropped or, once moved, the folders it leaves empty
         self.file.flush()
 
     def __enter__(self) -> Result:
@@ -171,13 +168,24 @@ class Result:
         self.close(commit=kind is None)
 
 
+def _drop_pending(file: h5py.File, name: str) -> None:
+    """Delete ``/.pending/<name>`` if present, then the pending tree's groups left empty, up to ``/.pending``."""
+    parts = [PENDING, *name.split("/")]
+    if "/".join(parts) in file:
+        del file["/".join(parts)]
+    for depth in range(len(parts) - 1, 0, -1):
+        member = "/".join(parts[:depth])
+        if member in file and not len(file[member]):
+            del file[member]
+
+
 def _open_file(path: Path) -> h5py.File:
     try:
         return open_checked(path)
     except DamagedStore as err:
         raise ResultError(str(err)) from None
     except OSError as err:
-        if "lock" in str(err).lower():
+        if "unable to lock" in str(err).lower():
             raise ResultError(f"{path} is open in another process (a reader?); wait for it to end or choose "
                               "another output file") from None
         raise ResultError(str(err)) from None
@@ -292,8 +300,7 @@ def _stored_config(group: h5py.Group, name: str, path: Path) -> tuple[str, dict[
 def _open_group(file: h5py.File, path: Path, name: str, *, tool: str, config: dict[str, Any], resume: bool, overwrite: bool,
                 stamp: dict[str, Any], argv: Sequence[str] | None, release: contextlib.ExitStack) -> Result:
     pending = f"{PENDING}/{name}"
-    if pending in file:  # a killed overwrite's unfinished result: the old one (if any) is the file's
-        del file[pending]
+    _drop_pending(file, name)  # a killed overwrite's unfinished result: the old one (if any) is the file's
     _check_nesting(file, name, path)
     if not file.attrs.get("created_by"):
         write_attrs(file, {**provenance(argv=argv), "created_by": tool})

@@ -138,8 +138,11 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.loss != "ce" and "output" in args.methods:  # its barrier would compare a cross entropy with --loss values
         raise fail(f"--methods output scores the averaged outputs by their cross entropy, not by --loss {args.loss}; "
                    "choose --methods linear,string or --loss ce")
+    name = _result_name(args)
+    if "/" in name:  # one group below /interpolation: the name also names the --plot files
+        raise fail(f"--name {name!r} contains '/'; an interpolation name is one part of letters, digits and _.+=-")
     try:
-        check_result_name(f"interpolation/{_result_name(args)}")
+        check_result_name(f"interpolation/{name}")
     except ResultError as err:
         raise fail(str(err)) from None
 

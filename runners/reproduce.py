@@ -64,7 +64,7 @@ from pathlib import Path
 
 import h5py
 
-from results import ResultError, provenance, read_attrs, rebase_paths, run_key, write_attrs
+from results import OutputLocked, ResultError, output_lock, provenance, read_attrs, rebase_paths, run_key, write_attrs
 from runners import expandnets as expandnets_cli
 from runners import interpolate as interpolate_cli
 from runners import relax as relax_cli
@@ -270,6 +270,8 @@ def merge(stage_files: Mapping[str, Path], target: Path, *, argv: Sequence[str] 
 def _copy_results(path: Path, renames: Mapping[str, str], merged: h5py.File, target: Path) -> None:
     with h5py.File(path, "r") as source:
         for name in source:
+            if name.startswith("."):  # an unfinished --overwrite (/.pending): not a result
+                continue
             new = renames.get(name, name)
             if new in merged:
                 raise fail(f"result /{new} of {path} is already in {target} (from another stage); rename one of them")
@@ -300,6 +302,14 @@ def _times_table(times: Mapping[str, float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:  # the folder's lock before anything in it is read; the stages take it again (re-entrant) or their own
+        with output_lock(args.out, argv=sys.argv if argv is None else ["runners.reproduce", *argv]):
+            return _reproduce(args, argv)
+    except OutputLocked as err:
+        raise fail(str(err)) from None
+
+
+def _reproduce(args: argparse.Namespace, argv: list[str] | None) -> int:
     out = Path(args.out)
     if args.resume and args.overwrite:
         raise fail("--resume and --overwrite contradict each other; choose one")

@@ -73,7 +73,8 @@ from landscape import (
     parameter_subspace,
     slq,
 )
-from results import CheckpointError, CurveWriter, ResultError, load_checkpoint, open_result, read_attrs, run_key, write_attrs
+from results import (CheckpointError, CurveWriter, ResultError, load_checkpoint, open_result, read_attrs, run_key, write_array,
+                     write_attrs)
 from runners._engine import check_model, launched, load_data, on_device, peak_memory_bytes, reset_peak_memory, resolve_loss
 from runners.cli import (
     add_common_arguments, add_loss_argument, add_model_arguments, add_seeds_argument, expand_seeds, fail, model_from_args, progress_disabled,
@@ -384,7 +385,7 @@ def _write_arrays(group: h5py.Group, name: str, **arrays: np.ndarray) -> None:
         del group[name]
     sub = group.create_group(name)
     for key, value in arrays.items():
-        sub.create_dataset(key, data=value)
+        write_array(sub, key, value)
 
 
 def _copy_row(group: h5py.Group, earlier: int, row: int, checkpoint: _Checkpoint, meta: dict) -> dict:
@@ -403,7 +404,7 @@ EIGS = ("top_eigs", "top_eigs" + EFCN_SUFFIX)  # the (rows, k) datasets of a run
 
 def _eigs_dataset(group: h5py.Group, name: str, k: int, length: int) -> h5py.Dataset:
     if name not in group:
-        group.create_dataset(name, shape=(0, k), maxshape=(None, k), dtype="f8")
+        write_array(group, name, np.zeros((0, k)), maxshape=(None, k))
     eigs = group[name]
     if eigs.shape[1] != k:
         raise fail(f"{group.name} holds top-{eigs.shape[1]} eigenvalues, not --k {k}; use the same --k or --overwrite")

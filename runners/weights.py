@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from embeddings import EmbeddedDense, to_efcn
-from results import ResultError, load_checkpoint, open_result, read_attrs, write_attrs
+from results import ResultError, load_checkpoint, open_result, read_attrs, write_array, write_attrs
 
 __all__ = ["filter_index_matrix", "write_weights"]
 
@@ -67,9 +67,7 @@ def _middle_row(layer: EmbeddedDense) -> np.ndarray:
 
 
 def _write(group: h5py.Group, name: str, array: np.ndarray) -> None:
-    if name in group:
-        del group[name]
-    group.create_dataset(name, data=array)
+    write_array(group, name, array)  # replaces an earlier one; Fletcher-32 checksum
 
 
 def write_weights(run_dir: str | Path, *, max_runs: int = 3, resume: bool = False, overwrite: bool = False,

@@ -37,7 +37,7 @@ import h5py
 import numpy as np
 import torch
 
-from results import CurveWriter, write_attrs
+from results import CurveWriter, write_array, write_attrs
 from runners._engine.execute import execute
 from runners._engine.loop import HISTORY_COLUMNS
 from runners._engine.specs import Executor, Outcome, RunContext, RunSpec
@@ -106,7 +106,7 @@ class _Recorder:
                 del group[curve_name]
             curve = group.create_group(curve_name)
             for column, values in columns.items():
-                curve.create_dataset(column, data=np.asarray(values, dtype="f8"))
+                write_array(curve, column, np.asarray(values, dtype="f8"))
             curve.attrs["index"] = next(iter(columns))
         write_attrs(group, {"status": "done", **outcome.attrs})  # an executor may say "diverged"
 
