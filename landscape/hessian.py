@@ -91,11 +91,21 @@ class HessianOperator(_Operator):
         self.device = first.device
         self.dtype = first.dtype
         self.num_matvecs = 0
+        # All parameters in their own coordinates: products are accumulated straight into the flat result.
+        self._flat = self.subspace.masks is None and self.subspace.linear_map is None
+
+    def _products(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        tangents = [self.subspace.lift(row) for row in rows]
+        if not self._flat:
+            return [self.subspace.restrict(product) for product in self.objective.hvps(tangents)]
+        flats = [torch.zeros(self.size, dtype=self.dtype, device=self.device) for _ in rows]
+        self.objective.hvps(tangents, out=[self.subspace.unflatten(flat) for flat in flats])
+        return flats
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         """:math:`P^\\top H P v` for a flat vector ``v`` of length ``size``."""
         self.num_matvecs += 1
-        return self.subspace.restrict(self.objective.hvp(self.subspace.lift(v.to(self.device, self.dtype))))
+        return self._products(v.to(self.device, self.dtype)[None])[0]
 
     def matmat(self, rows: torch.Tensor, *, block: int = 8) -> torch.Tensor:
         """:math:`P^\\top H P` applied to each row of ``rows`` (``(b, size)``), ``block`` rows per pass over the data.
@@ -108,8 +118,7 @@ class HessianOperator(_Operator):
         out = []
         for chunk in rows.to(self.device, self.dtype).split(block):
             self.num_matvecs += len(chunk)
-            products = self.objective.hvps([self.subspace.lift(row) for row in chunk])
-            out += [self.subspace.restrict(product) for product in products]
+            out += self._products(chunk)
         return torch.stack(out)
 
     def gradient(self) -> torch.Tensor:

@@ -78,6 +78,12 @@ def _random_unit(size: int, generator: torch.Generator, like: torch.Tensor) -> t
     return v / v.norm()
 
 
+def _product(operator: LinearOperator, q: torch.Tensor) -> torch.Tensor:
+    """:math:`A q`, a tensor of its own: the recurrences update it in place."""
+    w = operator.matvec(q).to(q)
+    return w.clone() if w.untyped_storage().data_ptr() == q.untyped_storage().data_ptr() else w
+
+
 def _exhausted(beta: float, scale: float) -> bool:
     """An invariant subspace (Krylov space exhausted): :math:`\\beta` is rounding noise of the operator's scale."""
     return beta <= 1e-10 * max(scale, 1e-300)
@@ -123,9 +129,12 @@ def tridiagonalize(
             basis.append(q)
             if window is not None:
                 basis.drop_oldest(window)
-        w = operator.matvec(q).to(q)
+        w = _product(operator, q)
         alphas.append(float(w @ q))
-        w = w - alphas[j] * q - (betas[j - 1] * previous if j > 0 else 0)
+        # In place: at 100M parameters every temporary vector is another 0.4 GiB.
+        w.add_(q, alpha=-alphas[j])
+        if j > 0:
+            w.add_(previous, alpha=-betas[j - 1])
         w, _ = basis.project_out(w)
         betas.append(float(w.norm()))
         steps = j + 1
@@ -145,7 +154,7 @@ def tridiagonalize(
             if generator is None:
                 break
             w, _ = basis.project_out(_random_unit(n, generator, q))
-        previous, q = q, w / w.norm()
+        previous, q = q, w.div_(w.norm())
     return np.array(alphas), np.array(betas), basis
 
 
@@ -188,7 +197,7 @@ def _thick_restart(
     products = restarts = most = 0
     while True:
         j = len(basis) - 1
-        w = operator.matvec(q).to(q)
+        w = _product(operator, q)
         products += 1
         most = max(most, len(basis))
         w, h = basis.project_out(w)
@@ -205,9 +214,9 @@ def _thick_restart(
             break
         if exhausted:
             w, _ = basis.project_out(_random_unit(n, generator, q))
-            w = w / w.norm()
+            w.div_(w.norm())
         else:
-            w = w / beta
+            w.div_(beta)
         if len(basis) == max_vectors:
             chosen = order(theta)[:keep]
             basis.rotate(s[:, chosen])
