@@ -83,7 +83,8 @@ def _units_first(tensor: torch.Tensor, axis: Axis, size: int) -> torch.Tensor:
     return tensor.reshape(axis.view).movedim(axis.axis, 0).reshape(size, -1)
 
 
-def _weight_matching(params_a, params_b, spec: PermutationSpec, *, seed: int, max_iter: int):
+def _weight_matching(params_a: Mapping[str, torch.Tensor], params_b: Mapping[str, torch.Tensor], spec: PermutationSpec, *,
+                     seed: int, max_iter: int) -> tuple[dict[str, torch.Tensor], int, bool]:
     """Coordinate descent over the groups; returns ``(perms, passes, converged)``."""
     # float64 where the parameters live (a GPU if there): the "improved" test compares sums of products.
     params_a = {k: v.detach().double() for k, v in params_a.items()}
@@ -144,7 +145,8 @@ def _units_as_columns(activation: torch.Tensor, size: int, units_last: bool) -> 
     return activation.double().reshape(activation.shape[0], size, -1).movedim(1, -1).reshape(-1, size)
 
 
-def _activation_matching(model_a, model_b, spec_a: PermutationSpec, spec_b: PermutationSpec, batches) -> dict[str, torch.Tensor]:
+def _activation_matching(model_a: nn.Module, model_b: nn.Module, spec_a: PermutationSpec, spec_b: PermutationSpec,
+                         batches: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """One assignment per group on the summed correlations of its units over the shared traced tensors."""
     nodes = {g: sorted(set(spec_a.nodes[g]) & set(spec_b.nodes[g])) for g in spec_b.sizes}
     wanted = {name for names in nodes.values() for name, _ in names}
