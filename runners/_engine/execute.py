@@ -49,10 +49,15 @@ def fresh_cnn(context: RunContext, input_shape: tuple[int, ...], num_classes: in
 
 
 def starting_model(spec: RunSpec, context: RunContext, input_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
-    """The model a run starts from: a fresh init, or its parent's snapshot embedded into ``spec.space``."""
+    """The model a run starts from: a fresh init, ``--init`` or its parent's snapshot, embedded into ``spec.space``.
+
+    An ``--init`` that is a plain state dict is loaded into a fresh ``--model`` (ours rebuild themselves).
+    """
     seed = context.seed_of(spec)
-    if spec.init or spec.parent:
-        model, _ = load_checkpoint(spec.init or context.snapshot_path(spec.parent, spec.parent_epoch))
+    if spec.init:
+        model, _ = load_checkpoint(spec.init, model=fresh_cnn(context, input_shape, num_classes, seed))
+    elif spec.parent:
+        model, _ = load_checkpoint(context.snapshot_path(spec.parent, spec.parent_epoch))
     else:
         model = fresh_cnn(context, input_shape, num_classes, seed)
         if spec.space == "fcn":

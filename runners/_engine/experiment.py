@@ -87,8 +87,6 @@ def preflight(context: RunContext, init: str | None = None, *, embeds: Literal["
     """Fail on bad input (data, architecture, starting checkpoint, an embedding over the memory budget) before anything is written."""
     try:
         data = context.load()
-        if init:
-            load_checkpoint(init)
     except (ValueError, FileNotFoundError) as err:
         raise fail(str(err).splitlines()[0]) from None
     shape = context.arch_kwargs.get("input_shape")
@@ -104,7 +102,10 @@ def preflight(context: RunContext, init: str | None = None, *, embeds: Literal["
             f"--model {context.arch} with {context.arch_kwargs} cannot take {data.name} inputs of shape "
             f"{data.input_shape}: {str(err).splitlines()[0]} (adjust --model-kwargs, e.g. '{{\"pool\": false}}' for small images)"
         ) from None
-    source = load_checkpoint(init)[0] if init else cnn
+    try:  # a plain state dict --init is loaded into the --model just built
+        source = load_checkpoint(init, model=cnn)[0] if init else cnn
+    except (ValueError, FileNotFoundError) as err:
+        raise fail(str(err).splitlines()[0]) from None
     try:  # a 4-class --init given 10-class data fails here, not mid-epoch with "Target 6 is out of bounds"
         check_model(data, source, what=f"--init {init}" if init else f"--model {context.arch}",
                     loss_fn=resolve_loss(context.config.loss))

@@ -230,6 +230,19 @@ def test_train_an_import_path_model_and_probe_its_checkpoint(tmp_path):
         assert interpolate_main(["--ckpt-a", str(checkpoints / "epoch_0.pt"), "--ckpt-b", str(checkpoints / "final.pt"),
                                  "--data", "fake", "--n-train", "32", "--n-test", "16", "--quiet",
                                  "--methods", "linear", "--points", "2", "--out", str(tmp_path / "p.h5")]) == 0
+        # a plain state dict as --init: loaded into the --model, then trained on
+        trained = build_model("own_train_models:net", width=2, num_classes=3)
+        torch.save(trained.state_dict(), tmp_path / "plain.pt")
+        assert train_main([*own, *TRAIN, "--init", str(tmp_path / "plain.pt"), "--save-at", "0", "--out", str(tmp_path / "tuned")]) == 0
+        from results import load_checkpoint
+
+        start, _ = load_checkpoint(tmp_path / "tuned" / "checkpoints" / "cnn" / "epoch_0.pt")
+        assert start.arch == "own_train_models:net"
+        for name, tensor in trained.state_dict().items():
+            torch.testing.assert_close(start.state_dict()[name], tensor, rtol=0, atol=0)
+        with pytest.raises(SystemExit, match=r"error: checkpoint .*plain.pt: weights do not fit|error: .*plain.pt.*size mismatch"):
+            train_main([*own[:2], "--model-kwargs", '{"width": 3, "num_classes": 3}', *own[4:], *TRAIN, "--init", str(tmp_path / "plain.pt"),
+                        "--out", str(tmp_path / "wrong")])
         with pytest.raises(SystemExit, match=r"--input-shape 1,9 does not match the inputs of digits, 1,8,8; drop the flag"):
             train_main([*own[:4], "--input-shape", "1,9", "--data", "digits", "--out", str(tmp_path / "bad")])
     finally:
