@@ -137,7 +137,8 @@ def check_string_config(config: Any) -> None:
     check_positive_int("epochs", config.epochs)
     if config.steps is not None:
         check_positive_int("steps", config.steps)
-    check_positive_float("lr", config.lr)
+    if config.lr != "auto":
+        check_positive_float("lr", config.lr)
     check_positive_int("record_every", config.record_every)
     if isinstance(config.momentum, bool) or not isinstance(config.momentum, (int, float)) or not 0 <= config.momentum < 1:
         raise ValueError(f"momentum must be in [0, 1), got {config.momentum!r}")
@@ -145,6 +146,9 @@ def check_string_config(config: Any) -> None:
     _check_choice("forces", config.forces, ("elastic", "neb"))
     _check_choice("spring", config.spring, ("implicit", "explicit"))
     _check_choice("batching", config.batching, ("auto", "vmap", "loop"))
+    if config.lr == "auto" and config.optimizer != "sgd":
+        raise ValueError("lr='auto' sets an SGD step from the endpoints' curvature; with optimizer='adam' give lr a number "
+                         "(e.g. 1e-3; CLI: --string-lr)")
     if config.climbing_image and config.forces != "neb":
         raise ValueError("climbing_image=True needs forces='neb' (the climbing image is a nudged-elastic-band force)")
 

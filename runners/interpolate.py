@@ -44,6 +44,19 @@ def _methods(text: str) -> tuple[str, ...]:
     return methods
 
 
+def _string_lr(text: str) -> float | str:
+    """``--string-lr``: ``auto`` or a positive number."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected auto or a positive number, got {text!r}")
+    return value
+
+
 def _alpha_range(text: str) -> tuple[float, float]:
     try:
         lo, hi = (float(part) for part in text.split(","))
@@ -81,8 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     string.add_argument("--string-points", type=int, default=5, help="points M of the string, endpoints included (paper: 3 interior)")
     string.add_argument("--string-steps", type=int, default=None, help="mini-batch steps (default: --string-epochs passes)")
     string.add_argument("--string-epochs", type=int, default=3, help="passes over the training set when --string-steps is not given")
-    string.add_argument("--string-lr", type=float, default=0.1,
-                        help="learning rate of the string's points (the paper's 0.1 suits SGD-trained nets; Adam-trained ones need ~0.01)")
+    string.add_argument("--string-lr", type=_string_lr, default="auto",
+                        help="step of the string's points: auto (1 / the endpoints' largest Hessian eigenvalue, from a few Lanczos "
+                             "products; SGD only, stored as lr and lambda_max_a/b) or a number (the paper: 0.1, which suits "
+                             "SGD-trained nets only) (default: %(default)s)")
     string.add_argument("--string-optimizer", choices=("sgd", "adam"), default="sgd", help="optimiser of the string's points")
     string.add_argument("--forces", choices=("elastic", "neb"), default="elastic",
                         help="elastic: the paper's gradient of loss + spring energy; neb: nudged elastic band")
@@ -260,7 +275,10 @@ def _run_method(args, method: str, group, model_a, model_b, spaces: dict[str, st
     if method == "string":
         start, end = result.string.trajectory_loss[0, 1:-1].mean(), result.string.trajectory_loss[-1, 1:-1].mean()
         attrs |= {"loss_rose": bool(end > 1.1 * start), "stiffness": config.stiffness, "num_points": config.num_points, "forces": config.forces,
-                  "spring": config.spring, "lr": config.lr, "optimizer": config.optimizer, "steps": result.string.steps}
+                  "spring": config.spring, "lr": result.string.lr, "lr_rule": "auto" if config.lr == "auto" else "given",
+                  "optimizer": config.optimizer, "steps": result.string.steps}
+        if result.string.lambda_max is not None:  # what the automatic step was chosen from
+            attrs |= {"lambda_max_a": result.string.lambda_max[0], "lambda_max_b": result.string.lambda_max[1]}
         _write_trajectory(group, result)
     if method == "output":
         attrs["output_mode"] = args.output_mode
@@ -339,8 +357,8 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
             print(f"note: {method}: the loss is not finite at {len(row['nonfinite_alphas'])} alphas ({shown}...); "
                   "those points are marked (nonfinite_alphas) and left out of the metrics")
     if "string" in rows and rows["string"].get("loss_rose"):
-        print("note: the string's interior loss rose by over 10% while it was optimised; --string-lr is probably too large for "
-              "these minima (the paper's 0.1 suits SGD-trained nets; try 0.01, or --string-optimizer adam --string-lr 1e-3)")
+        print(f"note: the string's interior loss rose by over 10% while it was optimised at lr {rows['string']['lr']:.3g}; the step is "
+              "probably too large for these minima: pass a smaller --string-lr (--string-lr auto takes it from their curvature)")
     if args.plot:
         from runners._figures import plot_paths
 
