@@ -48,10 +48,6 @@ def _relax_section(store: h5py.File) -> list[str]:
     cnn = protocol_attrs(store, grouped, "cnn")
     fcn = protocol_attrs(store, grouped, "fcn") if "fcn" in grouped else {}
     lines = ["## Fig. 3-5: relaxing the CNN at t_w", "", _seeds_line(len(cnn)), ""]
-    excluded = excluded_runs(store)
-    if excluded:
-        lines += ["Left out of every number and figure (no result): "
-                  + "; ".join(f"{name} {why}" for name, why in sorted(excluded.items())) + ".", ""]
     best_fcn = [best_test_acc(store, name) for name in grouped.get("fcn", {}).values()]
     lines += [f"CNN final test accuracy {_cell(final_cnn_acc(a) for a in cnn.values())}%; vanilla FCN of the same size: final "
               f"{_cell(a.get('final_test_acc', math.nan) for a in fcn.values())}%, best (chosen on test) {_cell(best_fcn)}%, "
@@ -160,6 +156,12 @@ def _data_sizes(store: h5py.File) -> list[str]:
     return [f"- {train} training and {test} test examples: one test example is {100 / test:.3g} points of accuracy"]
 
 
+def _excluded_line(store: h5py.File) -> list[str]:
+    """The runs every section leaves out, diverged or skipped (readers use finished runs only), named once."""
+    excluded = excluded_runs(store)
+    return [f"- left out of every number and figure (no result): {'; '.join(f'{n} {why}' for n, why in sorted(excluded.items()))}"] if excluded else []
+
+
 def write_report(results: str | Path, path: str | Path, written: dict, skipped: dict[str, str], *, seconds: float) -> Path:
     """Write ``report.md`` next to the figures: the claims table first; sections whose data are missing say what produces them."""
     path = Path(path)
@@ -169,6 +171,7 @@ def write_report(results: str | Path, path: str | Path, written: dict, skipped: 
                  *claims_section(store), "## Provenance", "",
                  f"- command: `{attrs.get('command', '?')}`", f"- data: {config.get('data', '?')}, architecture {config.get('arch') or 'default'}, git commit {attrs.get('git_commit', '?')}, "
                  f"torch {attrs.get('torch', '?')}, created {attrs.get('created_utc', '?')}", *_data_sizes(store),
+                 *_excluded_line(store),
                  f"- wall time: {seconds:.0f} s", ""]
         for section in (_relax_section, _interpolation_section, _sharpness_section, _expandnets_section):
             try:

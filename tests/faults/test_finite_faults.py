@@ -73,6 +73,10 @@ def test_relax_continues_other_runs_skips_children_of_a_diverged_parent_and_exit
     assert "cnn diverged in epoch 1" in message and "efcn_tw2 skipped" in message
     assert not aggregated & {"cnn", "efcn_tw0", "efcn_tw2", "fcn"}  # no mean over non-results
     assert "cnn" in aggregates.get("excluded_runs", "")
+    from runners._figures import write_report
+
+    report = write_report(out / "results.h5", tmp_path / "report.md", {}, {}, seconds=0.0).read_text()
+    assert "- left out of every number and figure (no result): cnn diverged in epoch 1; " in report
     # --resume does not retrain them (the same seed diverges again) and still exits non-zero
     with pytest.raises(SystemExit, match="runs without a result"):
         relax_cli.main([*args, "--resume"])
