@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import embeddings.layers
 from embeddings import EmbeddedDense, LocallyConnected1d, LocallyConnected2d, to_efcn
 
 
@@ -34,7 +35,10 @@ def _brute_force(layer, x):
         (LocallyConnected2d, dict(kernel_size=3, dilation=(1, 2), padding="valid", groups=2), (4, 7, 8)),
     ],
 )
-def test_locally_connected_matches_brute_force_and_its_efcn(cls, kwargs, shape):
+@pytest.mark.parametrize("chunk_bytes", [None, 1])  # 1: every output row gathered and multiplied on its own
+def test_locally_connected_matches_brute_force_and_its_efcn(cls, kwargs, shape, chunk_bytes, monkeypatch):
+    if chunk_bytes is not None:
+        monkeypatch.setattr(embeddings.layers, "_PATCH_CHUNK_BYTES", chunk_bytes)
     generator = torch.Generator().manual_seed(0)
     layer = cls(shape[0], 4, in_size=shape[1:], dtype=torch.float64, **kwargs)
     with torch.no_grad():
@@ -100,3 +104,23 @@ def test_state_dicts_of_the_earlier_weight_layout_load_into_todays():
     fresh.load_state_dict(legacy)
     x = torch.randn(2, 3, 5, 6, generator=generator, dtype=torch.float64)
     torch.testing.assert_close(fresh(x), layer(x), rtol=0, atol=0)
+
+
+def test_gradients_do_not_depend_on_how_the_patches_are_chunked(monkeypatch):
+    generator = torch.Generator().manual_seed(0)
+    layer = LocallyConnected2d(4, 6, kernel_size=3, in_size=(7, 6), stride=(2, 1), padding=1, groups=2, dtype=torch.float64)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator, dtype=torch.float64))
+    x = torch.randn(3, 4, 7, 6, generator=generator, dtype=torch.float64, requires_grad=True)
+    target = torch.randn(3, 6, 4, 6, generator=generator, dtype=torch.float64)
+
+    def gradients():
+        layer.zero_grad()
+        x.grad = None
+        (layer(x) * target).sum().backward()
+        return x.grad.clone(), layer.weight.grad.clone(), layer.bias.grad.clone()
+
+    whole = gradients()
+    monkeypatch.setattr(embeddings.layers, "_PATCH_CHUNK_BYTES", 1)
+    for chunked, reference in zip(gradients(), whole):
+        torch.testing.assert_close(chunked, reference, rtol=0, atol=1e-12)
