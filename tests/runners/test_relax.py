@@ -142,7 +142,8 @@ def test_bad_input_one_line_and_nothing_written(tmp_path, extra, message):
 def test_unknown_data_set_is_refused_by_the_parser(capsys):
     with pytest.raises(SystemExit):
         relax.main(["--data", "mnist"])
-    assert "invalid choice: 'mnist'" in capsys.readouterr().err
+    assert "expected mnist1d, digits, cifar10, cifar100, fake, npz:PATH, folder:PATH or package.module:function, got 'mnist'" \
+        in capsys.readouterr().err
 
 
 def test_default_switch_times_are_log_spaced():
