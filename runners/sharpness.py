@@ -56,13 +56,13 @@ import h5py
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from embeddings import MemoryBudgetError, embed_parameters, local_masks, model_space, to_cnn, to_efcn
 from landscape import (
     HessianOperator,
     NonFiniteError,
     ParameterSubspace,
+    Progress,
     check_finite_model,
     basin_width,
     epsilon_sharpness,
@@ -278,15 +278,17 @@ def _prepare(args: argparse.Namespace):
         runs[run] = []
         for path in paths:
             model, _ = _load(path, "cpu", args)
-            if model.input_shape is None:  # a factory that takes none, e.g. torchvision's, and no --input-shape
-                raise fail(f"the input shape of {path} is unknown (model {model.arch}); pass --input-shape, e.g. 3,32,32")
+            if model.input_shape is None and args.data == "fake":  # a factory that takes none (torchvision's), no --input-shape
+                raise fail(f"--data fake needs the input shape, which {path} (model {model.arch}) does not record; "
+                           "pass --input-shape, e.g. 3,32,32")
             _subspace(model, args.subspace, path)
             try:  # a diverged checkpoint is refused before the result file is touched
                 check_finite_model(model)
             except NonFiniteError as err:
                 raise fail(f"{path}: {err}") from None
             if data is None:  # the first checkpoint sizes the fake data
-                data = _data(args, tuple(model.input_shape), int(getattr(model, "arch_kwargs", {}).get("num_classes", 10)))
+                data = _data(args, model.input_shape and tuple(model.input_shape),
+                             int(getattr(model, "arch_kwargs", {}).get("num_classes", 10)))
             try:  # every checkpoint must fit the data: a mismatch is one line now, not a traceback mid-probe
                 check_model(data, model, what=f"checkpoint {path}", loss_fn=loss_fn)
             except ValueError as err:
@@ -297,14 +299,17 @@ def _prepare(args: argparse.Namespace):
     return runs, data
 
 
-def _data(args: argparse.Namespace, input_shape: tuple[int, ...], num_classes: int):
-    """The probed training set (``--data``; the test split is not probed, one example is kept)."""
+def _data(args: argparse.Namespace, input_shape: tuple[int, ...] | None, num_classes: int):
+    """The probed training set (``--data``; the test split is not probed, one example is kept).
+
+    ``input_shape`` ``None``: a checkpoint that records none, probed on the data's inputs as they are.
+    """
     try:
         data = load_data(args.data, root=args.data_root, download=args.download, seed=args.seed, n_train=args.n_train,
-                         n_test=1, input_shape=input_shape, num_classes=num_classes)
+                         n_test=1, num_classes=num_classes, **({"input_shape": input_shape} if input_shape else {}))
     except (ValueError, FileNotFoundError) as err:
         raise fail(str(err).splitlines()[0]) from None
-    if tuple(data.input_shape) != input_shape:
+    if input_shape is not None and tuple(data.input_shape) != input_shape:
         raise fail(f"--data {args.data} has inputs of shape {tuple(data.input_shape)} but the checkpoints expect "
                    f"{input_shape}; pass the data set the models were trained on")
     return data
@@ -364,7 +369,8 @@ def _probe(args, model: nn.Module, meta: dict, path: Path, subspace: ParameterSu
     if space in _DENSE_SPACES:
         efcn = own  # already in the eFCN's coordinates
     elif efcn_wanted:
-        embedded = to_efcn(model, tuple(model.input_shape))
+        # A checkpoint without a recorded shape (a torchvision factory) is embedded for the data's inputs.
+        embedded = to_efcn(model, tuple(model.input_shape or next(iter(batches))[0].shape[1:]))
         embedded_subspace = _subspace(embedded, args.subspace, path)
         efcn = _measure(args, embedded, embedded_subspace, batches)
         if not own_wanted:
@@ -415,7 +421,10 @@ def _eigs_dataset(group: h5py.Group, name: str, k: int, length: int) -> h5py.Dat
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with launched(args):  # under torchrun: data-parallel probes, rank 0 writes --out
-        return _main(args, argv)
+        try:
+            return _main(args, argv)
+        except ResultError as err:  # raised by the open result itself: a full disk while writing
+            raise fail(str(err)) from None
 
 
 def _probe_checkpoint(args, checkpoint: _Checkpoint, device, batches, group: h5py.Group, row: int, earlier: int) -> dict:
@@ -451,7 +460,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
                              argv=sys.argv if argv is None else ["runners.sharpness", *argv])
     except ResultError as err:
         raise fail(str(err)) from None
-    bar = tqdm(total=sum(len(entries) for entries in runs.values()), desc="sharpness", disable=progress_disabled(args.quiet))
+    bar = Progress(sum(len(entries) for entries in runs.values()), desc="sharpness", enabled=not progress_disabled(args.quiet))
     with result:
         for run, entries in runs.items():
             group = result.group.require_group(run)

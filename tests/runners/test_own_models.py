@@ -86,7 +86,7 @@ def test_resnet18_state_dicts_interpolate_aligned(state_dicts, npz_data, tmp_pat
 @pytest.mark.slow  # ~17 s on 2 loaded cores: basin_width's 40 loss evaluations perturb 11M ResNet parameters
 def test_resnet18_state_dict_sharpness_from_the_command_line(state_dicts, npz_data, tmp_path):
     out = tmp_path / "sharp.h5"
-    argv = ["--ckpt", str(state_dicts[0]), *RESNET, "--data", f"npz:{npz_data[0]}", "--batch-size", "16", "--quiet", "--coordinates", "own", "--k", "1", "--tol", "0.2",
+    argv = ["--ckpt", str(state_dicts[0]), *RESNET[:4], "--data", f"npz:{npz_data[0]}", "--batch-size", "16", "--quiet", "--coordinates", "own", "--k", "1", "--tol", "0.2",
             "--trace-probes", "3", "--basin-directions", "1", "--basin-max", "0.2", "--out", str(out)]
     assert sharpness_main(argv) == 0
     with h5py.File(out, "r") as store:
@@ -125,6 +125,46 @@ def test_npz_data_gives_the_input_shape_no_flag_needed(state_dicts, npz_data, tm
         (name,) = store["interpolation"].keys()
         loss = store[f"interpolation/{name}/linear/train_loss"][()]
     assert loss[0] == pytest.approx(loss[1], rel=1e-6)  # A to A: one model all along
+
+
+def test_sharpness_of_a_state_dict_of_unknown_shape_on_fake_data_is_one_line(state_dicts, tmp_path):
+    with pytest.raises(SystemExit, match=r"^error: --data fake needs the input shape, which .*a.pt \(model torchvision.models:resnet18\) "
+                                         r"does not record; pass --input-shape"):
+        sharpness_main(["--ckpt", str(state_dicts[0]), *RESNET[:4], *FAKE, "--out", str(tmp_path / "s.h5")])
+    assert not (tmp_path / "s.h5").exists()
+
+
+SHAPELESS_MODULE = """
+from torch import nn
+
+
+def net():
+    return nn.Sequential(nn.Conv1d(1, 2, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(16, 3))
+"""
+
+
+def test_efcn_coordinates_of_a_shapeless_checkpoint_use_the_data_shape(tmp_path):
+    """--coordinates both embeds a CNN whose factory records no input shape, for the inputs of --data npz:."""
+    generator = np.random.default_rng(1)
+    np.savez(tmp_path / "d.npz", x_train=generator.standard_normal((12, 1, 8)).astype(np.float32), y_train=np.arange(12) % 3,
+             x_test=generator.standard_normal((3, 1, 8)).astype(np.float32), y_test=np.arange(3))
+    (tmp_path / "shapeless_for_test.py").write_text(textwrap.dedent(SHAPELESS_MODULE))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        torch.manual_seed(0)
+        torch.save(build_model("shapeless_for_test:net").state_dict(), tmp_path / "m.pt")
+        assert sharpness_main(["--ckpt", str(tmp_path / "m.pt"), "--model", "shapeless_for_test:net", "--data", f"npz:{tmp_path / 'd.npz'}",
+                               "--quiet", "--k", "1", "--trace-probes", "3", "--basin-directions", "1", "--coordinates", "both",
+                               "--out", str(tmp_path / "s.h5")]) == 0
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("shapeless_for_test", None)
+    with h5py.File(tmp_path / "s.h5", "r") as store:
+        (run,) = store["sharpness"].keys()
+        curve = store[f"sharpness/{run}/curve"]
+        # the eFCN is the CNN embedded exactly: the same loss in both coordinates
+        assert curve["train_loss_efcn"][0] == pytest.approx(curve["train_loss"][0], rel=1e-5)
+        assert np.isfinite(store[f"sharpness/{run}/top_eigs_efcn"][0, 0])
 
 
 def test_arch_aliases_still_parse():
