@@ -63,7 +63,9 @@ def alignment_markdown(rows: list[AlignedPath], *, origin: str) -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r.name} ({r.space_a} / {r.space_b}) | {r.method} | {r.test_acc_a:.3f} / {r.test_acc_b:.3f} | "
+        # Spaces are named only when one endpoint is embedded ("cnn" is any model not relaxed, an MLP too).
+        pair = r.name if r.space_a == r.space_b == "cnn" else f"{r.name} ({r.space_a} / {r.space_b})"
+        lines.append(f"| {pair} | {r.method} | {r.test_acc_a:.3f} / {r.test_acc_b:.3f} | "
                      f"{r.similarity_before:.3f} -> {r.similarity_after:.3f} | {r.barrier_unaligned:.3f} | {r.barrier_aligned:.3f} |")
     return "\n".join([*lines, "", f"(train-loss barriers of the linear path, read from {origin})"]) + "\n"
 
