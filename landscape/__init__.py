@@ -86,6 +86,9 @@ from landscape.surface import LossSurface, loss_surface
 # --- gradient confusion (issue 8, ExpandNets): pairwise cosines of mini-batch gradients ---
 from landscape.gradient_stats import GradientCosines, gradient_cosines, pairwise_cosines
 
+# --- progress (issue 14): a bar on a terminal, a line every ~30 s in a log (NEEDLE_PROGRESS_INTERVAL) ---
+from landscape._progress import Progress, track
+
 # --- scale (issue 9): data-parallel probes over torch.distributed (no-ops in one process) ---
 from landscape.distributed import all_reduce_sum, is_distributed, is_main_process, process_group, rank, reduce_floats, shard, world_size
 
@@ -144,6 +147,8 @@ __all__ = [
     "GradientCosines",
     "gradient_cosines",
     "pairwise_cosines",
+    "Progress",
+    "track",
     "all_reduce_sum",
     "is_distributed",
     "is_main_process",

@@ -26,10 +26,10 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from landscape._checks import NonFiniteError, check_alphas, check_finite_model, check_mean_loss, check_training_batches
 from landscape._endpoints import align_endpoints
+from landscape._progress import track
 from landscape._types import Batches, LossFn
 from landscape.evaluation import Evaluation, buffer_dict, evaluate, has_batchnorm, param_dict, predict, recalibrate_batchnorm, stack_params
 from landscape.paths import PathMetrics, path_metrics, polyline_length, polyline_point
@@ -146,7 +146,7 @@ def _output_rows(model_a, model_b, alphas, batches, test_batches, mode, device, 
     log_pa, log_pb = torch.log_softmax(logits_a, -1), torch.log_softmax(logits_b, -1)
     pred_a, pred_b = logits_a.argmax(-1), logits_b.argmax(-1)
     rows = []
-    for alpha in tqdm(alphas, desc="output", disable=not progress):
+    for alpha in track(alphas, desc="output", enabled=progress):
         row: dict[str, float] = {"alpha": alpha, "test_loss": math.nan, "test_acc": math.nan}
         for split, ((la, y), (lb, _)) in logits.items():
             log_p = _mixture(la, lb, alpha, mode)
@@ -200,7 +200,7 @@ def interpolate(
             ``seed`` is the path's only randomness.
         on_point: called with each point's row (``alpha``, ``train_loss``, ... and the extras) as soon
             as it is evaluated, e.g. to append it to a result file.
-        progress: show tqdm bars.
+        progress: show progress (a bar on a terminal, else a line every ~30 s: :mod:`landscape._progress`).
         input_shape: one input without the batch dimension, e.g. ``(3, 32, 32)``; needed only when
             the endpoints' spaces differ and the CNN endpoint must be embedded (default: the
             ``input_shape`` that ``embeddings.build_model`` recorded on it; a one-line error without either).
@@ -255,7 +255,7 @@ def interpolate(
         # Both paths pass through the endpoints exactly at alpha 0 and 1: those points are not evaluated twice.
         measured = {0.0: ends["a"], 1.0: ends["b"]}
         rows = []
-        for alpha in tqdm(alpha_values, desc=method, disable=not progress):
+        for alpha in track(alpha_values, desc=method, enabled=progress):
             if alpha in measured:
                 rows.append(_row(alpha, *measured[alpha]))
             else:

@@ -45,9 +45,9 @@ import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, replace_all_batch_norm_modules_, vmap
-from tqdm.auto import tqdm
 
 from landscape._checks import check_mean_loss, check_string_config, check_training_batches
+from landscape._progress import track
 from landscape.distributed import all_reduce_sum, is_distributed, rank, world_size
 from landscape._types import Batches, LossFn, Params
 from landscape.evaluation import has_batchnorm, stack_params, unstack_params
@@ -375,7 +375,7 @@ def elastic_string(
         params_a, params_b: the fixed endpoints, ``{name: tensor}`` of the model's parameters.
         config: the :class:`StringConfig` (its ``seed`` orders the mini-batches).
         device: where to compute (default: where ``params_a`` lives).
-        progress: show a tqdm bar over the steps.
+        progress: show progress over the steps (a bar on a terminal, else a line every ~30 s: :mod:`landscape._progress`).
 
     Returns:
         A :class:`StringResult`.
@@ -411,7 +411,7 @@ def elastic_string(
 
     total = config.steps if config.steps is not None else config.epochs * len(batches)
     steps_seen, losses_seen = [], []
-    for step, index in zip(tqdm(range(total), desc="string", disable=not progress), _batch_order(len(batches), config.seed)):
+    for step, index in zip(track(range(total), desc="string", enabled=progress), _batch_order(len(batches), config.seed)):
         x, y = (t.to(device) for t in batches[index])
         losses = _step(interior, a, b, x, y, gradients=gradients, optimiser=optimiser, spring=spring, config=config)
         if step % config.record_every == 0 or step == total - 1:

@@ -19,6 +19,7 @@ from torch import nn
 
 from landscape._checks import check_positive_float
 from landscape._objective import Objective
+from landscape._progress import track
 from landscape._types import Batches, LossFn
 from landscape.basin import _filter_normalized_direction
 from landscape.subspace import ParameterSubspace, parameter_subspace
@@ -52,6 +53,7 @@ def loss_surface(
     subspace: ParameterSubspace | None = None,
     seed: int = 0,
     on_point: Callable[[], None] | None = None,
+    progress: bool = False,
 ) -> LossSurface:
     """The loss surface on :math:`[-\\mathrm{span}, \\mathrm{span}]^{\\mathrm{dims}}` around the model.
 
@@ -61,7 +63,8 @@ def loss_surface(
         grid_points: grid points per axis (an odd count puts the model itself on the grid).
         subspace: directions to restrict to (default: all parameters).
         seed: seed of the directions.
-        on_point: called after each grid point (progress bars).
+        on_point: called after each grid point.
+        progress: show progress over the grid (a bar on a terminal, else a line every ~30 s: :mod:`landscape._progress`).
 
     Example:
         >>> model = nn.Linear(2, 2)
@@ -83,7 +86,8 @@ def loss_surface(
     axis = torch.linspace(-span, span, grid_points, dtype=torch.float64)
     loss = torch.empty((grid_points,) * dims, dtype=torch.float64)
     accuracy = torch.empty_like(loss)
-    for index in itertools.product(range(grid_points), repeat=dims):
+    grid = itertools.product(range(grid_points), repeat=dims)
+    for index in track(grid, desc="surface", enabled=progress, total=grid_points**dims):
         step = sum(float(axis[i]) * d for i, d in zip(index, directions))
         result = objective.evaluate(objective.at(subspace.lift(step)))
         loss[index], accuracy[index] = result.loss, result.accuracy

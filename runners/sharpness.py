@@ -56,13 +56,13 @@ import h5py
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from embeddings import MemoryBudgetError, embed_parameters, local_masks, model_space, to_cnn, to_efcn
 from landscape import (
     HessianOperator,
     NonFiniteError,
     ParameterSubspace,
+    Progress,
     check_finite_model,
     basin_width,
     epsilon_sharpness,
@@ -421,7 +421,10 @@ def _eigs_dataset(group: h5py.Group, name: str, k: int, length: int) -> h5py.Dat
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with launched(args):  # under torchrun: data-parallel probes, rank 0 writes --out
-        return _main(args, argv)
+        try:
+            return _main(args, argv)
+        except ResultError as err:  # raised by the open result itself: a full disk while writing
+            raise fail(str(err)) from None
 
 
 def _probe_checkpoint(args, checkpoint: _Checkpoint, device, batches, group: h5py.Group, row: int, earlier: int) -> dict:
@@ -457,7 +460,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
                              argv=sys.argv if argv is None else ["runners.sharpness", *argv])
     except ResultError as err:
         raise fail(str(err)) from None
-    bar = tqdm(total=sum(len(entries) for entries in runs.values()), desc="sharpness", disable=progress_disabled(args.quiet))
+    bar = Progress(sum(len(entries) for entries in runs.values()), desc="sharpness", enabled=not progress_disabled(args.quiet))
     with result:
         for run, entries in runs.items():
             group = result.group.require_group(run)

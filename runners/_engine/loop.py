@@ -36,10 +36,9 @@ from typing import Literal
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 import embeddings
-from landscape import evaluate
+from landscape import Progress, evaluate
 from results import atomic_save, payload_sha256, save_checkpoint
 from runners._engine.data import Dataset
 from runners._engine.losses import check_loss_name, resolve_loss
@@ -308,7 +307,7 @@ def train(
             ends with exactly one row per epoch.
         replay: replay the restored records to ``on_epoch`` (``False`` when ``on_epoch`` adds values
             that only the live model gives, and the restored rows are already written).
-        progress: show a tqdm bar over epochs.
+        progress: show progress over epochs (a bar on a terminal, else a line every ~30 s: ``landscape.Progress``).
         desc: the bar's label.
     """
     started = time.perf_counter()
@@ -351,8 +350,8 @@ def train(
             emit(history[0])
             snapshot(0)
         diverged_epoch = None
-        bar = tqdm(range(resumed_from, config.epochs), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
-        for epoch in bar:
+        bar = Progress(config.epochs, desc=desc, enabled=progress, leave=False, initial=resumed_from)
+        for epoch in range(resumed_from, config.epochs):
             lr = config.lr_at(epoch)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -375,6 +374,7 @@ def train(
             emit(record)
             snapshot(epoch + 1)
             bar.set_postfix(test_acc=f"{record.test_acc:.3f}", loss=f"{record.train_loss:.3g}")
+            bar.update(1)
             if state_path is not None:
                 _save_state(state_path, {
                     "format": STATE_FORMAT, "config": asdict(config), "seed": seed,
