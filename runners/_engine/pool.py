@@ -198,6 +198,8 @@ def run_all(
                     pending.pop(name)
                     recorder.start(spec)
                     running[pool.submit(_execute_remote, executor, spec, context)] = name
+                if not running and not pending:
+                    break  # the last runs were skipped
                 if not running and any(not s.parent or recorder.ended(s.parent) for s in pending.values()):
                     continue  # children of a run that just ended were skipped: look again
                 if not running:

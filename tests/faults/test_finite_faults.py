@@ -82,6 +82,15 @@ def test_relax_continues_other_runs_skips_children_of_a_diverged_parent_and_exit
         relax_cli.main([*args, "--resume"])
 
 
+@pytest.mark.slow  # two spawned worker processes (about 40 s on a loaded 2-core machine)
+def test_relax_in_parallel_skips_the_last_children_and_ends(tmp_path):
+    # The pool's loop once ended with "runs [] wait for parents []" when the last pending runs were skipped.
+    out = tmp_path / "relax"
+    with pytest.raises(SystemExit, match=r"^error: runs without a result: cnn diverged in epoch 1; efcn_tw2 skipped: "):
+        relax_cli.main([*TINY, *DIVERGING, "--epochs", "2", "--relax-epochs", "1", "--t-w", "2", "--tw1", "", "--jobs", "2",
+                        "--threads", "1", "--out", str(out)])
+
+
 # --- probes: refuse non-finite parameters, never return NaN ---------------------------------------------
 
 PROBES = {
