@@ -44,7 +44,7 @@ from typing import Any
 
 import h5py
 
-from results.recovery import DamagedStore, StoreFull, check_free_space, open_checked, snapshot
+from results.recovery import DamagedStore, StoreFull, check_free_space, disk_full_message, is_disk_full, open_checked, snapshot
 from results.lock import OutputLocked, output_lock
 from results.store import provenance, read_attrs, write_attrs
 
@@ -103,8 +103,9 @@ class Result:
     """An open named result: its ``group``, its ``file`` and whether it was ``resumed``.
 
     Use it as a context manager: on a normal exit an overwrite's new result replaces the old one
-    (:meth:`close`); on an exception it is discarded and the old result stays. The output folder's
-    lock is released when the result is closed.
+    (:meth:`close`); on an exception it is discarded and the old result stays (a full disk becomes one
+    :class:`ResultError` line saying what is intact). The output folder's lock is released when the
+    result is closed.
     """
 
     def __init__(self, file: h5py.File, group: h5py.Group, resumed: bool, *, name: str | None = None,
@@ -112,7 +113,8 @@ class Result:
         self.file = file
         self.group = group
         self.resumed = resumed
-        self.folder = Path(file.filename).resolve().parent
+        self.path = Path(file.filename).resolve()
+        self.folder = self.path.parent
         self._name = name  # set when ``group`` is pending: the name it replaces at commit
         self._release = release or contextlib.ExitStack()
 
@@ -166,6 +168,8 @@ class Result:
 
     def __exit__(self, kind, error, traceback) -> None:
         self.close(commit=kind is None)
+        if is_disk_full(error):  # HDF5 says so in a long chained message; the disk, the file and its copy in one line
+            raise ResultError(disk_full_message(self.path)) from None
 
 
 def _drop_pending(file: h5py.File, name: str) -> None:

@@ -155,7 +155,7 @@ def _check_args(args: argparse.Namespace) -> None:
                    "choose --methods linear,string or --loss ce")
     name = _result_name(args)
     if "/" in name:  # one group below /interpolation: the name also names the --plot files
-        raise fail(f"--name {name!r} contains '/'; an interpolation name is one part of letters, digits and _.+=-")
+        raise fail(f"--name {name!r} contains '/'; an interpolation name is one part of letters, digits and _.+=-: choose another --name")
     try:
         check_result_name(f"interpolation/{name}")
     except ResultError as err:
@@ -314,7 +314,10 @@ def _table(name: str, rows: dict[str, dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with launched(args):  # under torchrun: data-parallel probes, rank 0 writes --out
-        return _main(args, argv)
+        try:
+            return _main(args, argv)
+        except ResultError as err:  # raised by the open result itself: a full disk while writing
+            raise fail(str(err)) from None
 
 
 def _main(args: argparse.Namespace, argv: list[str] | None) -> int:

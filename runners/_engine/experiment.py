@@ -218,6 +218,8 @@ def _opened(args: argparse.Namespace, tool: str, path: Path, name: str, runs: Se
             finally:
                 result.group.attrs["total_seconds"] = float(result.group.attrs.get("total_seconds", 0.0)) + time.perf_counter() - started
         committed = True
+    except ResultError as err:  # a full disk while writing (Result says what is intact)
+        raise fail(str(err)) from None
     except OSError as err:
         if is_disk_full(err):
             raise fail(disk_full_message(path)) from None

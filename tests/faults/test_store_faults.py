@@ -230,3 +230,19 @@ def test_interpolation_names_with_a_slash_or_dots_are_refused_first(trained, tmp
                               "--data", "fake", "--n-train", "32", "--n-test", "16", "--points", "2", "--methods", "linear",
                               "--name", name, "--out", str(out), "--quiet"])
     assert "name" in _one_line(err) and not out.exists()
+
+
+def test_a_full_disk_while_interpolating_is_one_line(trained, tmp_path, monkeypatch):
+    def full(self, **row):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(results.store.CurveWriter, "append", full)
+    checkpoints = trained / "checkpoints" / "cnn"
+    out = tmp_path / "paths.h5"
+    with pytest.raises(SystemExit) as err:
+        interpolate_cli.main(["--ckpt-a", str(checkpoints / "epoch_0.pt"), "--ckpt-b", str(checkpoints / "final.pt"),
+                              "--data", "fake", "--n-train", "32", "--n-test", "16", "--points", "2", "--methods", "linear",
+                              "--out", str(out), "--quiet"])
+    assert f"no space left on device while writing {out}" in _one_line(err)
+    with h5py.File(out, "r") as store:  # the file is whole: the new result was not committed half-way
+        assert "interpolation" in store or len(store) == 0
