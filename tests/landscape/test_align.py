@@ -157,23 +157,3 @@ def test_bad_arguments_are_one_line():
     with pytest.raises(ValueError, match="torch.fx could not trace it") as err:
         align(Branchy(), Branchy())
     assert "\n" not in str(err.value)
-
-
-@pytest.mark.parametrize("arch, kwargs, epochs", [("vanilla1d", {"channels": 16}, 6), ("mlp", {"hidden": [64, 64]}, 10)])
-def test_alignment_lowers_the_linear_barrier_of_independently_trained_networks(arch, kwargs, epochs):
-    from runners._engine import TrainConfig, load_data, train  # the project's one training loop
-
-    data = load_data("mnist1d", n_train=800, n_test=100)
-    models = []
-    for seed in (0, 1):
-        torch.manual_seed(seed)  # different initialisations, different data orders
-        model = embeddings.build_model(arch, **kwargs)
-        train(model, data, config=TrainConfig(epochs=epochs, batch_size=50, lr=3e-3), seed=seed)
-        models.append(model)
-    batches = data.batches("train", 400)
-    alphas = [0.0, 0.25, 0.5, 0.75, 1.0]
-    unaligned = interpolate(models[0], models[1], None, batches, alphas=alphas).metrics.barrier
-    result = align(models[0], models[1])
-    aligned = interpolate(models[0], result.model, None, batches, alphas=alphas).metrics.barrier
-    assert result.converged and result.similarity_after > result.similarity_before
-    assert aligned < 0.75 * unaligned, (aligned, unaligned)

@@ -1,4 +1,5 @@
-"""``runners.interpolate --align``: both barriers stored, the aligned endpoint unchanged, the README table written from the file."""
+"""``runners.interpolate --align``: both barriers stored, the aligned endpoint unchanged, the README table written from
+the file; and ``landscape.align`` on networks trained by the project's loop (tests/landscape may not import runners)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import pytest
 import torch
 
 from embeddings import build_model
+from landscape import align, interpolate
 from results import save_checkpoint
+from runners._engine import TrainConfig, load_data, train
 from runners.figures import main as figures_main
 from runners.interpolate import main
 
@@ -88,3 +91,21 @@ def test_torchvision_resnet18_state_dicts_are_aligned_from_the_command_line(tmp_
         assert group.attrs["align"] == "weights" and group.attrs["align_converged"]
         assert group.attrs["align_similarity_after"] > group.attrs["align_similarity_before"]
         assert group["linear"]["train_loss"][-1] == pytest.approx(group["unaligned/linear"]["train_loss"][-1], abs=1e-5)
+
+
+@pytest.mark.parametrize("arch, kwargs, epochs", [("vanilla1d", {"channels": 16}, 6), ("mlp", {"hidden": [64, 64]}, 10)])
+def test_alignment_lowers_the_linear_barrier_of_independently_trained_networks(arch, kwargs, epochs):
+    data = load_data("mnist1d", n_train=800, n_test=100)
+    models = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)  # different initialisations, different data orders
+        model = build_model(arch, **kwargs)
+        train(model, data, config=TrainConfig(epochs=epochs, batch_size=50, lr=3e-3), seed=seed)
+        models.append(model)
+    batches = data.batches("train", 400)
+    alphas = [0.0, 0.25, 0.5, 0.75, 1.0]
+    unaligned = interpolate(models[0], models[1], None, batches, alphas=alphas).metrics.barrier
+    result = align(models[0], models[1])
+    aligned = interpolate(models[0], result.model, None, batches, alphas=alphas).metrics.barrier
+    assert result.converged and result.similarity_after > result.similarity_before
+    assert aligned < 0.75 * unaligned, (aligned, unaligned)
