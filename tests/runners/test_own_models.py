@@ -176,6 +176,17 @@ def test_arch_aliases_still_parse():
         build_parser().parse_args(["--ckpt-a", "a", "--ckpt-b", "b", "--input-shape", "3,x"])
 
 
+def test_input_shape_flag_and_model_kwargs_must_agree():
+    from runners.cli import model_kwargs
+    from runners.interpolate import build_parser
+
+    args = build_parser().parse_args(["--ckpt-a", "a", "--ckpt-b", "b", "--model-kwargs", '{"input_shape": [1, 40]}', "--input-shape", "1,40"])
+    assert model_kwargs(args) == {"input_shape": (1, 40)}
+    args.input_shape = (3, 8, 8)
+    with pytest.raises(SystemExit, match=r"^error: --input-shape 3,8,8 and --model-kwargs input_shape \[1, 40\] disagree; give one$"):
+        model_kwargs(args)
+
+
 USER_MODULE = """
 from torch import nn
 
