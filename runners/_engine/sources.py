@@ -32,6 +32,7 @@ __all__ = ["SOURCE_PREFIXES", "is_user_source", "load_source", "checked_arrays"]
 
 SOURCE_PREFIXES = ("npz:", "folder:")
 _SPLITS = ("x_train", "y_train", "x_test", "y_test")
+_MAX_CLASSES = 100_000  # above any real label set (ImageNet-21k: 21841)
 Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
@@ -79,12 +80,16 @@ def _labels(y: torch.Tensor, label: str, source: str) -> torch.Tensor:
     if y.dim() != 1:
         raise ValueError(f"{source}: {label} has shape {tuple(y.shape)}; labels are class indices of shape (N,) "
                          "(one-hot labels: take their argmax)")
-    if y.dtype == torch.bool or y.is_complex() or (y.is_floating_point() and not torch.equal(y, y.round())):
-        raise ValueError(f"{source}: {label} must hold integer class labels 0, 1, 2, ..., got dtype {y.dtype} "
-                         "with values that are not whole numbers")
+    fractional = y.is_floating_point() and not torch.equal(y, y.round())
+    if y.dtype == torch.bool or y.is_complex() or fractional:
+        raise ValueError(f"{source}: {label} must hold integer class labels 0, 1, 2, ..., got dtype {y.dtype}"
+                         f"{' with values that are not whole numbers' if fractional else ''}")
     y = y.long()
     if len(y) and int(y.min()) < 0:
         raise ValueError(f"{source}: {label} holds the negative label {int(y.min())}; labels are class indices 0, 1, 2, ...")
+    if len(y) and int(y.max()) >= _MAX_CLASSES:  # ids, not indices: a classifier that wide would not fit in memory
+        raise ValueError(f"{source}: {label} holds the label {int(y.max())}; labels are class indices 0 .. classes - 1 "
+                         "(map ids to indices, e.g. np.unique(y, return_inverse=True))")
     return y
 
 

@@ -58,10 +58,11 @@ class RunContext:
 
     Attributes:
         out: the output folder (file layout: :mod:`runners._engine.layout`).
-        data, data_root, download, n_train, n_test, augment: the data set (:func:`load_data`).
+        data, data_root, download, n_train, n_test, augment: the data set (:func:`load_data`: a built-in name,
+            ``npz:PATH``, ``folder:PATH`` or ``package.module:function``).
         arch, arch_kwargs: the model, by its name in the embeddings registry or an import path
             ``package.module:factory`` (``embeddings.build_model``), and the factory's keyword arguments.
-        config: the training loop's settings (each run replaces ``epochs``).
+        config: the training loop's settings, its ``loss`` included (each run replaces ``epochs``).
         seed: the experiment's seed (data of the ``fake`` set; runs without their own seed).
         device: where runs train.
         resume: continue unfinished runs from their per-epoch state.
