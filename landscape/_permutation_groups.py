@@ -174,10 +174,11 @@ def _layer_axes(module: nn.Module, target: str, builder: _Builder, label: _Label
     out_ch, in_ch = (module.out_features, module.in_features) if linear else (geometry.out_channels, geometry.in_channels)
     # A Linear reads the last dim (units of a Linear, or flattened channels); a conv reads channels.
     reads = (LAST, FEATURES) if linear else (CHANNELS,)
-    if label is not None and (label.kind not in reads or getattr(geometry, "groups", 1) != 1 or in_ch % builder.size[builder.find(label.group)]):
+    grouped = getattr(geometry, "groups", 1) != 1
+    if label is not None and (label.kind not in reads or grouped or in_ch % builder.size[builder.find(label.group)]):
         builder.fix(label.group)  # e.g. a Linear on the positions of a conv's output, a grouped conv
         return None
-    if not linear and geometry.groups != 1:  # grouped convs tie input and output units in blocks: not permuted
+    if grouped:  # grouped convs tie input and output units in blocks: not permuted
         return None
     if label is not None:
         c = builder.size[builder.find(label.group)]

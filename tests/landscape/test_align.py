@@ -133,6 +133,8 @@ def test_groups_read_by_an_unknown_op_are_left_unpermuted():
 def test_a_linear_over_positions_leaves_the_channels_unpermuted():
     positions = nn.Sequential(nn.Conv1d(1, 4, 3, padding=1), nn.ReLU(), nn.Linear(8, 8), nn.Flatten(), nn.Linear(32, 10))
     assert permutation_spec(positions).sizes == {}  # the Linear mixes positions, not channels; its units stay 3-D
+    grouped = nn.Sequential(nn.Conv1d(1, 4, 3), nn.ReLU(), nn.Conv1d(4, 4, 3, groups=2), nn.ReLU(), nn.Flatten(), nn.Linear(24, 2))
+    assert permutation_spec(grouped).sizes == {}  # a grouped conv ties its channels in blocks
     features = nn.Sequential(nn.Linear(8, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 2))
     spec = permutation_spec(features)
     assert spec.sizes == {"0": 6}
