@@ -127,6 +127,7 @@ def tridiagonalize(
     for j in range(max_iter):
         if window != 0:
             basis.append(q)
+            q = basis.latest(q)
             if window is not None:
                 basis.drop_oldest(window)
         w = _product(operator, q)
@@ -192,8 +193,8 @@ def _thick_restart(
     """
     n = operator.size
     matrix = np.zeros((max_vectors, max_vectors))
-    q = start / start.norm()
-    basis.append(q)
+    basis.append(start / start.norm())
+    q = basis.latest(start / start.norm())
     products = restarts = most = 0
     while True:
         j = len(basis) - 1
@@ -224,7 +225,7 @@ def _thick_restart(
             matrix[np.arange(keep), np.arange(keep)] = theta[chosen]
             restarts += 1
         basis.append(w)
-        q = w
+        q = basis.latest(w)
     return _Restarted(matrix[: len(basis), : len(basis)], beta, basis, products, restarts, most)
 
 
