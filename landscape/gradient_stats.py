@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from landscape._checks import check_hessian_batches, check_mean_loss, check_positive_int
+from landscape._checks import check_finite_model, check_hessian_batches, check_mean_loss, check_positive_int
 from landscape._types import Batches, LossFn
 from landscape.evaluation import _modes
 
@@ -132,6 +132,7 @@ def gradient_cosines(
     if mode not in ("train", "eval"):
         raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
     loss_fn = check_mean_loss(loss_fn)
+    check_finite_model(model)
     pairs = check_hessian_batches(batches)
     if len(pairs) < 2:
         raise ValueError(f"gradient cosines need at least 2 batches to form a pair, got {len(pairs)}; pass more (x, y) batches")

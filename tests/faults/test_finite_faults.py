@@ -101,6 +101,8 @@ PROBES = {
     "basin": lambda m, b: landscape.basin_width(m, None, b, num_directions=1),
     "epsilon": lambda m, b: landscape.epsilon_sharpness(m, None, b, steps=2),
     "interpolate": lambda m, b: landscape.interpolate(m, m, None, b, alphas=[0.0, 1.0]),
+    "surface": lambda m, b: landscape.loss_surface(m, None, b, dims=1, grid_points=3),
+    "cosines": lambda m, b: landscape.gradient_cosines(m, None, [b[0], b[0]]),
 }
 
 
