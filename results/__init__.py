@@ -7,7 +7,7 @@ from results.store import (CurveWriter, UnreadableData, open_store, provenance, 
 from results.merge import PATH_ATTRIBUTES, merge_stores, rebase_paths
 from results.seeds import run_key, unfinished_runs
 from results.writer import PENDING, Result, ResultError, check_result_name, open_result, result_names
-from results.lock import OutputLocked, output_lock
+from results.lock import OutputLocked, OutputUnwritable, output_lock
 from results.recovery import DamagedStore, StoreFull, disk_full_message, is_disk_full, open_checked, restore_store
 from results.stats import RankCorrelation, Summary, paired, rank_correlation, summarize
 
@@ -31,6 +31,7 @@ __all__ = [
     # one writer per output folder; result files that survive a full disk or a kill; checked reads
     "output_lock",
     "OutputLocked",
+    "OutputUnwritable",
     "open_checked",
     "restore_store",
     "DamagedStore",

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["LOCK_NAME", "OutputLocked", "output_lock"]
+__all__ = ["LOCK_NAME", "OutputLocked", "OutputUnwritable", "check_writable_file", "check_writable_folder", "output_lock"]
 
 LOCK_NAME = ".lock"
 
@@ -35,6 +35,51 @@ _HELD: dict[Path, list] = {}
 
 class OutputLocked(RuntimeError):
     """Another process holds the output folder; the message names its PID and command."""
+
+
+class OutputUnwritable(OutputLocked):
+    """The output folder cannot be created or written (read-only, a file in its place, an uncreatable parent).
+
+    A kind of :class:`OutputLocked` (the folder is closed to this process), so every command that turns a
+    refused lock into one line does the same for it, before anything is computed or written.
+    """
+
+
+def check_writable_folder(folder: str | os.PathLike) -> None:
+    """Refuse, in one line, a folder that cannot be created or written into, before anything is created.
+
+    The nearest existing ancestor must be a folder this process may write into (``os.access``; a
+    process with root rights passes it, and the creation below still reports what the system refuses).
+
+    Raises:
+        OutputUnwritable: a file stands where a folder should be, or the folder (or the nearest
+            existing ancestor it would be created in) is not writable.
+    """
+    folder = Path(folder).absolute()
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputUnwritable(f"cannot write into {folder}: {existing} is a file, not a folder; choose another --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        made = "" if existing == folder else f" to create {folder} in"
+        raise OutputUnwritable(f"cannot write into {folder}: {existing} is not writable{made} (read-only or not yours); "
+                               "choose another --out or change its permissions")
+
+
+def check_writable_file(path: str | os.PathLike) -> None:
+    """Refuse, in one line, a result file that cannot be written: a folder in its place, or a file not writable.
+
+    Raises:
+        OutputUnwritable: as :func:`check_writable_folder` for its folder, or the file itself is refused.
+    """
+    path = Path(path).absolute()
+    if path.is_dir():
+        raise OutputUnwritable(f"cannot write {path}: it is a folder, not a result file; choose another --out "
+                               f"(e.g. {path / 'results.h5'})")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OutputUnwritable(f"cannot write {path}: the file is read-only; choose another --out or change its permissions")
+    check_writable_folder(path.parent)
 
 
 def _holder(path: Path) -> str:
@@ -59,6 +104,7 @@ def output_lock(folder: str | os.PathLike, *, argv: Sequence[str] | None = None)
 
     Raises:
         OutputLocked: another process holds the folder (nothing was changed).
+        OutputUnwritable: the folder cannot be created or written (:func:`check_writable_folder`).
     """
     folder = Path(folder).resolve()
     held = _HELD.get(folder)
@@ -69,9 +115,13 @@ def output_lock(folder: str | os.PathLike, *, argv: Sequence[str] | None = None)
         finally:
             held[1] -= 1
         return
-    folder.mkdir(parents=True, exist_ok=True)
+    check_writable_folder(folder)
     path = folder / LOCK_NAME
-    handle = open(path, "a+")  # not "w": truncating would erase the holder's PID before we know we may
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")  # not "w": truncating would erase the holder's PID before we know we may
+    except OSError as err:  # what the check cannot see: a read-only mount for root, a parent the system refuses
+        raise OutputUnwritable(f"cannot write into {folder}: {err.strerror} ({err.filename}); choose another --out") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

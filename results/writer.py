@@ -45,7 +45,7 @@ from typing import Any
 import h5py
 
 from results.recovery import DamagedStore, StoreFull, check_free_space, disk_full_message, is_disk_full, open_checked, snapshot
-from results.lock import OutputLocked, output_lock
+from results.lock import OutputLocked, check_writable_file, output_lock
 from results.store import provenance, read_attrs, write_attrs
 
 __all__ = ["Result", "ResultError", "open_result", "result_names", "check_result_name", "PENDING"]
@@ -253,8 +253,9 @@ def open_result(
     config = _normalised(config)
     release = contextlib.ExitStack()
     try:
+        check_writable_file(path)  # before the lock creates the folder: an unwritable output is one line, nothing made
         release.enter_context(output_lock(path.parent, argv=argv))
-    except OutputLocked as err:
+    except OutputLocked as err:  # OutputUnwritable included
         raise ResultError(str(err)) from None
     try:
         check_free_space(path, needed_bytes)
