@@ -6,7 +6,9 @@ signature``). So every file written through ``results.open_result`` keeps a **la
 ``<file>.good`` beside it, taken at its commit points -- when a result is opened, every
 :data:`SNAPSHOT_EVERY` seconds while points are appended (:func:`commit_point`), and when it is
 closed -- by copying the flushed file to a temporary name, fsyncing it and renaming it over the old
-copy (a failed copy leaves the previous one). :func:`open_checked` opens a file and walks its objects;
+copy (a failed copy leaves the previous one). While a file is open, :func:`reserve` holds 1 MiB of
+disk beside it that is given back before the file is closed, so HDF5 can flush its metadata even on a
+disk that filled up meanwhile: the file stays whole. :func:`open_checked` opens a file and walks its objects;
 a damaged one is :class:`DamagedStore`, one line that offers the copy, and :func:`restore_store`
 (``python -m runners.repair FILE``) puts the copy back, keeping the damaged file beside it, after which
 ``--resume`` continues from the copy's points (the runs' own state files hold their progress).
@@ -41,14 +43,19 @@ from pathlib import Path
 import h5py
 
 __all__ = ["GOOD_SUFFIX", "SNAPSHOT_EVERY", "DamagedStore", "StoreFull", "check_free_space", "open_checked", "snapshot",
-           "commit_point", "restore_store", "good_copy", "is_disk_full", "disk_full_message"]
+           "commit_point", "flush", "check_room", "restore_store", "good_copy", "is_disk_full", "disk_full_message", "reserve", "release"]
 
 GOOD_SUFFIX = ".good"
 # Seconds between two copies while a result grows: a copy of a results file (KB to a few MB) is cheap,
 # and a full disk loses at most this much of the curves (the runs' state files keep their progress).
 SNAPSHOT_EVERY = 30.0
-# Room kept free beyond the estimate: HDF5 metadata, a checkpoint's temporary copy.
+# Room kept free beyond the estimate: HDF5 metadata, a checkpoint's temporary copy, the reserve.
 _MARGIN = 4 * 2**20
+# Disk held back while a result file is open and given back before it is closed (:func:`reserve`).
+RESERVE_BYTES = 2**20
+RESERVE_SUFFIX = ".reserve"
+# Free bytes under which a result file stops writing (its next flush would not fit: HDF5 writes tens of KB).
+LOW_WATER = 256 * 2**10
 
 # Files opened by open_result, by path: when their last good copy was taken.
 _SNAPSHOTS: dict[str, float] = {}
@@ -73,7 +80,9 @@ def _free(folder: Path) -> int:
 
 def is_disk_full(err: BaseException) -> bool:
     """Whether ``err`` is a write that failed for want of space (h5py puts the errno only in the text)."""
-    return isinstance(err, OSError) and (err.errno == errno.ENOSPC or "no space left" in str(err).lower())
+    # HDF5 raises OSError from a write and RuntimeError from a flush ("Can't flush cache ... errno = 28").
+    return isinstance(err, (OSError, RuntimeError)) and (getattr(err, "errno", None) == errno.ENOSPC
+                                                         or "no space left" in str(err).lower())
 
 
 def disk_full_message(path: str | os.PathLike) -> str:
@@ -178,13 +187,65 @@ def snapshot(file: h5py.File) -> None:
     _SNAPSHOTS[os.fspath(path)] = time.monotonic()
 
 
+def check_room(file: h5py.File) -> None:
+    """Call before changing ``file``: below :data:`LOW_WATER` bytes free, give back its reserve, flush into that
+    room (the file is whole) and raise :class:`StoreFull`, so HDF5 never writes into a full disk.
+
+    HDF5 does not survive a write or flush that fails half-way: the retry or the close can crash the
+    process (measured on a filled tmpfs), so the check comes before the change, not after it.
+    """
+    path = Path(file.filename)
+    if Path(f"{path}{RESERVE_SUFFIX}").exists() and _free(path.parent) < LOW_WATER:
+        release(path)
+        file.flush()
+        raise StoreFull(disk_full_message(path))
+
+
+def flush(file: h5py.File) -> None:
+    """Flush ``file`` (:func:`check_room` first); a write that fails for want of space is one :class:`StoreFull` line."""
+    check_room(file)
+    path = Path(file.filename)
+    try:
+        file.flush()
+    except (OSError, RuntimeError) as err:
+        if not is_disk_full(err):
+            raise
+        raise StoreFull(disk_full_message(path)) from None
+
+
 def commit_point(file: h5py.File) -> None:
-    """Flush ``file``; if it is a result file whose good copy is older than :data:`SNAPSHOT_EVERY` s, renew the copy."""
-    file.flush()
+    """:func:`flush` ``file``; if it is a result file whose good copy is older than :data:`SNAPSHOT_EVERY` s, renew the copy."""
+    flush(file)
     key = os.fspath(Path(file.filename).resolve())
     last = _SNAPSHOTS.get(key)
     if last is not None and time.monotonic() - last >= SNAPSHOT_EVERY:
         snapshot(file)
+
+
+def reserve(path: str | os.PathLike) -> None:
+    """Set :data:`RESERVE_BYTES` of disk aside beside the result file ``path`` (``<file>.reserve``, real blocks).
+
+    HDF5 needs room to flush its metadata when the file is closed; on a disk that filled up during the
+    run, :func:`release` frees this reserve first, so the close succeeds and the file stays whole.
+    Raises :class:`StoreFull` when even the reserve does not fit (nothing else was written).
+    """
+    target = Path(f"{path}{RESERVE_SUFFIX}")
+    try:
+        with open(target, "wb") as handle:
+            handle.write(b"\0" * RESERVE_BYTES)  # written, not truncated: a sparse file would reserve nothing
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as err:
+        target.unlink(missing_ok=True)
+        if is_disk_full(err):
+            raise StoreFull(f"no room for even {RESERVE_BYTES // 2**20} MiB in {target.parent}; free space or choose "
+                            "another --out") from None
+        raise
+
+
+def release(path: str | os.PathLike) -> None:
+    """Free the reserve of the result file ``path`` (:func:`reserve`)."""
+    Path(f"{path}{RESERVE_SUFFIX}").unlink(missing_ok=True)
 
 
 def restore_store(path: str | os.PathLike) -> Path:

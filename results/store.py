@@ -41,7 +41,7 @@ import h5py
 import numpy as np
 
 from results._checks import check_columns, check_length, check_row
-from results.recovery import commit_point
+from results.recovery import check_room, commit_point, flush
 
 __all__ = ["open_store", "CurveWriter", "read_curve", "read_dataset", "write_array", "UnreadableData", "write_attrs", "read_attrs",
            "provenance", "MAX_READ_BYTES"]
@@ -123,6 +123,7 @@ class CurveWriter:
     def append(self, **row: float) -> None:
         """Add one point: a value for every column (``float('nan')`` where none applies)."""
         values = check_row(row, self.columns)
+        check_room(self.group.file)
         n = len(self)
         for column, value in values.items():
             dataset = self.group[column]
@@ -205,6 +206,7 @@ def write_attrs(obj: h5py.HLObject, values: Mapping[str, Any]) -> None:
     ``None`` removes the attribute (absent means "does not apply"); dicts and mixed lists are
     stored as JSON text (``json.loads`` reads them back).
     """
+    check_room(obj.file)
     for key, value in values.items():
         if value is None:
             if key in obj.attrs:
@@ -219,7 +221,7 @@ def write_attrs(obj: h5py.HLObject, values: Mapping[str, Any]) -> None:
         elif isinstance(value, str):
             value = str(value)  # str subclasses (torch's TorchVersion) confuse h5py's type mapping
         obj.attrs[key] = value
-    obj.file.flush()
+    flush(obj.file)
 
 
 def read_attrs(obj: h5py.HLObject) -> dict[str, Any]:

@@ -22,8 +22,8 @@ from typing import Any, Literal
 import h5py
 
 import embeddings
-from results import (PENDING, OutputLocked, Result, ResultError, check_result_name, disk_full_message, is_disk_full, load_checkpoint,
-                     open_result, output_lock, result_names)
+from results import (PENDING, DurableWriteError, OutputLocked, Result, ResultError, check_result_name, disk_full_message,
+                     is_disk_full, load_checkpoint, open_result, output_lock, result_names)
 from runners._engine import layout
 from runners._engine.data import load_data
 from runners._engine.execute import fresh_cnn
@@ -220,6 +220,8 @@ def _opened(args: argparse.Namespace, tool: str, path: Path, name: str, runs: Se
         committed = True
     except ResultError as err:  # a full disk while writing (Result says what is intact)
         raise fail(str(err)) from None
+    except DurableWriteError as err:  # a checkpoint or state file: its own line, naming it
+        raise fail(str(err).splitlines()[0]) from None
     except OSError as err:
         if is_disk_full(err):
             raise fail(disk_full_message(path)) from None

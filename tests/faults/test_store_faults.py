@@ -246,3 +246,44 @@ def test_a_full_disk_while_interpolating_is_one_line(trained, tmp_path, monkeypa
     assert f"no space left on device while writing {out}" in _one_line(err)
     with h5py.File(out, "r") as store:  # the file is whole: the new result was not committed half-way
         assert "interpolation" in store or len(store) == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 6 MiB tmpfs (skipped where this process may not mount one: CI containers without CAP_SYS_ADMIN)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+@pytest.mark.parametrize("full_at", [1, 2])
+def test_a_real_full_disk_leaves_a_resumable_result(small_disk, monkeypatch, full_at):
+    out = small_disk / "out"
+    append = results.store.CurveWriter.append
+    calls = {"n": 0}
+
+    def filling(self, **row):  # the disk fills up while the run writes its history
+        calls["n"] += 1
+        if calls["n"] == full_at:
+            with open(small_disk / "filler", "wb") as filler:
+                with pytest.raises(OSError):
+                    while True:
+                        filler.write(b"\0" * 65536)
+                        filler.flush()
+        append(self, **row)
+
+    monkeypatch.setattr(results.store.CurveWriter, "append", filling)
+    args = [*TINY, "--epochs", "3", "--save-at", "1,2", "--out", str(out)]
+    with pytest.raises(SystemExit) as err:
+        train_cli.main(args)
+    assert "no space left on device while writing" in _one_line(err)
+    monkeypatch.setattr(results.store.CurveWriter, "append", append)
+    (small_disk / "filler").unlink()
+    assert not list(out.rglob("*.partial")) and not list(out.rglob("*.tmp"))
+    assert train_cli.main([*args, "--resume"]) == 0
+    with h5py.File(out / "results.h5", "r") as store:
+        assert store["runs/cnn"].attrs["status"] == "done"
+        assert read_curve(store["runs/cnn/history"])["epoch"].tolist() == [0, 1, 2, 3]
