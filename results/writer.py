@@ -44,7 +44,9 @@ from typing import Any
 
 import h5py
 
-from results.recovery import DamagedStore, StoreFull, check_free_space, disk_full_message, is_disk_full, open_checked, snapshot
+from results.recovery import (DamagedStore, StoreFull, check_free_space, disk_full_message, is_disk_full, open_checked, release,
+                              reserve, snapshot)
+from results.durable import DurableWriteError
 from results.lock import OutputLocked, check_writable_file, output_lock
 from results.store import provenance, read_attrs, write_attrs
 
@@ -109,14 +111,14 @@ class Result:
     """
 
     def __init__(self, file: h5py.File, group: h5py.Group, resumed: bool, *, name: str | None = None,
-                 release: contextlib.ExitStack | None = None) -> None:
+                 held: contextlib.ExitStack | None = None) -> None:
         self.file = file
         self.group = group
         self.resumed = resumed
         self.path = Path(file.filename).resolve()
         self.folder = self.path.parent
         self._name = name  # set when ``group`` is pending: the name it replaces at commit
-        self._release = release or contextlib.ExitStack()
+        self._held = held or contextlib.ExitStack()  # the output folder's lock
 
     @property
     def pending(self) -> bool:
@@ -136,7 +138,12 @@ class Result:
         write_attrs(self.group, values)
 
     def close(self, *, commit: bool = True) -> None:
-        """Close the file; ``commit``: an overwrite's new result replaces the old one, else it is dropped."""
+        """Close the file; ``commit``: an overwrite's new result replaces the old one, else it is dropped.
+
+        The file's disk reserve is given back first (``results.recovery.reserve``): on a disk that filled
+        up, HDF5 then has room to flush its metadata, and the file stays whole.
+        """
+        release(self.path)
         try:
             if self.file.id.valid and self._name is not None:
                 self._finish_pending(commit)
@@ -147,7 +154,7 @@ class Result:
                 if self.file.id.valid:
                     self.file.close()
             finally:
-                self._release.close()
+                self._held.close()
 
     def _finish_pending(self, commit: bool) -> None:
         name, source = self._name, self.group.name
@@ -168,7 +175,8 @@ class Result:
 
     def __exit__(self, kind, error, traceback) -> None:
         self.close(commit=kind is None)
-        if is_disk_full(error):  # HDF5 says so in a long chained message; the disk, the file and its copy in one line
+        if is_disk_full(error) and not isinstance(error, DurableWriteError):  # a checkpoint's error names its own file
+            # HDF5 says so in a long chained message: the disk, the file and its copy in one line
             raise ResultError(disk_full_message(self.path)) from None
 
 
@@ -251,37 +259,42 @@ def open_result(
     check_result_name(name)
     path = Path(path)
     config = _normalised(config)
-    release = contextlib.ExitStack()
+    held = contextlib.ExitStack()
     try:
         check_writable_file(path)  # before the lock creates the folder: an unwritable output is one line, nothing made
-        release.enter_context(output_lock(path.parent, argv=argv))
+        held.enter_context(output_lock(path.parent, argv=argv))
     except OutputLocked as err:  # OutputUnwritable included
         raise ResultError(str(err)) from None
     try:
         check_free_space(path, needed_bytes)
         file = _open_file(path)
     except StoreFull as err:
-        release.close()
+        held.close()
         raise ResultError(str(err)) from None
     except BaseException:
-        release.close()
+        held.close()
+        raise
+    try:
+        reserve(path)
+    except BaseException as err:
+        file.close()
+        held.close()
+        if isinstance(err, StoreFull):
+            raise ResultError(str(err)) from None
         raise
     try:
         return _open_group(file, path, name, tool=tool, config=config, resume=resume, overwrite=overwrite,
-                           stamp={**provenance(seed=seed, argv=argv), _TOOL: tool}, argv=argv, release=release)
-    except StoreFull as err:
+                           stamp={**provenance(seed=seed, argv=argv), _TOOL: tool}, argv=argv, held=held)
+    except BaseException as err:
+        release(path)
         file.close()
-        release.close()
-        raise ResultError(str(err)) from None
-    except (OSError, RuntimeError, KeyError, TypeError, RecursionError, AttributeError) as err:
-        file.close()
-        release.close()
-        raise ResultError(f"{path} is damaged or was not written by this toolkit: reading result {name!r} failed "
-                          f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); --overwrite it or "
-                          "choose another output file") from None
-    except BaseException:
-        file.close()
-        release.close()
+        held.close()
+        if isinstance(err, StoreFull):
+            raise ResultError(str(err)) from None
+        if isinstance(err, (OSError, RuntimeError, KeyError, TypeError, RecursionError, AttributeError)):
+            raise ResultError(f"{path} is damaged or was not written by this toolkit: reading result {name!r} failed "
+                              f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); --overwrite it or "
+                              "choose another output file") from None
         raise
 
 
@@ -303,7 +316,7 @@ def _stored_config(group: h5py.Group, name: str, path: Path) -> tuple[str, dict[
 
 
 def _open_group(file: h5py.File, path: Path, name: str, *, tool: str, config: dict[str, Any], resume: bool, overwrite: bool,
-                stamp: dict[str, Any], argv: Sequence[str] | None, release: contextlib.ExitStack) -> Result:
+                stamp: dict[str, Any], argv: Sequence[str] | None, held: contextlib.ExitStack) -> Result:
     pending = f"{PENDING}/{name}"
     _drop_pending(file, name)  # a killed overwrite's unfinished result: the old one (if any) is the file's
     _check_nesting(file, name, path)
@@ -328,15 +341,15 @@ def _open_group(file: h5py.File, path: Path, name: str, *, tool: str, config: di
                               f"{', '.join(_changed_keys(before, config))}); use the same options or --overwrite")
         write_attrs(existing, {"resumed_command": stamp["command"], "resumed_utc": stamp["created_utc"]})
         snapshot(file)
-        return Result(file, existing, resumed=True, release=release)
+        return Result(file, existing, resumed=True, held=held)
     if is_result:  # overwrite: the new result is written beside the old one and replaces it at commit
         group = file.require_group(pending)
         write_attrs(group, {**stamp, "config": config})
         snapshot(file)
-        return Result(file, group, resumed=False, name=name, release=release)
+        return Result(file, group, resumed=False, name=name, held=held)
     if existing is not None:
         del file[name]
     group = file.require_group(name)
     write_attrs(group, {**stamp, "config": config})
     snapshot(file)
-    return Result(file, group, resumed=False, release=release)
+    return Result(file, group, resumed=False, held=held)
