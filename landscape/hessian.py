@@ -94,18 +94,21 @@ class HessianOperator(_Operator):
         # All parameters in their own coordinates: products are accumulated straight into the flat result.
         self._flat = self.subspace.masks is None and self.subspace.linear_map is None
 
-    def _products(self, rows: torch.Tensor) -> list[torch.Tensor]:
+    def _products(self, rows: torch.Tensor, out: torch.Tensor) -> None:
+        """The products with ``rows`` written into the zeroed rows of ``out``."""
         tangents = [self.subspace.lift(row) for row in rows]
         if not self._flat:
-            return [self.subspace.restrict(product) for product in self.objective.hvps(tangents)]
-        flats = [torch.zeros(self.size, dtype=self.dtype, device=self.device) for _ in rows]
-        self.objective.hvps(tangents, out=[self.subspace.unflatten(flat) for flat in flats])
-        return flats
+            for target, product in zip(out, self.objective.hvps(tangents)):
+                target.copy_(self.subspace.restrict(product))
+            return
+        self.objective.hvps(tangents, out=[self.subspace.unflatten(target) for target in out])
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         """:math:`P^\\top H P v` for a flat vector ``v`` of length ``size``."""
         self.num_matvecs += 1
-        return self._products(v.to(self.device, self.dtype)[None])[0]
+        out = torch.zeros(1, self.size, dtype=self.dtype, device=self.device)
+        self._products(v.to(self.device, self.dtype)[None], out)
+        return out[0]
 
     def matmat(self, rows: torch.Tensor, *, block: int = 8) -> torch.Tensor:
         """:math:`P^\\top H P` applied to each row of ``rows`` (``(b, size)``), ``block`` rows per pass over the data.
@@ -115,11 +118,12 @@ class HessianOperator(_Operator):
         :meth:`matvec`. (Mapping ``vmap`` over the tangents was slower per vector than single products on
         convolutions, ``python -m runners.bench hessian``.) Memory grows with ``block``.
         """
-        out = []
-        for chunk in rows.to(self.device, self.dtype).split(block):
+        rows = rows.to(self.device, self.dtype)
+        out = torch.zeros(len(rows), self.size, dtype=self.dtype, device=self.device)
+        for chunk, target in zip(rows.split(block), out.split(block)):
             self.num_matvecs += len(chunk)
-            out += self._products(chunk)
-        return torch.stack(out)
+            self._products(chunk, target)
+        return out
 
     def gradient(self) -> torch.Tensor:
         """:math:`P^\\top \\nabla L(\\theta)`, the restricted gradient, as a flat vector."""

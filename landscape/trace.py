@@ -56,6 +56,19 @@ def _apply(operator: LinearOperator, rows: torch.Tensor, like: torch.Tensor) -> 
     return operator.matmat(rows).to(like)
 
 
+# Bytes of the probes and products of one block of Hutchinson's probes. Blocks cost per vector what
+# single products cost when the Hessian's graphs are cached and less when they are not
+# (``python -m runners.bench hessian``), so large models lose nothing with blocks of one.
+_BLOCK_BYTES = 2**28
+
+
+def _block_sizes(count: int, operator: LinearOperator) -> list[int]:
+    """``count`` split into blocks of at most 8 rows and :data:`_BLOCK_BYTES` of probes plus products."""
+    per = 2 * operator.size * torch.empty(0, dtype=operator.dtype).element_size()
+    block = max(1, min(8, _BLOCK_BYTES // per))
+    return [min(block, count - start) for start in range(0, count, block)]
+
+
 def _stderr(samples: torch.Tensor) -> float:
     return float(samples.std(unbiased=True) / math.sqrt(len(samples))) if len(samples) > 1 else float("nan")
 
@@ -78,8 +91,12 @@ def hutchinson(operator: OperatorLike, *, num_matvecs: int = 100, seed: int = 0)
     operator = as_operator(operator)
     check_positive_int("num_matvecs", num_matvecs)
     like = torch.empty(0, dtype=operator.dtype, device=operator.device)
-    probes = _rademacher(num_matvecs, operator.size, torch.Generator().manual_seed(seed), like)
-    samples = check_finite_result("Hutchinson's trace samples", torch.einsum("ij,ij->i", probes, _apply(operator, probes, like)).double().cpu())
+    generator = torch.Generator().manual_seed(seed)
+    samples = []
+    for count in _block_sizes(num_matvecs, operator):  # the same probes as one draw of all of them
+        probes = _rademacher(count, operator.size, generator, like)
+        samples.append(torch.einsum("ij,ij->i", probes, _apply(operator, probes, like)).double().cpu())
+    samples = check_finite_result("Hutchinson's trace samples", torch.cat(samples))
     return TraceResult(float(samples.mean()), _stderr(samples), samples, num_matvecs, "hutchinson")
 
 

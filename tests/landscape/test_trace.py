@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from landscape import HessianOperator, hessian_trace, hutch_plus_plus, hutchinson
+import landscape.trace
+from landscape import HessianOperator, MatrixOperator, hessian_trace, hutch_plus_plus, hutchinson
 
 
 def low_rank_plus_noise(n: int = 200, rank: int = 5, seed: int = 0) -> torch.Tensor:
@@ -63,3 +64,13 @@ def test_hessian_trace_of_least_squares_is_the_closed_form():
 def test_bad_input_gives_a_clear_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_hutchinson_in_blocks_of_one_draws_the_same_probes_as_in_one_block(monkeypatch):
+    """Large operators get probes one block at a time (bounded memory); the estimate must not change."""
+    A = torch.randn(30, 30, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    A = A + A.T
+    whole = hutchinson(A, num_matvecs=10, seed=5)
+    monkeypatch.setattr(landscape.trace, "_BLOCK_BYTES", 1)
+    assert landscape.trace._block_sizes(10, MatrixOperator(A)) == [1] * 10
+    assert torch.allclose(hutchinson(A, num_matvecs=10, seed=5).samples, whole.samples, rtol=1e-12, atol=1e-12)
