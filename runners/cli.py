@@ -64,9 +64,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", default=None, help="folder holding (or caching) the data set files")
     parser.add_argument("--download", action="store_true", help="allow torchvision to download CIFAR into --data-root")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ...")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true",
-                        help="no progress (shown as bars on a terminal, else as a line every NEEDLE_PROGRESS_INTERVAL seconds, default 30)")
+                        help="no progress (shown as bars on a terminal, else as a line every NEEDLE_PROGRESS_INTERVAL seconds, 30 unless set)%(default).0s")
 
 
 def json_dict(text: str) -> dict[str, Any]:
@@ -189,7 +189,7 @@ def expand_seeds(seeds: int | tuple[int, ...] | None, base_seed: int) -> tuple[i
 def add_seeds_argument(parser: argparse.ArgumentParser) -> None:
     """Add ``--seeds`` (a count from ``--seed``, or a list); read it with ``expand_seeds(args.seeds, args.seed)``."""
     parser.add_argument("--seeds", type=seeds_arg, default=None,
-                        help="several seeds: a count (3 = --seed .. --seed+2) or a list (0,4,7); default: just --seed")
+                        help="several seeds: a count (3 = --seed .. --seed+2) or a list (0,4,7) (default: just --seed)%(default).0s")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-train", type=int, default=None, help="keep only the first N training examples (quick runs)")
     parser.add_argument("--n-test", type=int, default=None, help="keep only the first N test examples (quick runs)")
     parser.add_argument("--bn-recalibrate", action=argparse.BooleanOptionalAction, default=None,
-                        help="recompute BatchNorm statistics at every point (default: on for models with BatchNorm)")
+                        help="recompute BatchNorm statistics at every point (default: on for models with BatchNorm)%(default).0s")
     parser.add_argument("--output-mode", choices=("probabilities", "logits"), default="probabilities",
                         help="output-space averaging of softmax probabilities (ensembling) or of logits")
     parser.add_argument("--align", choices=("none", "weights", "activations"), default="none",
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     string = parser.add_argument_group("elastic string")
     string.add_argument("--stiffness", type=float, default=1.0, help="spring constant k >= 0 (large: the linear path; 0: free fall)")
     string.add_argument("--string-points", type=int, default=5, help="points M of the string, endpoints included (paper: 3 interior)")
-    string.add_argument("--string-steps", type=int, default=None, help="mini-batch steps (default: --string-epochs passes)")
+    string.add_argument("--string-steps", type=int, default=None, help="mini-batch steps (default: --string-epochs passes)%(default).0s")
     string.add_argument("--string-epochs", type=int, default=3, help="passes over the training set when --string-steps is not given")
     string.add_argument("--string-lr", type=_string_lr, default="auto",
                         help="step of the string's points: auto (1 / the endpoints' largest Hessian eigenvalue, from a few Lanczos "
@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     string.add_argument("--record-every", type=int, default=10, help="record the string's loss profile every so many steps")
     parser.add_argument("--out", default="interpolation.h5", help="HDF5 result file")
     parser.add_argument("--name", default=None,
-                        help="result /interpolation/<name> in --out, which may hold several (default: <stem A>__<stem B>)")
+                        help="result /interpolation/<name> in --out, which may hold several (default: <run A>__<run B>, the run of a "
+                             "checkpoints/<run>/final.pt or its file name's stem, e.g. cnn__efcn_tw4)%(default).0s")
     parser.add_argument("--overwrite", action="store_true", help="replace the result --name in --out (other results are kept)")
     parser.add_argument("--resume", action="store_true", help="continue the result --name in --out (a new --method is added to it)")
     parser.add_argument("--plot", action="store_true", help="also write the Fig. 6 style figure next to --out (.png and .pdf)")
@@ -162,8 +163,22 @@ def _check_args(args: argparse.Namespace) -> None:
         raise fail(str(err)) from None
 
 
+def _run_label(path: str) -> str:
+    """A checkpoint's run: ``checkpoints/efcn_tw4/final.pt`` -> ``efcn_tw4``, ``.../cnn/epoch_8.pt`` -> ``cnn_epoch_8``, else the stem.
+
+    The training runners keep each run's checkpoints in a folder named after the run, so a stem alone
+    (``final``) would name every pair alike.
+    """
+    path = Path(path)
+    if path.stem == "final" and path.parent.name:
+        return path.parent.name
+    if path.stem.startswith("epoch_") and path.parent.name:
+        return f"{path.parent.name}_{path.stem}"
+    return path.stem
+
+
 def _result_name(args: argparse.Namespace) -> str:
-    return args.name or f"{Path(args.ckpt_a).stem}__{Path(args.ckpt_b).stem}"
+    return args.name or f"{_run_label(args.ckpt_a)}__{_run_label(args.ckpt_b)}"
 
 
 # Options a resumed result may change: how the command runs, and --methods, which may grow. The

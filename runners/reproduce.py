@@ -123,9 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     parser.add_argument("--seed", type=int, default=0, help="first seed; also the seed of the data and of every probe")
     parser.add_argument("--seeds", type=seeds_arg, default=None,
-                        help="a count (3 = --seed .. --seed+2) or a list (0,4,7); default: 3 seeds, 1 with --quick")
+                        help="a count (3 = --seed .. --seed+2) or a list (0,4,7) (default: 3 seeds, 1 with --quick)%(default).0s")
     parser.add_argument("--interpolate-tw", default=None,
-                        help="comma-separated t_w whose eFCN is interpolated with the CNN (default: earliest, middle, latest)")
+                        help="comma-separated t_w whose eFCN is interpolated with the CNN (default: earliest, middle, latest)%(default).0s")
     parser.add_argument("--resume", action="store_true", help="continue a killed reproduction in --out")
     parser.add_argument("--overwrite", action="store_true", help="start over, replacing what is in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

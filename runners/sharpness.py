@@ -73,7 +73,7 @@ from landscape import (
     parameter_subspace,
     slq,
 )
-from results import (CheckpointError, CurveWriter, ResultError, load_checkpoint, open_result, read_attrs, run_key, write_array,
+from results import (CheckpointError, CurveWriter, ResultError, check_result_name, load_checkpoint, open_result, read_attrs, run_key, write_array,
                      write_attrs)
 from runners._engine import check_model, launched, load_data, on_device, peak_memory_bytes, reset_peak_memory, resolve_loss
 from runners.cli import (
@@ -99,17 +99,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_loss_argument(parser)
     add_model_arguments(parser, default_help="the one the checkpoints record; needed for plain state dicts")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--run-dir", help="folder of a relax/train run: every checkpoints/<run>/*.pt is probed")
+    source.add_argument("--run-dir", help="--out folder of runners.relax, runners.train or runners.reproduce (its relax stage): "
+                                           "every checkpoints/<run>/*.pt is probed")
     source.add_argument("--ckpt", nargs="+", help="checkpoint files to probe, in this order")
+    parser.add_argument("--name", default=None,
+                        help="with --ckpt: the name of their row group /sharpness/<name> in --out (default: checkpoints)%(default).0s")
     parser.add_argument("--runs", default=None,
-                        help="with --run-dir: comma-separated protocol runs (every seed's) or run names to keep (default: all)")
+                        help="with --run-dir: comma-separated protocol runs (every seed's) or run names to keep (default: all)%(default).0s")
     add_seeds_argument(parser)
     parser.add_argument("--out", default="sharpness.h5", help="HDF5 result file")
     parser.add_argument("--k", type=int, default=5, help="top-k Hessian eigenvalues (Lanczos)")
     parser.add_argument("--tol", type=float, default=1e-3, help="relative Ritz residual at which Lanczos stops")
     parser.add_argument("--max-basis-vectors", type=int, default=None,
                         help="most Lanczos vectors stored at once; fewer restart more often (default max(20, 3k); "
-                             "a run that cannot fit is refused before it starts, naming a value that fits)")
+                             "a run that cannot fit is refused before it starts, naming a value that fits)%(default).0s")
     parser.add_argument("--trace-probes", type=int, default=30, help="operator products of the trace estimate")
     parser.add_argument("--trace-method", choices=("hutchinson", "hutch++"), default="hutch++", help="trace estimator")
     parser.add_argument("--basin-directions", type=int, default=5, help="filter-normalised directions (each measured both ways)")
@@ -141,10 +144,11 @@ def _discover(args: argparse.Namespace) -> dict[str, list[Path]]:
         missing = [path for path in args.ckpt if not os.path.isfile(path)]
         if missing:
             raise fail(f"checkpoint {missing[0]} does not exist")
-        return {"checkpoints": [Path(path) for path in args.ckpt]}
+        return {args.name or "checkpoints": [Path(path) for path in args.ckpt]}
+    if args.name is not None:
+        raise fail("--name labels a --ckpt list; with --run-dir every run keeps its own name (choose runs with --runs)")
+    args.run_dir = str(_run_folder(Path(args.run_dir)))
     folder = Path(args.run_dir) / "checkpoints"
-    if not folder.is_dir():
-        raise fail(f"{args.run_dir} has no checkpoints/ folder; pass the --out folder of runners.relax or runners.train, or use --ckpt")
 
     def order(path: Path) -> tuple[int, int]:
         return (1, 0) if path.stem == "final" else (0, int(path.stem.split("_")[-1]) if path.stem.split("_")[-1].isdigit() else 0)
@@ -171,6 +175,24 @@ def _discover(args: argparse.Namespace) -> dict[str, list[Path]]:
     if not runs:
         raise fail(f"no .pt checkpoints under {folder}")
     return runs
+
+
+def _run_folder(given: Path) -> Path:
+    """The folder whose ``checkpoints/`` are probed: ``given``, or the one sub-folder of ``given`` that has them.
+
+    ``runners.reproduce --out DIR`` keeps the protocol's runs in ``DIR/relax`` (and ExpandNets' in
+    ``DIR/expandnets``): given ``DIR``, its ``relax`` folder is taken, and the command says so.
+    """
+    if (given / "checkpoints").is_dir():
+        return given
+    found = sorted(sub for sub in given.iterdir() if (sub / "checkpoints").is_dir()) if given.is_dir() else []
+    chosen = [sub for sub in found if sub.name == "relax"] or found
+    if len(chosen) != 1:
+        within = f"; its sub-folders {', '.join(sub.name for sub in found)} have some: pass one of them" if found else ""
+        raise fail(f"{given} has no checkpoints/ folder{within}; pass the --out folder of runners.relax, runners.train or "
+                   "runners.reproduce, or use --ckpt")
+    print(f"--run-dir {given}: probing the runs of {chosen[0]} (its checkpoints/ and results.h5)")
+    return chosen[0]
 
 
 def _lost_checkpoints(run_dir: str | os.PathLike, names: Iterable[str] | None) -> list[Path]:
@@ -221,6 +243,13 @@ def _check_args(args: argparse.Namespace) -> None:
         raise fail(f"--epsilon must be >= 0 (0 skips epsilon-sharpness), got {args.epsilon}")
     if args.overwrite and args.resume:
         raise fail("--overwrite and --resume contradict each other; choose one")
+    if args.name is not None:
+        try:  # one group below /sharpness, named like every result
+            check_result_name(f"sharpness/{args.name}")
+            if "/" in args.name:
+                raise ResultError(f"--name {args.name!r} contains '/'; a sharpness name is one part of letters, digits and _.+=-")
+        except ResultError as err:
+            raise fail(str(err)) from None
 
 
 def _subspace(model: nn.Module, choice: str, path: Path) -> ParameterSubspace | None:
@@ -452,7 +481,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     data = on_device(data, device)  # once, not at every probe of every checkpoint
     batches = data.batches("train", args.batch_size)
     # The sources identify the checkpoints (the folder may move; torchrun's other ranks write a scratch copy).
-    config = {key: value for key, value in sorted(vars(args).items()) if key not in _EXECUTION_ONLY + ("run_dir", "ckpt")}
+    config = {key: value for key, value in sorted(vars(args).items()) if key not in _EXECUTION_ONLY + ("run_dir", "ckpt", "name")}
     config["sources"] = {run: [c.source for c in entries] for run, entries in runs.items()}
     try:
         result = open_result(args.out, "sharpness", tool="runners.sharpness", config=config, resume=args.resume,
