@@ -33,7 +33,7 @@ compression (Guo et al., NeurIPS 2020). Everything public is re-exported here, g
 """
 
 from .architectures import (
-    ARCHITECTURES, AlexNet, VanillaCNN, build_model, factory_accepts, register_architecture, resolve_factory,
+    ARCHITECTURES, AlexNet, VanillaCNN, build_model, factory_accepts, import_object, register_architecture, resolve_factory,
 )
 from .embed import embed_parameters, fcn_of_same_size, model_space, to_cnn, to_efcn, to_elcn
 from .geometry import ConvGeometry
@@ -67,6 +67,7 @@ __all__ = [
     "build_model",
     "register_architecture",
     "resolve_factory",
+    "import_object",
     "factory_accepts",
     "VanillaCNN",
     "AlexNet",

@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 __all__ = [
-    "ARCHITECTURES", "build_model", "register_architecture", "resolve_factory", "factory_accepts", "VanillaCNN", "AlexNet",
+    "ARCHITECTURES", "build_model", "register_architecture", "resolve_factory", "import_object", "factory_accepts", "VanillaCNN",
+    "AlexNet",
 ]
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
@@ -53,6 +54,37 @@ def register_architecture(name: str) -> Callable[[Callable[..., nn.Module]], Cal
     return decorator
 
 
+def import_object(path: str) -> Any:
+    """The object an import path ``"package.module:attr[.attr]"`` names (a model factory, a data loader, a loss).
+
+    The module is imported as Python imports any (``sys.path``: the current folder under ``python -m``,
+    and ``PYTHONPATH``), so a user's own file works without being installed.
+
+    Raises:
+        ValueError: one line: a path without both parts, a module that cannot be imported (or that
+            fails while importing), or a missing attribute.
+
+    Example:
+        >>> import_object("math:pi") > 3
+        True
+    """
+    module_name, colon, attribute = path.partition(":")
+    if not (colon and module_name.strip() and attribute.strip()):
+        raise ValueError(f"import path {path!r} needs both parts, 'package.module:name' (e.g. torchvision.models:resnet18)")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"cannot import module {module_name!r} of {path!r} ({_first_line(err)}); check the spelling, "
+                         "that it is installed, and that its folder is on PYTHONPATH") from None
+    except Exception as err:  # the user's module failed while importing: say so in one line
+        raise ValueError(f"importing module {module_name!r} of {path!r} raised {type(err).__name__}: {_first_line(err)}") from None
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise ValueError(f"module {module_name!r} has no attribute {attribute!r}; check the name after ':'")
+        target = getattr(target, part)
+    return target
+
+
 def resolve_factory(arch: str) -> Callable[..., nn.Module]:
     """The factory of a registry name or of an import path ``"package.module:attr[.attr]"``.
 
@@ -71,20 +103,7 @@ def resolve_factory(arch: str) -> Callable[..., nn.Module]:
     if ":" not in arch:
         known = ", ".join(sorted(ARCHITECTURES))
         raise ValueError(f"unknown architecture {arch!r}; expected one of: {known}, or an import path 'package.module:factory'")
-    module_name, _, attribute = arch.partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"import path {arch!r} needs both parts, 'package.module:factory' (e.g. torchvision.models:resnet18)")
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(f"cannot import module {module_name!r} of {arch!r} ({_first_line(err)}); check the spelling, "
-                         "that it is installed, and that its folder is on PYTHONPATH") from None
-    except Exception as err:  # the user's module failed while importing: say so in one line
-        raise ValueError(f"importing module {module_name!r} of {arch!r} raised {type(err).__name__}: {_first_line(err)}") from None
-    for part in attribute.split("."):
-        if not hasattr(target, part):
-            raise ValueError(f"module {module_name!r} has no attribute {attribute!r} (import path {arch!r}); check the name after ':'")
-        target = getattr(target, part)
+    target = import_object(arch)
     if not callable(target):
         raise ValueError(f"{arch!r} is not callable (it is of type {type(target).__name__}); point the import path at a factory returning an nn.Module")
     return target

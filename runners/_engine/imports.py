@@ -1,14 +1,15 @@
 """Functions named by an import path ``package.module:function``, for ``--data`` and ``--loss``.
 
-The module is imported the way Python imports any module (``sys.path``: the current folder under
-``python -m``, and ``PYTHONPATH``), so a user's own file works without being installed.
+The path is resolved by ``embeddings.import_object`` (which ``--model`` resolves through too), so the
+three flags import a user's own file the same way and say the same one line when they cannot.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
+
+from embeddings import import_object
 
 __all__ = ["is_import_path", "import_function"]
 
@@ -41,23 +42,11 @@ def import_function(path: str, *, what: str) -> Callable[..., Any]:
     """
     if not is_import_path(path):
         raise ValueError(f"{what}: expected an import path 'package.module:function', got {path!r}")
-    module_name, _, attribute = path.partition(":")
     try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(f"{what}: cannot import module {module_name!r} ({_first_line(err)}); check the spelling, "
-                         "that it is installed, and that its folder is on PYTHONPATH") from None
-    except Exception as err:  # the user's module failed while importing: one line, not its traceback
-        raise ValueError(f"{what}: importing module {module_name!r} raised {type(err).__name__}: {_first_line(err)}") from None
-    for part in attribute.split("."):
-        if not hasattr(target, part):
-            raise ValueError(f"{what}: module {module_name!r} has no attribute {attribute!r}; check the name after ':'")
-        target = getattr(target, part)
+        target = import_object(path)
+    except ValueError as err:
+        raise ValueError(f"{what}: {err}") from None
     if not callable(target):
         raise ValueError(f"{what}: {path!r} is a {type(target).__name__}, not a function")
     return target
 
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
