@@ -22,8 +22,8 @@ from typing import Any, Literal
 import h5py
 
 import embeddings
-from results import (PENDING, DurableWriteError, OutputLocked, Result, ResultError, check_result_name, disk_full_message,
-                     is_disk_full, load_checkpoint, open_result, output_lock, result_names)
+from results import (PENDING, DurableWriteError, OutputLocked, Result, ResultError, UnreadableData, check_result_name,
+                     disk_full_message, is_disk_full, load_checkpoint, open_result, output_lock, result_names)
 from runners._engine import layout
 from runners._engine.data import load_data
 from runners._engine.execute import fresh_cnn
@@ -218,7 +218,7 @@ def _opened(args: argparse.Namespace, tool: str, path: Path, name: str, runs: Se
             finally:
                 result.group.attrs["total_seconds"] = float(result.group.attrs.get("total_seconds", 0.0)) + time.perf_counter() - started
         committed = True
-    except ResultError as err:  # a full disk while writing (Result says what is intact)
+    except (ResultError, UnreadableData) as err:  # a full disk while writing (Result says what is intact); a damaged curve
         raise fail(str(err)) from None
     except DurableWriteError as err:  # a checkpoint or state file: its own line, naming it
         raise fail(str(err).splitlines()[0]) from None

@@ -144,3 +144,19 @@ def test_a_dataset_claiming_3e8_rows_is_refused_before_it_is_read(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 10 * 2**20
+
+
+def test_resume_on_curves_claiming_3e8_rows_is_one_line_in_bounded_memory(relax_file, tmp_path):
+    out = tmp_path / "relax"
+    shutil.copytree(relax_file.parent, out)  # with its checkpoints: every run is done, the curves are read
+    _claim_3e8_rows(out / "results.h5")
+    tracemalloc.start()
+    try:
+        with pytest.raises(SystemExit) as err:
+            relax_cli.main([*TINY, "--out", str(out), "--resume"])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    message = str(err.value)
+    assert message.startswith("error: ") and "\n" not in message and "claims shape (300000000,)" in message, message
+    assert peak < 200 * 2**20
