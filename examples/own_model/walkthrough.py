@@ -28,7 +28,8 @@ def steps(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
     data = f"npz:{out / 'data.npz'}"
     model = ["--model", MODEL, "--model-kwargs", json.dumps({"width": args.width})]
     common = ["--data", data, *(["--quiet"] if args.quiet else [])]
-    training = [*common, "--lr", "0.01", "--batch-size", "64", *(["--threads", str(args.threads)] if args.threads else [])]
+    again = ["--overwrite"] if args.overwrite else []
+    training = [*common, "--lr", "0.01", "--batch-size", "64", *(["--threads", str(args.threads)] if args.threads else []), *again]
     relax_dir, h5 = out / "relax", out / "relax" / "results.h5"
     last = f"{args.epochs}"
     return [
@@ -46,12 +47,12 @@ def steps(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
           "--t-w", f"0,{SWITCH},{last}", "--tw1", "", "--no-matched-controls", "--jobs", "1", "--out", str(relax_dir)]),
         ("5. sharpness along training: every checkpoint, in its own and in the eFCN's coordinates", "runners.sharpness",
          [*common, "--run-dir", str(relax_dir), "--k", "2", "--tol", "1e-2", "--trace-probes", "6",
-          "--basin-directions", "1", "--coordinates", "both", "--out", str(h5)]),
+          "--basin-directions", "1", "--coordinates", "both", *again, "--out", str(h5)]),
         (f"6. paths from the CNN to the eFCN switched at t_w={SWITCH}: linear, string, output", "runners.interpolate",
          [*common, "--ckpt-a", str(relax_dir / "checkpoints" / "cnn" / "final.pt"),
           "--ckpt-b", str(relax_dir / "checkpoints" / f"efcn_tw{SWITCH}" / "final.pt"),
           "--methods", "linear,string,output", "--points", str(args.points), "--string-points", "4",
-          "--string-epochs", str(args.string_epochs), "--name", f"cnn_efcn_tw{SWITCH}", "--out", str(h5)]),
+          "--string-epochs", str(args.string_epochs), "--name", f"cnn_efcn_tw{SWITCH}", *again, "--out", str(h5)]),
         ("7. figures from the one results file", "runners.figures", ["--results", str(h5), "--out", str(out / "figures")]),
         ("8. the same checks and probes from Python", "examples.own_model.api_tour",
          ["--out", str(out), "--switch", str(SWITCH), "--pair", f"efcn_tw{SWITCH}", "--points", str(args.points)]),
@@ -60,7 +61,8 @@ def steps(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m examples.own_model.walkthrough", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, required=True, help="output folder (must not hold an earlier walkthrough)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier walkthrough in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress output from the steps")
     parser.add_argument("--epochs", type=int, default=8, help="CNN epochs (default: 8)")
     parser.add_argument("--relax-epochs", type=int, default=4, help="eFCN epochs after the switch (default: 4)")
