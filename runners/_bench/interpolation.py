@@ -4,7 +4,7 @@ The anchor is the bare evaluation of the points a linear path needs: for each al
 ``lerp(theta_a, theta_b, alpha)`` and one ``functional_call`` per train and test batch with its loss
 and accuracy, nothing else. ``interp_over_naive`` = the time of ``interpolate`` over the anchor's,
 interleaved, best of ``--repeats`` (target <= 1.05: the endpoints, at alpha 0 and 1, are evaluated
-once, and each point costs one copy of the weights).
+once, and each point costs one copy of the weights); ``max_abs_diff_loss`` checks both compute the same losses.
 """
 
 from __future__ import annotations
@@ -34,19 +34,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
-def _naive_path(model: nn.Module, params_a: dict, params_b: dict, alphas, batches) -> list[tuple[float, float]]:
-    """Loss and accuracy at each alpha with nothing but lerp and functional_call: the floor."""
+def _naive_path(model: nn.Module, params_a: dict, params_b: dict, alphas, splits: list) -> list[list[tuple[float, float]]]:
+    """Loss and accuracy of each split at each alpha with nothing but lerp and functional_call: the floor."""
     curve = []
     with torch.no_grad():
         for alpha in alphas:
             params = {name: torch.lerp(params_a[name], params_b[name], float(alpha)) for name in params_a}
-            loss, correct, count = 0.0, 0, 0
-            for x, y in batches:
-                logits = functional_call(model, params, (x,))
-                loss += float(nn.functional.cross_entropy(logits, y)) * len(y)
-                correct += int((logits.argmax(-1) == y).sum())
-                count += len(y)
-            curve.append((loss / count, correct / count))
+            point = []
+            for batches in splits:
+                loss, correct, count = 0.0, 0, 0
+                for x, y in batches:
+                    logits = functional_call(model, params, (x,))
+                    loss += float(nn.functional.cross_entropy(logits, y)) * len(y)
+                    correct += int((logits.argmax(-1) == y).sum())
+                    count += len(y)
+                point.append((loss / count, correct / count))
+            curve.append(point)
     return curve
 
 
@@ -68,9 +71,14 @@ def run(args: argparse.Namespace) -> dict:
             models = [to_efcn(m).eval() for m in models]
         ends = [{name: p.detach() for name, p in m.named_parameters()} for m in models]
         times = interleaved_best({
-            "naive": lambda: (_naive_path(models[0], *ends, alphas, train), _naive_path(models[0], *ends, alphas, test)),
+            "naive": lambda: _naive_path(models[0], *ends, alphas, [train, test]),
             "interp": lambda: interpolate(models[0], models[1], None, train, alphas=alphas, method="linear", test_batches=test),
         }, args.repeats, device, warmup=False)
+        # Same numbers both ways, or the floor would not be the same work.
+        path = interpolate(models[0], models[1], None, train, alphas=alphas, method="linear", test_batches=test)
+        floor = np.asarray(_naive_path(models[0], *ends, alphas, [train, test]))  # (alpha, split, loss/accuracy)
+        differences = np.concatenate([path.train_loss - floor[:, 0, 0], path.test_loss - floor[:, 1, 0]])
+        rows[f"{space}.max_abs_diff_loss"] = float(np.abs(differences).max())
         rows[f"{space}.naive_s"] = times["naive"]
         rows[f"{space}.interp_s"] = times["interp"]
         rows[f"{space}.interp_over_naive"] = times["interp"] / times["naive"]
