@@ -42,7 +42,7 @@ MODULES = {"elcn": elcn, "interp": interpolation, "hessian": hessian}
 # No code path stacks seeds with vmap: seeds run one after another or in worker processes.
 SEEDS_VMAP_NOTE = ("seeds are never stacked with vmap on the CPU: they run one by one or in worker processes "
                    "(runners._engine.pool); issue 15 measured vmap over 4 seeds at 0.68-0.96x a loop there")
-PENDING = "not measured yet: runners._bench.hessian (helper hessian-perf) does not provide it"
+PENDING = "not measured: runners._bench.hessian reported no such row"
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 
 
@@ -141,10 +141,6 @@ def run_all(args: argparse.Namespace) -> dict:
     return report
 
 
-def _shown(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3g}"
-
-
 def render_markdown(report: dict) -> str:
     """The README's performance section: the table of a ``bench all --json`` report, with its conditions."""
     m = report["machine"]
@@ -158,7 +154,7 @@ def render_markdown(report: dict) -> str:
     ]
     for row in report["table"]:
         met = {True: "yes", False: "**no**", None: "—"}[row["met"]]
-        value = _shown(row["value"]) if row["value"] is not None else f"— ({row['note']})"
+        value = f"{row['value']:.3g}" if row["value"] is not None else f"— ({row['note']})"
         lines.append(f"| {row['what']} | {value} | {row['anchor']} | {row['target']} | {met} |")
     lines += ["", f"Seeds: {report['notes']['seeds_vmap']}."]
     return "\n".join(lines)
