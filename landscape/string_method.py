@@ -411,7 +411,7 @@ def elastic_string(
 
     total = config.steps if config.steps is not None else config.epochs * len(batches)
     steps_seen, losses_seen = [], []
-    for step, index in zip(track(range(total), desc="string", enabled=progress), _batch_order(len(batches), config.seed)):
+    for step, index in zip(track(range(total), desc="string steps", enabled=progress), _batch_order(len(batches), config.seed)):
         x, y = (t.to(device) for t in batches[index])
         losses = _step(interior, a, b, x, y, gradients=gradients, optimiser=optimiser, spring=spring, config=config)
         if step % config.record_every == 0 or step == total - 1:

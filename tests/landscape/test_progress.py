@@ -13,7 +13,7 @@ import torch
 from landscape import Progress, StringConfig, elastic_string, loss_surface, track
 from landscape._progress import DEFAULT_INTERVAL, INTERVAL_VARIABLE, progress_interval
 
-LINE = re.compile(r"^(?P<desc>[\w-]+): (?P<n>\d+)/(?P<total>\d+) \((?P<pct>\d+)%\), \d+ s elapsed(, ~\d+ s left)?( \[.*\])?$")
+LINE = re.compile(r"^(?P<desc>[\w -]+): (?P<n>\d+)/(?P<total>\d+) \((?P<pct>\d+)%\), \d+ s elapsed(, ~\d+ s left)?( \[.*\])?$")
 
 
 class _Terminal(io.StringIO):
@@ -67,6 +67,6 @@ def test_string_and_surface_report_their_steps(monkeypatch):
     loss_surface(model, torch.nn.MSELoss(), batches, dims=2, grid_points=2, progress=True)
     assert list(track([1, 2], desc="points")) == [1, 2]
     descs = [(m["desc"], m["n"], m["total"]) for m in map(LINE.match, sys.stderr.getvalue().splitlines())]
-    assert descs == [("string", "1", "3"), ("string", "2", "3"), ("string", "3", "3"),
+    assert descs == [("string steps", "1", "3"), ("string steps", "2", "3"), ("string steps", "3", "3"),
                      ("surface", "1", "4"), ("surface", "2", "4"), ("surface", "3", "4"), ("surface", "4", "4"),
                      ("points", "1", "2"), ("points", "2", "2")]
