@@ -146,7 +146,7 @@ def model_from_args(args: argparse.Namespace) -> nn.Module | None:
         try:
             return embeddings.build_model(args.arch, **model_kwargs(args))
         except (ValueError, RuntimeError) as err:
-            raise fail(f"--model {args.arch}: {str(err).splitlines()[0]}") from None
+            raise model_failure(args.arch, err) from None
 
 
 def seeds_arg(text: str) -> int | tuple[int, ...]:
@@ -214,3 +214,13 @@ def progress_disabled(quiet: bool) -> bool:
 def fail(message: str) -> SystemExit:
     """The one-line error of a CLI: ``raise fail("...")`` prints ``error: ...`` and exits with status 1."""
     return SystemExit(f"error: {message}")
+
+
+def model_failure(arch: str, err: Exception) -> SystemExit:
+    """The one line of every CLI whose ``--model`` cannot be built: ``raise model_failure(arch, err) from None``.
+
+    Example:
+        >>> model_failure("resnet", ValueError("unknown architecture 'resnet'"))
+        SystemExit("error: --model resnet: unknown architecture 'resnet'")
+    """
+    return fail(f"--model {arch}: {str(err).splitlines()[0]}")

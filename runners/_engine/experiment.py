@@ -32,7 +32,7 @@ from runners._engine.losses import resolve_loss
 from runners._engine.loop import TrainConfig
 from runners._engine.sources import is_user_source
 from runners._engine.specs import RunContext
-from runners.cli import fail, model_kwargs, progress_disabled, resolve_device
+from runners.cli import fail, model_failure, model_kwargs, progress_disabled, resolve_device
 
 __all__ = ["EXECUTION_ONLY", "experiment_config", "context_from_args", "preflight", "open_experiment"]
 
@@ -95,8 +95,8 @@ def preflight(context: RunContext, init: str | None = None, *, embeds: Literal["
                    f"{','.join(map(str, data.input_shape))}; drop the flag or choose the data set it fits")
     try:
         cnn = fresh_cnn(context, data.input_shape, data.num_classes)
-    except ValueError as err:  # unknown name, import path or arguments: build_model's message says it all
-        raise fail(str(err).splitlines()[0]) from None
+    except ValueError as err:  # unknown name, import path or arguments
+        raise model_failure(context.arch, err) from None
     except RuntimeError as err:  # torch refusing the shapes while the model sizes its classifier
         raise fail(
             f"--model {context.arch} with {context.arch_kwargs} cannot take {data.name} inputs of shape "

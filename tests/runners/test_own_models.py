@@ -117,6 +117,24 @@ def test_bad_model_flags_are_one_line(state_dicts, tmp_path, capsys, flags, mess
     assert not (tmp_path / "x.h5").exists()
 
 
+@pytest.mark.parametrize("tool", ["train", "relax", "interpolate", "sharpness"])  # expandnets: a choice of its two nets
+def test_every_cli_says_the_same_line_for_a_bad_model(state_dicts, tmp_path, tool):
+    """One ``--model X: <why>`` line, whichever command builds the model."""
+    from runners import relax, train
+
+    bad = ["--model", "no_such_pkg_xyz.models:net"]
+    out = ["--out", str(tmp_path / "r")]
+    argv = {"train": [*bad, *FAKE, *out], "relax": [*bad, *FAKE, *out],
+            "interpolate": ["--ckpt-a", str(state_dicts[0]), "--ckpt-b", str(state_dicts[1]), *bad, *FAKE, *out],
+            "sharpness": ["--ckpt", str(state_dicts[0]), *bad, *FAKE, *out]}[tool]
+    main = {"train": train.main, "relax": relax.main, "interpolate": interpolate_main, "sharpness": sharpness_main}[tool]
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    text = str(info.value.code)
+    assert text.startswith("error: --model no_such_pkg_xyz.models:net: cannot import module 'no_such_pkg_xyz.models' of ") and "\n" not in text
+    assert not (tmp_path / "r").exists()
+
+
 def test_npz_data_gives_the_input_shape_no_flag_needed(state_dicts, npz_data, tmp_path):
     resnet = RESNET[:4]  # no --input-shape: the arrays have one
     assert interpolate_main(["--ckpt-a", str(state_dicts[0]), "--ckpt-b", str(state_dicts[0]), *resnet, "--data", f"npz:{npz_data[0]}",

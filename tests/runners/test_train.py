@@ -47,8 +47,8 @@ def test_train_from_scratch_in_other_spaces(tmp_path, space):
     (["--space", "fcn", "--init", "x.pt"], r"error: --space fcn is a fresh random FCN; it cannot start from --init"),
     (["--init", "missing.pt"], r"error: checkpoint missing.pt does not exist"),
     (["--batch-size", "0"], r"error: batch_size must be a positive integer, got 0 \(check the --batch-size flag\)"),
-    (["--arch-kwargs", '{"channels": "wide"}'], r"error: architecture 'vanilla1d' does not accept arguments"),
-    (["--arch", "resnet"], r"error: unknown architecture 'resnet'; expected one of"),
+    (["--arch-kwargs", '{"channels": "wide"}'], r"error: --model vanilla1d: architecture 'vanilla1d' does not accept arguments"),
+    (["--arch", "resnet"], r"error: --model resnet: unknown architecture 'resnet'; expected one of"),
     (["--data", "digits"], r"error: --model vanilla2d with \{'channels': 2\} cannot take digits inputs of shape \(1, 8, 8\)"),
 ])
 def test_bad_input_one_line_and_nothing_written(tmp_path, extra, message):
