@@ -5,12 +5,13 @@
 whatever the batching.
 Gradients go through ``torch.func`` on a ``functional_call`` of the model. A Hessian-vector product
 :math:`Hv = \\nabla_\\theta (\\nabla \\ell_b(\\theta)^\\top v)` needs the forward pass and the backward
-graph of :math:`\\nabla \\ell_b`, neither of which depends on :math:`v`: they are built once per batch
-(``torch.autograd.grad(..., create_graph=True)``, PyHessian's retained graph) and kept while they fit
-in ``cache_bytes``, so each product is one backward pass through that graph (about 1.8x a gradient
-instead of the 3-3.5x of recomputing them; measured by ``python -m runners.bench hessian``). Batches
-beyond the budget are recomputed on every product, forward-over-reverse (``jvp(grad(L))``), which keeps
-no graph at all. A block of vectors shares one graph per batch even when that batch is not cached.
+graph of :math:`\\nabla \\ell_b`, neither of which depends on :math:`v`: they are built once
+(``torch.autograd.grad(..., create_graph=True)``, PyHessian's retained graph), as one graph of the
+weighted loss of every batch that fits ``cache_bytes`` (one gradient vector however many batches), so
+each product is one backward pass through it (about 1.5-1.9x a gradient instead of the 2.9-3.6x of
+recomputing them; ``python -m runners.bench hessian``). Batches beyond the budget are recomputed on
+every product, forward-over-reverse (``jvp(grad(L))``), which keeps no graph at all; a block of vectors
+shares one graph per such batch, built for the block.
 Under ``torch.distributed`` each rank keeps its :func:`~landscape.distributed.shard` of the batches and
 the weighted sums are all-reduced, so every rank holds the exact full-data value.
 """
@@ -31,10 +32,10 @@ from landscape.evaluation import Evaluation, _local_sums, _reduce_evaluation
 
 DEFAULT_CACHE_BYTES = 2**30
 """Graph bytes an :class:`Objective` keeps for its products by default, a fixed amount so that memory use
-does not depend on what else the machine is doing. A batch's graph holds its gradient (one vector of the
-parameters' size) and its activations: 1 GiB holds the graphs of 5000 MNIST-1D examples in batches of
-100 for the 64-channel CNN (3.7 MB a batch) as for its eFCN (19 MB a batch), and two batches of the
-126.8M-parameter AlexNet eFCN (0.47 GiB each)."""
+does not depend on what else the machine is doing. The cached graph holds one gradient (a vector of the
+parameters' size) and the activations of its batches: 1 GiB holds about 28,000 MNIST-1D examples for the
+64-channel CNN (3.6 MB per 100) and 40,000 for its eFCN (2.6 MB per 100, plus its 17 MB gradient); for the
+126.8M-parameter AlexNet eFCN, its 0.47 GiB gradient and a few small batches."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ class Objective:
         (total,) = reduce_floats(sum(len(x) for x, _ in self.batches), device=device)
         self.weights = [len(x) / total for x, _ in self.batches]
         self.cache_bytes = cache_bytes
-        self._graphs: list[_Graph | None] | None = None  # built by the first product
+        self._graphs: list[_Graph] | None = None  # built by the first product
+        self._cached: list[int] = []  # indices of the batches in the cached graph
 
     def _batch_loss(self, moving: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.loss_fn(functional_call(self.model, {**self.fixed, **moving}, (x,)), y)
@@ -124,11 +126,16 @@ class Objective:
             return jvp(lambda m, t: grad(self._batch_loss)(m, x, t), (self.point, y), (tangent, torch.zeros_like(y)))[1]
         return jvp(lambda m: grad(self._batch_loss)(m, x, y), (self.point,), (tangent,))[1]
 
-    def _graph(self, x: torch.Tensor, y: torch.Tensor) -> _Graph:
-        """The batch's gradient with ``create_graph``; its size counts the gradient and what autograd saves
-        beyond the parameters and the data."""
+    def _graph(self, indices: list[int]) -> _Graph:
+        """The gradient of :math:`\\sum_{b} w_b \\ell_b` over the batches ``indices`` with ``create_graph``.
+
+        One graph for all of them: its gradient is one vector whatever the number of batches, and a
+        product is one backward pass. Its size counts that gradient and what autograd saves beyond the
+        parameters and the data.
+        """
         leaves = {name: p.detach().requires_grad_() for name, p in self.point.items()}
-        shared = {t.untyped_storage().data_ptr() for t in (*leaves.values(), *self.fixed.values(), x, y)}
+        data = [t for i in indices for t in self.batches[i]]
+        shared = {t.untyped_storage().data_ptr() for t in (*leaves.values(), *self.fixed.values(), *data)}
         saved: dict[int, int] = {}
 
         def pack(t: torch.Tensor) -> torch.Tensor:
@@ -138,33 +145,48 @@ class Objective:
             return t
 
         with full_float32(), torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            loss = self._batch_loss(leaves, x, y)
+            loss = sum(self.weights[i] * self._batch_loss(leaves, *self.batches[i]) for i in indices)
             grads = torch.autograd.grad(loss, tuple(leaves.values()), create_graph=True, allow_unused=True, materialize_grads=True)
-        for g in grads:  # the gradient itself is kept too: one vector of the parameters' size per batch
+        for g in grads:  # the gradient itself is kept too
             pack(g)
         return _Graph(tuple(leaves.values()), grads, sum(saved.values()))
 
-    def graphs(self) -> list[_Graph | None]:
-        """Each batch's cached graph, ``None`` for batches past ``cache_bytes`` (built on the first call).
+    def graphs(self) -> list[_Graph]:
+        """The cached graph (none, or one over the :attr:`cached_batches`), built on the first call.
 
-        Batches are cached in order until the next graph would overflow the budget; that one and every
-        later batch are recomputed at each product, so at most one graph is built in vain.
+        The first batch's graph measures a gradient's bytes and the activations per example; the batches
+        that fit ``cache_bytes`` at that rate, in order, then share one graph (the first batch's own when
+        no other fits). The rest are recomputed at each product.
         """
         if self._graphs is None:
-            self._graphs, used = [], 0
-            for x, y in self.batches:
-                graph = self._graph(x, y) if used is not None and self.cache_bytes > 0 else None
-                if graph is not None and used + graph.nbytes > self.cache_bytes:
-                    graph, used = None, None
-                if graph is not None:
-                    used += graph.nbytes
-                self._graphs.append(graph)
+            self._graphs, self._cached = [], []
+            if self.cache_bytes > 0:
+                first = self._graph([0])
+                gradient = sum(g.untyped_storage().nbytes() for g in first.grads)
+                per_example = max(first.nbytes - gradient, 0) / len(self.batches[0][0])
+                used = gradient
+                for i, (x, _) in enumerate(self.batches):
+                    used += per_example * len(x)
+                    if used > self.cache_bytes:
+                        break
+                    self._cached.append(i)
+                if len(self._cached) == 1:
+                    self._graphs = [first]
+                elif self._cached:
+                    del first  # rebuilt with the others: the first batch's gradient alone is not kept
+                    self._graphs = [self._graph(self._cached)]
         return self._graphs
 
     @property
+    def cached_batches(self) -> list[int]:
+        """Indices of the batches whose graph is cached (builds it)."""
+        self.graphs()
+        return list(self._cached)
+
+    @property
     def cached_bytes(self) -> int:
-        """Bytes held by the cached graphs (0 before the first product)."""
-        return sum(graph.nbytes for graph in self._graphs or () if graph is not None)
+        """Bytes held by the cached graph (0 before the first product)."""
+        return sum(graph.nbytes for graph in self._graphs or ())
 
     def hvp(self, tangent: Params) -> dict[str, torch.Tensor]:
         """:math:`H v` at the model's point for a tangent ``{name: tensor}`` over the moving names."""
@@ -181,19 +203,23 @@ class Objective:
         if out is None:
             out = [{name: torch.zeros_like(p) for name, p in self.point.items()} for _ in rows]
         totals = [[target[name] for name in names] for target in out]
-        for w, (x, y), graph in zip(self.weights, self.batches, self.graphs()):
+        cached = self.graphs()
+        work = [(graph, 1.0, None) for graph in cached]  # a cached graph's loss is already weighted
+        work += [(None, w, i) for i, w in enumerate(self.weights) if i not in self._cached]
+        for graph, w, index in work:
             with full_float32():
                 if graph is None and len(rows) > 1:
-                    graph = self._graph(x, y)  # shared by the block, freed after it
+                    graph, w = self._graph([index]), 1.0  # shared by the block, freed after it
                 for total, row in zip(totals, rows):
                     if graph is None:
-                        product = self._batch_hvp(dict(zip(names, row)), x, y)
+                        product = self._batch_hvp(dict(zip(names, row)), *self.batches[index])
                         product = tuple(product[name] for name in names)
                     else:
                         product = graph.hvp(row)
                     for acc, value in zip(total, product):
                         acc.add_(value, alpha=w)
                     del product
+            graph = None
         for target in out:
             for name, value in all_reduce_sum(target).items():
                 if value is not target[name]:  # summed over ranks into a new tensor

@@ -7,9 +7,9 @@ of an eFCN's local blocks, or the CNN subspace; see :mod:`landscape.subspace`) t
 
     v \\mapsto P^\\top \\Big( \\sum_b \\tfrac{n_b}{N} \\nabla^2 \\ell_b(\\theta) \\Big) P v,
 
-the exact average over every batch. Each batch's gradient graph is built once and kept within
-``cache_bytes`` (:mod:`landscape._objective`), so a product costs one backward pass through it, about
-twice a gradient; batches past the budget are recomputed forward-over-reverse (``jvp(grad(...))``, as
+the exact average over every batch. The gradient graph of the batches is built once and kept within
+``cache_bytes`` (:mod:`landscape._objective`), so a product costs one backward pass through it, 1.5-2x
+a gradient; batches past the budget are recomputed forward-over-reverse (``jvp(grad(...))``, as
 curvlinops does). Both operators here
 satisfy the :class:`~landscape.LinearOperator` protocol (``matvec``, ``matmat``, ``size``/``shape``,
 ``dtype``, ``device``, ``to_scipy``), so the free algorithms of :mod:`landscape.lanczos`,
@@ -60,8 +60,8 @@ class HessianOperator(_Operator):
         batches: re-iterable ``(x, y)`` tensor pairs; the operator averages over all of them.
         subspace: the directions to restrict to (:func:`landscape.parameter_subspace`); default all
             trainable parameters.
-        cache_bytes: memory the per-batch gradient graphs may keep between products (default 1 GiB);
-            batches beyond it are recomputed at every product (about 1.7x slower each), 0 caches none.
+        cache_bytes: memory the gradient graph of the batches may keep between products (default 1 GiB);
+            batches beyond it are recomputed at every product (about twice as slow), 0 caches none.
 
     Example:
         Least squares :math:`L(w) = \\frac{1}{n}\\|Xw - y\\|^2` has :math:`H = \\frac{2}{n} X^\\top X`:

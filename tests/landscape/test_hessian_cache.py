@@ -40,8 +40,8 @@ def test_cached_and_recomputed_products_equal_the_closed_form_hessian_of_a_quadr
     recomputed = HessianOperator(model, loss, data, cache_bytes=0)
     assert torch.allclose(dense_operator(cached), A, atol=1e-12)
     assert torch.allclose(dense_operator(recomputed), A, atol=1e-12)
-    assert all(graph is not None for graph in cached.objective.graphs())
-    assert all(graph is None for graph in recomputed.objective.graphs())
+    assert len(cached.objective.graphs()) == 1 and cached.objective.cached_batches == [0, 1]
+    assert recomputed.objective.graphs() == [] and recomputed.objective.cached_batches == []
 
 
 def test_cached_products_of_a_cnn_match_recomputation_and_the_brute_force_hessian():
@@ -58,14 +58,20 @@ def test_cached_products_of_a_cnn_match_recomputation_and_the_brute_force_hessia
 def test_batches_past_the_budget_are_recomputed_with_the_same_products():
     model, batches = tiny_cnn(4), tiny_data(4, sizes=(6, 6, 6))
     full = HessianOperator(model, nn.CrossEntropyLoss(), batches)
-    sizes = [graph.nbytes for graph in full.objective.graphs()]
-    partial = HessianOperator(model, nn.CrossEntropyLoss(), batches, cache_bytes=sizes[0] + sizes[1] // 2)
-    assert [graph is not None for graph in partial.objective.graphs()] == [True, False, False]
-    assert partial.objective.cached_bytes == sizes[0] <= partial.objective.cache_bytes
+    full.objective.graphs()
+    one = HessianOperator(model, nn.CrossEntropyLoss(), batches[:1])
+    gradient = sum(p.numel() * 8 for p in model.parameters())
+    activations = one.objective.graphs()[0].nbytes - gradient  # of one batch of 6
+    assert full.objective.cached_batches == [0, 1, 2] and full.objective.cached_bytes < gradient + 3 * activations + 1
+    partial = HessianOperator(model, nn.CrossEntropyLoss(), batches, cache_bytes=gradient + 2 * activations + activations // 2)
+    assert len(partial.objective.graphs()) == 1 and partial.objective.cached_batches == [0, 1]
     rows = torch.randn(3, full.size, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     expected = torch.stack([full.matvec(r) for r in rows])
     assert torch.allclose(torch.stack([partial.matvec(r) for r in rows]), expected, atol=1e-12)
     assert torch.allclose(partial.matmat(rows, block=2), expected, atol=1e-12)
+    only_first = HessianOperator(model, nn.CrossEntropyLoss(), batches, cache_bytes=gradient + activations + 1)
+    assert only_first.objective.cached_batches == [0]
+    assert torch.allclose(only_first.matmat(rows, block=3), expected, atol=1e-12)
 
 
 def test_graph_bytes_grow_with_the_batch():
