@@ -8,7 +8,9 @@ embedded; ``fcn``: the eFCN architecture with a standard random init) or from th
 ``--init``, embedded into ``--space``. Outputs in ``--out``: ``results.h5`` (the run's group
 ``/runs/<name>``, a result of its own: other ``--name`` runs may share the file; schema in
 results/README.md), ``checkpoints/<name>/epoch_<k>.pt`` for every ``--save-at`` epoch and
-``checkpoints/<name>/final.pt``.
+``checkpoints/<name>/final.pt``. An eFCN or eLCN whose ``--init`` is ``<--out>/checkpoints/<cnn>/epoch_<k>.pt``
+of a CNN trained in the same ``--out`` is a relaxation switched at t_w = k, like ``runners.relax``'s
+runs: it records ``parent``, ``parent_epoch`` and ``t_w`` and ``runners.figures`` pairs it with its CNN.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+from typing import Any
+
+import h5py
 
 from embeddings import MemoryBudgetError
 from results import CheckpointError, read_attrs
@@ -27,6 +32,7 @@ from runners._engine import (
     open_experiment,
     preflight,
     run_all,
+    snapshot_of,
 )
 from runners.cli import add_common_arguments, fail
 
@@ -43,6 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
                              "several names share one --out without flags")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     return parser
+
+
+def switched_from(args: argparse.Namespace, runs: h5py.Group) -> dict[str, Any]:
+    """``parent`` and ``parent_epoch`` of an eFCN/eLCN whose ``--init`` is a snapshot of a done CNN run of this ``--out``, else ``{}``.
+
+    Such a run is a relaxation switched at t_w = the snapshot's epoch, as ``runners.relax`` makes them:
+    recording t_w is what lets ``runners.figures`` pair it with its CNN (Fig. 3, Fig. 4, the poster).
+    Only a done CNN counts: the figures leave out unfinished runs, and the pool waits for a parent to end.
+    """
+    found = snapshot_of(args.out, args.init) if args.init and args.space in ("efcn", "elcn") else None
+    parent = runs.get(found[0]) if found else None
+    if parent is None or parent.attrs.get("space") != "cnn" or parent.attrs.get("status") != "done":
+        return {}
+    return {"parent": found[0], "parent_epoch": found[1]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,8 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     path = os.path.join(args.out, "results.h5")
     # Stored relative to the result file's folder (--out), like every path in the file.
     init = {"init": os.path.relpath(os.path.abspath(args.init), os.path.abspath(args.out))} if args.init else {}
-    spec = RunSpec(name, args.space, args.epochs, init=args.init or "", snapshots=args.save_at, attrs=init)
     with open_experiment(args, tool="runners.train", path=path, name=f"runs/{name}", runs=[name], argv=argv) as result:
+        parent = switched_from(args, result.group.parent)
+        t_w = {"t_w": parent["parent_epoch"]} if parent else {}
+        spec = RunSpec(name, args.space, args.epochs, init=args.init or "", snapshots=args.save_at, attrs={**init, **t_w}, **parent)
         try:
             run_all([spec], context, result.group.parent)
         except (ValueError, FileNotFoundError, CheckpointError, MemoryBudgetError) as err:

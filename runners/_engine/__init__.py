@@ -34,7 +34,7 @@ from runners._engine.expandnets import (
 from runners._engine.experiment import EXECUTION_ONLY, context_from_args, experiment_config, open_experiment, preflight
 from runners._engine.flags import add_training_arguments, byte_size, int_list, json_dict, shard_arg
 from runners._engine.launch import launched
-from runners._engine.layout import checkpoint_path, final_path, remove_run_files, snapshot_path, state_path
+from runners._engine.layout import checkpoint_path, final_path, remove_run_files, snapshot_of, snapshot_path, state_path
 from runners._engine.loop import (
     HISTORY_COLUMNS,
     EpochRecord,
@@ -58,7 +58,7 @@ __all__ = [
     "TrainConfig", "EpochRecord", "TrainResult", "HISTORY_COLUMNS", "train", "on_device", "peak_memory_bytes", "reset_peak_memory",
     # runs: specification, execution, file layout
     "RunSpec", "RunContext", "Outcome", "execute", "fresh_cnn",
-    "checkpoint_path", "snapshot_path", "final_path", "state_path", "remove_run_files",
+    "checkpoint_path", "snapshot_path", "snapshot_of", "final_path", "state_path", "remove_run_files",
     # the relax protocol and job arrays
     "SPACES", "protocol", "default_switch_times", "seeded", "seeded_name", "shard_runs", "shard_folder",
     # the CNN references of relaxed runs (final, matched, near-zero training loss)

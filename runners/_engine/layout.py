@@ -23,13 +23,14 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
 from results import ResultError, check_result_name
 
-__all__ = ["checkpoint_path", "snapshot_path", "final_path", "state_path", "remove_run_files", "holds_run_files",
+__all__ = ["checkpoint_path", "snapshot_path", "snapshot_of", "final_path", "state_path", "remove_run_files", "holds_run_files",
            "inside", "check_run_name", "set_aside", "restore_set_aside", "drop_set_aside", "set_aside_folder",
            "run_files_bytes"]
 
@@ -78,6 +79,20 @@ def snapshot_path(out: str | os.PathLike, run: str, epoch: int) -> Path:
 def final_path(out: str | os.PathLike, run: str) -> Path:
     """The checkpoint of ``run`` at the end of its training."""
     return checkpoint_path(out, run, "final")
+
+
+def snapshot_of(out: str | os.PathLike, path: str | os.PathLike) -> tuple[str, int] | None:
+    """(run, epoch) when ``path`` is :func:`snapshot_path` of a run in ``out`` (symbolic links followed), else ``None``.
+
+    Example:
+        >>> snapshot_of("out", "out/checkpoints/cnn/epoch_4.pt"), snapshot_of("out", "elsewhere/epoch_4.pt")
+        (('cnn', 4), None)
+    """
+    resolved = Path(path).resolve()
+    match = re.fullmatch(r"epoch_(\d+)\.pt", resolved.name)
+    if match is None or resolved.parent.parent != (Path(out) / "checkpoints").resolve():
+        return None
+    return resolved.parent.name, int(match[1])
 
 
 def state_path(out: str | os.PathLike, run: str) -> Path:

@@ -35,6 +35,26 @@ def test_train_cnn_then_an_efcn_from_its_snapshot(tmp_path, capsys):
     assert load_checkpoint(efcn_out / attrs["checkpoint"])[0].space == "efcn"
 
 
+def test_an_efcn_made_by_hand_from_a_cnn_snapshot_is_in_the_figures(tmp_path):
+    """train --init <out>/checkpoints/cnn/epoch_1.pt into the CNN's --out records t_w = 1: fig3 and fig4 draw the pair."""
+    from runners._figures import make_figures
+
+    out = tmp_path / "run"
+    assert train_cli.main([*TINY, "--save-at", "1", "--out", str(out)]) == 0
+    assert train_cli.main([*TINY, "--space", "efcn", "--init", str(out / "checkpoints/cnn/epoch_1.pt"), "--name", "by_hand1",
+                           "--out", str(out)]) == 0
+    with h5py.File(out / "results.h5", "r") as store:
+        by_hand = read_attrs(store["runs/by_hand1"])
+        # a snapshot outside the file's folder, or of no run in it, is just a starting checkpoint
+        args = train_cli.build_parser().parse_args(["--space", "efcn", "--out", str(out), "--init", str(tmp_path / "epoch_1.pt")])
+        assert train_cli.switched_from(args, store["runs"]) == {}
+        args.init = str(out / "checkpoints/nocnn/epoch_1.pt")
+        assert train_cli.switched_from(args, store["runs"]) == {}
+    assert (by_hand["parent"], by_hand["parent_epoch"], by_hand["t_w"]) == ("cnn", 1, 1)
+    written, skipped = make_figures(out / "results.h5", tmp_path / "figs", only=["fig3_dynamics", "fig4_delta"])
+    assert set(written) == {"fig3_dynamics", "fig4_delta"}, skipped
+
+
 @pytest.mark.parametrize("space", ["elcn", "fcn"])
 def test_train_from_scratch_in_other_spaces(tmp_path, space):
     assert train_cli.main([*TINY, "--epochs", "1", "--space", space, "--out", str(tmp_path)]) == 0
