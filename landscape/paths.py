@@ -56,6 +56,10 @@ class PathMetrics:
 def barrier_height(alpha: Sequence[float], loss: Sequence[float], loss_a: float, loss_b: float) -> tuple[float, float]:
     """Height and location of :math:`\\max_{\\alpha\\in[0,1]} L(\\alpha) - [(1-\\alpha)L_a + \\alpha L_b]`.
 
+    The excess over the chord, not over :math:`\\max(L_a, L_b)`. With both endpoints sampled it is at
+    least their excess, zero up to rounding: a path that never rises above its chord (the output
+    method's, convex in α) can come out a few ulps below zero, and the value is returned as computed.
+
     Example (a parabola of height 1 over the chord):
         >>> alpha = np.linspace(0, 1, 5)
         >>> barrier_height(alpha, 4 * alpha * (1 - alpha) + 2 * alpha, 0.0, 2.0)

@@ -163,3 +163,15 @@ def test_the_cnn_endpoint_is_embedded_once_and_path_metrics_computed_once(checkp
     with h5py.File(tmp_path / "paths.h5", "r") as store:
         assert {m: store[f"interpolation/cnn__efcn/{m}"].attrs["space_a"] for m in ("linear", "string", "output")} == {
             "linear": "cnn", "string": "cnn", "output": "cnn"}
+
+
+def test_the_table_prints_a_rounding_residue_below_zero_as_zero():
+    """A convex path a few ulps under its chord (the output method's) reads 0.0000 and +0.0000, not -0.0000."""
+    from runners.interpolate import _table
+
+    row = {"space_a": "cnn", "space_b": "efcn", "space_common": "efcn", "train_a_loss": 1.0, "test_a_acc": 0.5,
+           "train_b_loss": 0.5, "test_b_acc": 0.6, "barrier": -3e-9, "barrier_alpha": 1.0, "peak_test_acc": 0.6,
+           "peak_test_alpha": 1.0, "test_acc_gain": -2e-9, "length": 1.5}
+    line = _table("p", {"output": row, "linear": {**row, "barrier": -0.25, "test_acc_gain": -0.1}}).splitlines()
+    assert line[2].split()[1] == "0.0000" and line[2].split()[5] == "+0.0000" and "-0.0000" not in line[2]
+    assert line[3].split()[1] == "-0.2500" and line[3].split()[5] == "-0.1000"  # a real negative keeps its sign
