@@ -42,54 +42,44 @@ epoch's snapshot) is probed once: its row copies the earlier row's numbers.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
-import os
 import sys
-import time
-from dataclasses import dataclass
-from collections.abc import Iterable
 from pathlib import Path
 
 import h5py
-import numpy as np
 import torch
 from torch import nn
 
-from embeddings import MemoryBudgetError, embed_parameters, local_masks, model_space, to_cnn, to_efcn
-from landscape import (
-    HessianOperator,
-    NonFiniteError,
-    ParameterSubspace,
-    Progress,
-    check_finite_model,
-    basin_width,
-    epsilon_sharpness,
-    hutch_plus_plus,
-    hutchinson,
-    lanczos,
-    loss_surface,
-    parameter_subspace,
-    slq,
+from embeddings import model_space
+from landscape import NonFiniteError, Progress, check_finite_model
+from results import CheckpointError, CurveWriter, ResultError, check_result_name, load_checkpoint, open_result, write_attrs
+from runners._engine import (
+    SHARPNESS_COLUMNS,
+    SHARPNESS_EIGS,
+    SharpnessCheckpoint,
+    check_model,
+    copy_row,
+    discover_checkpoints,
+    eigs_dataset,
+    launched,
+    load_data,
+    on_device,
+    peak_memory_bytes,
+    probe_model,
+    probe_subspace,
+    reset_peak_memory,
+    resolve_loss,
+    run_index,
+    weights_digest,
 )
-from results import (CheckpointError, CurveWriter, ResultError, check_result_name, load_checkpoint, open_result, read_attrs, run_key, write_array,
-                     write_attrs)
-from runners._engine import check_model, launched, load_data, on_device, peak_memory_bytes, reset_peak_memory, resolve_loss
 from runners.cli import (
-    add_common_arguments, add_loss_argument, add_model_arguments, add_seeds_argument, expand_seeds, fail, model_from_args, progress_disabled,
+    add_common_arguments, add_loss_argument, add_model_arguments, add_seeds_argument, fail, model_from_args, progress_disabled,
     resolve_device,
 )
 
-MEASURES = (
-    "train_loss", "trace", "trace_se", "basin_width", "basin_width_std", "basin_censored", "basin_rise", "eps_sharpness",
-    "lanczos_iterations", "lanczos_converged",
-)
-EFCN_SUFFIX = "_efcn"  # the columns (and top_eigs dataset) measured in the eFCN's coordinates
-COLUMNS = ("row", "epoch", "t_w", "final", "seed", *MEASURES, *(m + EFCN_SUFFIX for m in MEASURES), "seconds")
 SUBSPACES = ("full", "cnn", "local", "offlocal")
 COORDINATES = ("own", "efcn", "both")
-_DENSE_SPACES = ("efcn", "fcn")  # checkpoints whose own coordinates are the eFCN's
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,98 +128,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _discover(args: argparse.Namespace) -> dict[str, list[Path]]:
-    """Checkpoints by run: a run directory's snapshots in epoch order then ``final.pt``, or ``--ckpt``."""
-    if args.ckpt:
-        missing = [path for path in args.ckpt if not os.path.isfile(path)]
-        if missing:
-            raise fail(f"checkpoint {missing[0]} does not exist")
-        return {args.name or "checkpoints": [Path(path) for path in args.ckpt]}
-    if args.name is not None:
-        raise fail("--name labels a --ckpt list; with --run-dir every run keeps its own name (choose runs with --runs)")
-    args.run_dir = str(_run_folder(Path(args.run_dir)))
-    folder = Path(args.run_dir) / "checkpoints"
-
-    def order(path: Path) -> tuple[int, int]:
-        return (1, 0) if path.stem == "final" else (0, int(path.stem.split("_")[-1]) if path.stem.split("_")[-1].isdigit() else 0)
-
-    runs = {run.name: sorted(run.glob("*.pt"), key=order) for run in sorted(folder.iterdir()) if run.is_dir()}
-    index = run_index(args.run_dir, runs)
-    if args.runs:
-        wanted = [name.strip() for name in args.runs.split(",") if name.strip()]
-        unknown = [name for name in wanted if name not in runs and name not in {p for p, _ in index.values()}]
-        if unknown:
-            raise fail(f"--runs names {unknown} not found in {folder}; available: {', '.join(sorted({p for p, _ in index.values()}))}")
-        runs = {name: paths for name, paths in runs.items() if name in wanted or index[name][0] in wanted}
-    if args.seeds is not None:
-        seeds = expand_seeds(args.seeds, args.seed)
-        runs = {name: paths for name, paths in runs.items() if index[name][1] in seeds}
-        if not runs:
-            found = sorted({seed for _, seed in index.values() if seed is not None})
-            raise fail(f"--seeds {','.join(map(str, seeds))} selects no run in {folder}; its runs have seeds {found or 'unknown'}")
-    lost = _lost_checkpoints(args.run_dir, runs if args.runs or args.seeds is not None else None)
-    if lost:
-        raise fail(f"checkpoints of finished runs are missing: {', '.join(map(str, lost))}; restore them "
-                   "(runners.relax/train --resume retrains a run whose final.pt is gone) or leave those runs out with --runs")
-    runs = {name: paths for name, paths in runs.items() if paths}
-    if not runs:
-        raise fail(f"no .pt checkpoints under {folder}")
-    return runs
-
-
-def _run_folder(given: Path) -> Path:
-    """The folder whose ``checkpoints/`` are probed: ``given``, or the one sub-folder of ``given`` that has them.
-
-    ``runners.reproduce --out DIR`` keeps the protocol's runs in ``DIR/relax`` (and ExpandNets' in
-    ``DIR/expandnets``): given ``DIR``, its ``relax`` folder is taken, and the command says so.
-    """
-    if (given / "checkpoints").is_dir():
-        return given
-    found = sorted(sub for sub in given.iterdir() if (sub / "checkpoints").is_dir()) if given.is_dir() else []
-    chosen = [sub for sub in found if sub.name == "relax"] or found
-    if len(chosen) != 1:
-        within = f"; its sub-folders {', '.join(sub.name for sub in found)} have some: pass one of them" if found else ""
-        raise fail(f"{given} has no checkpoints/ folder{within}; pass the --out folder of runners.relax, runners.train or "
-                   "runners.reproduce, or use --ckpt")
-    print(f"--run-dir {given}: probing the runs of {chosen[0]} (its checkpoints/ and results.h5)")
-    return chosen[0]
-
-
-def _lost_checkpoints(run_dir: str | os.PathLike, names: Iterable[str] | None) -> list[Path]:
-    """The ``final.pt`` files that ``run_dir/results.h5`` records for its done runs (of ``names``; ``None``: all) and that are gone.
-
-    Without this a deleted ``final.pt`` silently drops the run's last row from the probes.
-    """
-    try:
-        with h5py.File(Path(run_dir) / "results.h5", "r") as store:
-            runs = store.get("runs")
-            recorded = {name: group.attrs.get("checkpoint") for name, group in runs.items()
-                        if isinstance(group, h5py.Group) and group.attrs.get("status") == "done"} if isinstance(runs, h5py.Group) else {}
-    except OSError:  # a run dir of checkpoints only: nothing recorded to miss
-        return []
-    wanted = recorded if names is None else {name: recorded[name] for name in names if name in recorded}
-    return [Path(run_dir) / path for _, path in sorted(wanted.items()) if path and not (Path(run_dir) / path).is_file()]
-
-
-def run_index(run_dir: str | os.PathLike, names: Iterable[str]) -> dict[str, tuple[str, int | None]]:
-    """``(protocol_run, seed)`` of every run folder, from the run groups of ``run_dir/results.h5``.
-
-    A run the file does not describe (no file, an older file) is its own protocol run; its seed is the
-    relax result's ``seed`` when the file has one, else ``None``.
-    """
-    described: dict[str, dict] = {}
-    default_seed = None
-    try:
-        with h5py.File(Path(run_dir) / "results.h5", "r") as store:
-            runs = store.get("runs")
-            if isinstance(runs, h5py.Group):
-                default_seed = int(runs.attrs["seed"]) if "seed" in runs.attrs else None
-                described = {name: dict(group.attrs) for name, group in runs.items() if isinstance(group, h5py.Group)}
-    except OSError:  # no results.h5 (a run dir of checkpoints only) or one being written: fall back to names
-        pass
-    return {name: run_key(name, described.get(name, {}), default_seed) for name in names}
-
-
 def _check_args(args: argparse.Namespace) -> None:
     for flag, value, low in (("--k", args.k, 1), ("--trace-probes", args.trace_probes, 3), ("--basin-directions", args.basin_directions, 1),
                              ("--batch-size", args.batch_size, 1), ("--surface-points", args.surface_points, 2),
@@ -252,36 +150,6 @@ def _check_args(args: argparse.Namespace) -> None:
             raise fail(str(err)) from None
 
 
-def _subspace(model: nn.Module, choice: str, path: Path) -> ParameterSubspace | None:
-    """The probed directions of one checkpoint (None: all parameters)."""
-    if choice == "full" or model_space(model) == "cnn":
-        return None
-    if choice == "cnn":
-        cnn = to_cnn(model)
-        return parameter_subspace(model, linear_map=lambda c: embed_parameters(model, c), coordinates=dict(cnn.named_parameters()))
-    masks = local_masks(model)
-    if not masks:
-        raise fail(f"--subspace {choice} needs dense embedded layers (an eFCN or FCN); {path} holds a {model_space(model)}")
-    return parameter_subspace(model, masks=masks if choice == "local" else {name: ~mask for name, mask in masks.items()})
-
-
-@dataclass(frozen=True)
-class _Checkpoint:
-    """One checkpoint to probe, known before any is loaded onto the device."""
-
-    path: Path
-    source: str  # location-independent identity: "<run>/<file>" or the --ckpt argument's file name
-    digest: str  # of the weights: equal digests are probed once
-
-
-def _weights_digest(model: nn.Module) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 def _load(path: Path, device: torch.device | str, args: argparse.Namespace) -> tuple[nn.Module, dict]:
     try:
         # --model builds what a plain state dict is loaded into; our checkpoints rebuild themselves.
@@ -301,16 +169,16 @@ def _prepare(args: argparse.Namespace):
         loss_fn = resolve_loss(args.loss)
     except ValueError as err:
         raise fail(str(err)) from None
-    runs: dict[str, list[_Checkpoint]] = {}
+    runs: dict[str, list[SharpnessCheckpoint]] = {}
     data = None
-    for run, paths in _discover(args).items():
+    for run, paths in discover_checkpoints(args).items():
         runs[run] = []
         for path in paths:
             model, _ = _load(path, "cpu", args)
             if model.input_shape is None and args.data == "fake":  # a factory that takes none (torchvision's), no --input-shape
                 raise fail(f"--data fake needs the input shape, which {path} (model {model.arch}) does not record; "
                            "pass --input-shape, e.g. 3,32,32")
-            _subspace(model, args.subspace, path)
+            probe_subspace(model, args.subspace, path)
             try:  # a diverged checkpoint is refused before the result file is touched
                 check_finite_model(model)
             except NonFiniteError as err:
@@ -323,7 +191,7 @@ def _prepare(args: argparse.Namespace):
             except ValueError as err:
                 raise fail(str(err)) from None
             source = path.name if args.ckpt else f"{run}/{path.name}"
-            runs[run].append(_Checkpoint(path, source, _weights_digest(model)))
+            runs[run].append(SharpnessCheckpoint(path, source, weights_digest(model)))
             del model  # one at a time
     return runs, data
 
@@ -344,109 +212,6 @@ def _data(args: argparse.Namespace, input_shape: tuple[int, ...] | None, num_cla
     return data
 
 
-def _measure(args, model: nn.Module, subspace: ParameterSubspace | None, batches) -> tuple[np.ndarray, dict[str, float]]:
-    """Top-k eigenvalues and the :data:`MEASURES` of one model in one set of coordinates."""
-    loss_fn = resolve_loss(args.loss)
-    operator = HessianOperator(model, loss_fn, batches, subspace=subspace)
-    k = min(args.k, operator.size)
-    try:
-        eigen = lanczos(operator, k=k, tol=args.tol, seed=args.seed, max_basis_vectors=args.max_basis_vectors)
-    except MemoryBudgetError as err:
-        raise fail(str(err)) from None
-    if args.trace_method == "hutch++":
-        trace = hutch_plus_plus(operator, num_matvecs=args.trace_probes, seed=args.seed)
-    else:
-        trace = hutchinson(operator, num_matvecs=args.trace_probes, seed=args.seed)
-    basin = basin_width(model, loss_fn, batches, threshold=args.basin_threshold, mode=args.basin_mode,
-                        num_directions=args.basin_directions, max_distance=args.basin_max, subspace=subspace, seed=args.seed)
-    sharp = math.nan
-    if args.epsilon > 0:
-        sharp = epsilon_sharpness(model, loss_fn, batches, epsilon=args.epsilon, subspace=subspace, seed=args.seed).sharpness
-    eigs = np.full(args.k, np.nan)
-    eigs[:k] = eigen.eigenvalues.numpy()
-    return eigs, {
-        "train_loss": basin.base_loss, "trace": trace.estimate, "trace_se": trace.stderr, "basin_width": basin.mean,
-        "basin_width_std": basin.std, "basin_censored": float(basin.censored.float().mean()), "basin_rise": basin.rise,
-        "eps_sharpness": sharp, "lanczos_iterations": eigen.iterations, "lanczos_converged": float(eigen.converged),
-    }
-
-
-def _arrays(args, model: nn.Module, subspace: ParameterSubspace | None, batches, group: h5py.Group, row: int) -> None:
-    """The optional arrays of one row (SLQ density, loss surface), straight into ``group``."""
-    loss_fn = resolve_loss(args.loss)
-    if args.density:
-        operator = HessianOperator(model, loss_fn, batches, subspace=subspace)
-        density = slq(operator, max_iter=min(80, operator.size), seed=args.seed)
-        _write_arrays(group, f"density_{row}", grid=density.grid.numpy(), density=density.density.numpy())
-    if args.surface != "none":
-        surface = loss_surface(model, loss_fn, batches, dims=1 if args.surface == "1d" else 2, grid_points=args.surface_points,
-                               span=args.basin_max, subspace=subspace, seed=args.seed)
-        _write_arrays(group, f"surface_{row}", axis=surface.axes[0].numpy(), loss=surface.loss.numpy(), accuracy=surface.accuracy.numpy())
-
-
-def _probe(args, model: nn.Module, meta: dict, path: Path, subspace: ParameterSubspace | None, batches, group: h5py.Group,
-           row: int) -> dict:
-    """Every probe of one checkpoint, in the coordinates ``--coordinates`` asks for (see the module docstring)."""
-    start = time.perf_counter()
-    space = model_space(model)
-    own_wanted = args.coordinates != "efcn" or space in _DENSE_SPACES
-    efcn_wanted = args.coordinates != "own" or space in _DENSE_SPACES
-    nothing = (np.full(args.k, np.nan), dict.fromkeys(MEASURES, math.nan))
-    own = _measure(args, model, subspace, batches) if own_wanted else nothing
-    if own_wanted:
-        _arrays(args, model, subspace, batches, group, row)
-    if space in _DENSE_SPACES:
-        efcn = own  # already in the eFCN's coordinates
-    elif efcn_wanted:
-        # A checkpoint without a recorded shape (a torchvision factory) is embedded for the data's inputs.
-        embedded = to_efcn(model, tuple(model.input_shape or next(iter(batches))[0].shape[1:]))
-        embedded_subspace = _subspace(embedded, args.subspace, path)
-        efcn = _measure(args, embedded, embedded_subspace, batches)
-        if not own_wanted:
-            _arrays(args, embedded, embedded_subspace, batches, group, row)
-        del embedded  # one model at a time on the device
-    else:
-        efcn = nothing
-    return {
-        "top_eigs": own[0], "top_eigs" + EFCN_SUFFIX: efcn[0],
-        "row": row, "epoch": float(meta.get("epoch", math.nan)), "t_w": float(meta.get("t_w", math.nan)),
-        "final": float(path.stem == "final"), **own[1], **{m + EFCN_SUFFIX: v for m, v in efcn[1].items()},
-        "seconds": time.perf_counter() - start,
-    }
-
-
-def _write_arrays(group: h5py.Group, name: str, **arrays: np.ndarray) -> None:
-    if name in group:  # a row killed half-way through its arrays is recomputed whole
-        del group[name]
-    sub = group.create_group(name)
-    for key, value in arrays.items():
-        write_array(sub, key, value)
-
-
-def _copy_row(group: h5py.Group, earlier: int, row: int, checkpoint: _Checkpoint, meta: dict) -> dict:
-    """The row of a checkpoint whose weights were probed at row ``earlier`` (of this run's group)."""
-    values = {column: float(group["curve"][column][earlier]) for column in COLUMNS}
-    values |= {"row": row, "epoch": float(meta.get("epoch", math.nan)), "t_w": float(meta.get("t_w", math.nan)),
-               "final": float(checkpoint.path.stem == "final"), "seconds": 0.0}
-    for kind in ("density", "surface"):
-        if f"{kind}_{earlier}" in group:
-            _write_arrays(group, f"{kind}_{row}", **{k: v[()] for k, v in group[f"{kind}_{earlier}"].items()})
-    return {name: group[name][earlier] for name in EIGS} | values
-
-
-EIGS = ("top_eigs", "top_eigs" + EFCN_SUFFIX)  # the (rows, k) datasets of a run's group
-
-
-def _eigs_dataset(group: h5py.Group, name: str, k: int, length: int) -> h5py.Dataset:
-    if name not in group:
-        write_array(group, name, np.zeros((0, k)), maxshape=(None, k))
-    eigs = group[name]
-    if eigs.shape[1] != k:
-        raise fail(f"{group.name} holds top-{eigs.shape[1]} eigenvalues, not --k {k}; use the same --k or --overwrite")
-    eigs.resize((length, k))  # rows beyond the curve were not finished
-    return eigs
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with launched(args):  # under torchrun: data-parallel probes, rank 0 writes --out
@@ -456,15 +221,16 @@ def main(argv: list[str] | None = None) -> int:
             raise fail(str(err)) from None
 
 
-def _probe_checkpoint(args, checkpoint: _Checkpoint, device, batches, group: h5py.Group, row: int, earlier: int) -> dict:
+def _probe_checkpoint(args, checkpoint: SharpnessCheckpoint, device, batches, group: h5py.Group, row: int, earlier: int) -> dict:
     """Load one checkpoint onto the device, probe it (or copy the row of its earlier twin), and let it go."""
     model, meta = _load(checkpoint.path, device, args)
     # Readers pair runs by seed and protocol run (attributes, never names); relax records both in every checkpoint.
     write_attrs(group, {"space": model_space(model), **{key: meta[key] for key in ("seed", "protocol_run", "t_w") if key in meta}})
     if earlier < row:
-        return _copy_row(group, earlier, row, checkpoint, meta)
+        return copy_row(group, earlier, row, checkpoint, meta)
     try:
-        return _probe(args, model, meta, checkpoint.path, _subspace(model, args.subspace, checkpoint.path), batches, group, row)
+        return probe_model(args, model, meta, checkpoint.path, probe_subspace(model, args.subspace, checkpoint.path), batches, group,
+                           row)
     except NonFiniteError as err:  # the rows probed before stay; --resume continues after the cause is removed
         raise fail(f"{checkpoint.path}: {err}") from None
 
@@ -495,8 +261,8 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
             group = result.group.require_group(run)
             write_attrs(group, {"checkpoints": json.dumps([result.relative(c.path) for c in entries]), "subspace": args.subspace,
                                 "coordinates": args.coordinates})
-            curve = CurveWriter(group, "curve", columns=COLUMNS, index="row")
-            eigs = {name: _eigs_dataset(group, name, args.k, len(curve)) for name in EIGS}
+            curve = CurveWriter(group, "curve", columns=SHARPNESS_COLUMNS, index="row")
+            eigs = {name: eigs_dataset(group, name, args.k, len(curve)) for name in SHARPNESS_EIGS}
             bar.update(len(curve))
             first_row_of = {}
             for row, checkpoint in enumerate(entries):

@@ -9,8 +9,10 @@ paper's relax protocol and its split over a job array (:mod:`.protocol`), the CN
 runs are compared with (:mod:`.controls`), the process pool that
 trains dependent runs with one process writing HDF5, and its resume rule (:mod:`.pool`), where runs
 keep checkpoints and states (:mod:`.layout`), opening an experiment's named result through
-``results.open_result`` (:mod:`.experiment`, with the shared training flags in :mod:`.flags`), and
-running probing CLIs under ``torchrun`` (:mod:`.launch`). CLIs import what this ``__init__``
+``results.open_result`` (:mod:`.experiment`, with the shared training flags in :mod:`.flags`),
+``runners.sharpness``' checkpoints to probe (run directories, seeds, weight twins: :mod:`.sharpness_runs`)
+and its probes of one checkpoint (:mod:`.sharpness_probes`), and running probing CLIs under ``torchrun``
+(:mod:`.launch`). CLIs import what this ``__init__``
 re-exports, never its modules.
 """
 
@@ -47,6 +49,15 @@ from runners._engine.loop import (
 )
 from runners._engine.pool import default_threads, run_all
 from runners._engine.protocol import SPACES, default_switch_times, protocol, seeded, seeded_name, shard_folder, shard_runs
+from runners._engine.sharpness_probes import (
+    COLUMNS as SHARPNESS_COLUMNS,
+    EIGS as SHARPNESS_EIGS,
+    copy_row,
+    eigs_dataset,
+    probe_model,
+    probe_subspace,
+)
+from runners._engine.sharpness_runs import SharpnessCheckpoint, discover_checkpoints, run_index, weights_digest
 from runners._engine.specs import Outcome, RunContext, RunSpec
 
 __all__ = [
@@ -71,6 +82,9 @@ __all__ = [
     # experiments: flags, checks, the result file
     "add_training_arguments", "int_list", "json_dict", "byte_size", "shard_arg",
     "EXECUTION_ONLY", "experiment_config", "context_from_args", "preflight", "open_experiment",
+    # sharpness: the checkpoints probed, the probes of one checkpoint
+    "SharpnessCheckpoint", "discover_checkpoints", "run_index", "weights_digest",
+    "SHARPNESS_COLUMNS", "SHARPNESS_EIGS", "probe_subspace", "probe_model", "copy_row", "eigs_dataset",
     # torchrun
     "launched",
 ]

@@ -136,8 +136,8 @@ def test_checkpoints_are_loaded_one_at_a_time_and_twins_probed_once(run_dir, tmp
 
     monkeypatch.setattr(runners.sharpness, "load_checkpoint", tracking_load)
     probes = []
-    real_probe = runners.sharpness._probe
-    monkeypatch.setattr(runners.sharpness, "_probe", lambda *a, **k: probes.append(a[3].name) or real_probe(*a, **k))
+    real_probe = runners.sharpness.probe_model
+    monkeypatch.setattr(runners.sharpness, "probe_model", lambda *a, **k: probes.append(a[3].name) or real_probe(*a, **k))
     out = tmp_path / "twins.h5"
     main(["--run-dir", str(run_dir), "--runs", "cnn", "--out", str(out), *FAST])
     assert len(loaded) == 6 and max(alive_at_load) == 0  # three checks on the CPU, three loads to probe

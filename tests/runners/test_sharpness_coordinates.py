@@ -13,7 +13,8 @@ from torch import nn
 
 from embeddings import build_model, to_efcn, to_elcn
 from results import load_checkpoint, save_checkpoint
-from runners.sharpness import _probe, build_parser, main
+from runners._engine import probe_model
+from runners.sharpness import build_parser, main
 
 FAST = ["--data", "fake", "--n-train", "48", "--batch-size", "32", "--k", "2", "--trace-probes", "6",
         "--basin-directions", "1", "--basin-max", "0.5", "--quiet"]
@@ -49,7 +50,7 @@ def test_a_linear_conv_has_hessian_j_transpose_h_j_and_the_efcn_its_own():
 
     args = build_parser().parse_args(["--ckpt", "unused.pt", "--k", "2", "--tol", "1e-10", "--basin-directions", "1"])
     with h5py.File("unused.h5", "w", driver="core", backing_store=False) as scratch:
-        row = _probe(args, cnn, {}, Path("cnn.pt"), None, [(x, y)], scratch, 0)
+        row = probe_model(args, cnn, {}, Path("cnn.pt"), None, [(x, y)], scratch, 0)
 
     assert row["train_loss"] == pytest.approx(row["train_loss_efcn"], rel=1e-12)  # the same function
     np.testing.assert_allclose(row["top_eigs"], expected_cnn[:2].numpy(), rtol=1e-6)
