@@ -134,3 +134,66 @@ def test_bad_input_gives_a_clear_error(call, message):
     model, batches, _ = bowl()
     with pytest.raises(ValueError, match=message):
         call(model, batches)
+
+
+def _naive_basin_width(model, loss_fn, batches, subspace, *, threshold, num_directions, max_distance, grid_points,
+                       bisection_steps, seed):
+    """basin_width the plain way: every distance lifts t d and adds it to fresh copies (the losses probed, the widths)."""
+    from landscape._objective import Objective
+
+    objective = Objective(model, loss_fn, batches, moving=subspace.moving)
+    base, losses = objective.loss(), []
+
+    def loss_at(ray, t):
+        losses.append(objective.loss(objective.at(subspace.lift(t * ray))))
+        return losses[-1]
+
+    generator = torch.Generator().manual_seed(seed)
+    grid = torch.linspace(0.0, max_distance, grid_points).tolist()
+    widths = torch.full((num_directions, 2), max_distance, dtype=torch.float64)
+    for j in range(num_directions):
+        direction = _filter_normalized_direction(subspace, generator)
+        for side, sign in enumerate((1.0, -1.0)):
+            inside = 0.0
+            for t in grid[1:]:
+                if loss_at(sign * direction, t) - base >= threshold:
+                    outside = t
+                    for _ in range(bisection_steps):
+                        middle = 0.5 * (inside + outside)
+                        inside, outside = (inside, middle) if loss_at(sign * direction, middle) - base >= threshold else (middle, outside)
+                    widths[j, side] = 0.5 * (inside + outside)
+                    break
+                inside = t
+    return widths, losses
+
+
+@pytest.mark.parametrize("restriction", ["all", "masks", "linear_map"])
+def test_basin_width_probes_the_same_losses_as_a_naive_reference(monkeypatch, restriction):
+    """float32, every loss bit for bit: the lifted ray and in-place buffers change nothing but the time."""
+    import landscape.basin
+    from landscape._objective import Objective
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(24, 3))
+    batches = [(torch.randn(16, 1, 8), torch.randint(0, 3, (16,))) for _ in range(2)]
+    subspace = {
+        "all": lambda: parameter_subspace(model),
+        "masks": lambda: parameter_subspace(model, masks={"3.weight": torch.rand(3, 24) > 0.5, "0.weight": torch.rand(4, 1, 3) > 0.3}),
+        # a map that copies coordinates into two parameters (as an embedding does)
+        "linear_map": lambda: parameter_subspace(model, linear_map=lambda c: {"0.weight": c["k"], "3.weight": c["w"].repeat(1, 2)},
+                                                 coordinates={"k": model[0].weight.detach(), "w": model[3].weight.detach()[:, :12]}),
+    }[restriction]()
+    probed = []
+
+    class Recording(Objective):
+        def loss(self, moving=None):
+            probed.append(super().loss(moving))
+            return probed[-1]
+
+    monkeypatch.setattr(landscape.basin, "Objective", Recording)
+    options = dict(threshold=0.02, num_directions=2, max_distance=1.0, grid_points=6, bisection_steps=6, seed=3)
+    result = basin_width(model, nn.CrossEntropyLoss(), batches, subspace=subspace, **options)
+    widths, losses = _naive_basin_width(model, nn.CrossEntropyLoss(), batches, subspace, **options)
+    assert not result.censored.all()  # the rays cross the threshold: bisections ran
+    assert probed[1:] == losses and len(losses) > 20
+    assert torch.equal(result.widths, widths)
