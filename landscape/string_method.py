@@ -26,7 +26,8 @@ the loss gradient loses its component along the tangent :math:`\\tau_i` (bisecti
 neighbouring segments) and the spring acts only along it,
 :math:`k(\\lVert\\theta_{i+1}-\\theta_i\\rVert - \\lVert\\theta_i-\\theta_{i-1}\\rVert)\\,\\tau_i`;
 ``climbing_image=True`` lets the highest point climb along the tangent instead (Henkelman, Uberuaga &
-Jónsson 2000), as AutoNEB (Draxler et al. 2018) does.
+Jónsson 2000), as AutoNEB (Draxler et al. 2018) does. The forces and the spring's proximal step live in
+:mod:`landscape._string_forces`.
 
 All interior points take one step together: their gradients come from :func:`torch.func.vmap` over
 stacked parameters, or from a loop over points. ``batching="auto"`` picks one by a fixed rule on the
@@ -51,12 +52,10 @@ from landscape._progress import track
 from landscape.distributed import all_reduce_sum, is_distributed, rank, world_size
 from landscape._types import Batches, LossFn, Params
 from landscape.evaluation import has_batchnorm, stack_params, unstack_params
+from landscape._string_forces import Spring, apply_spring, descent_directions, spring_proximal
 from landscape._string_step import curvature_step
 
 __all__ = ["StringConfig", "StringResult", "elastic_string"]
-
-Spring = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-"""The implicit spring's proximal operator :math:`S` and its two endpoint weights."""
 
 
 @dataclass(frozen=True)
@@ -138,59 +137,8 @@ class StringResult:
         return int(next(iter(self.points.values())).shape[0])
 
 
-def _per_point(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Broadcast one value per point over a stacked ``(P, *shape)`` tensor."""
-    return values.view(-1, *([1] * (like.dim() - 1)))
-
-
 def _chain(a: Params, interior: Params, b: Params) -> Params:
     return {name: torch.cat([a[name][None], interior[name], b[name][None]]) for name in interior}
-
-
-def _norms(stacked: Params) -> torch.Tensor:
-    """Euclidean norm of every point of a stacked dict, over all its parameters."""
-    return torch.sqrt(sum(t.flatten(1).pow(2).sum(1) for t in stacked.values()))
-
-
-def _explicit_spring(grads: Params, full: Params, stiffness: float) -> Params:
-    """:math:`\\nabla L(\\theta_i) + k (2\\theta_i - \\theta_{i-1} - \\theta_{i+1})`."""
-    return {n: g + stiffness * (2 * full[n][1:-1] - full[n][:-2] - full[n][2:]) for n, g in grads.items()}
-
-
-def _neb_forces(grads: Params, full: Params, losses: torch.Tensor, stiffness: float, climbing: bool) -> Params:
-    """Descent directions of the nudged elastic band (optionally with a climbing image)."""
-    ahead = {n: t[2:] - t[1:-1] for n, t in full.items()}
-    behind = {n: t[1:-1] - t[:-2] for n, t in full.items()}
-    len_ahead, len_behind = _norms(ahead), _norms(behind)
-    # Coinciding neighbours give a zero segment, which then contributes no direction (not a NaN).
-    tiny = torch.finfo(len_ahead.dtype).tiny
-    tangent = {
-        n: ahead[n] / _per_point(len_ahead.clamp_min(tiny), ahead[n]) + behind[n] / _per_point(len_behind.clamp_min(tiny), behind[n])
-        for n in full
-    }
-    scale = _norms(tangent).clamp_min(tiny)
-    tangent = {n: t / _per_point(scale, t) for n, t in tangent.items()}
-    along = sum((grads[n] * tangent[n]).flatten(1).sum(1) for n in grads)
-    spring = stiffness * (len_ahead - len_behind)
-    out = {n: g - _per_point(along, g) * tangent[n] - _per_point(spring, g) * tangent[n] for n, g in grads.items()}
-    if climbing:
-        top = int(losses.argmax())
-        for n, g in grads.items():
-            out[n][top] = g[top] - 2 * along[top] * tangent[n][top]
-    return out
-
-
-def _spring_proximal(config: StringConfig, lr: float, count: int, dtype: torch.dtype, device: torch.device) -> Spring | None:
-    """The implicit spring's :math:`S = (I + c A)^{-1}` and endpoint weights :math:`c S e_1`, :math:`c S e_P`,
-    :math:`c = \\text{lr}\\, k` (float64 solve); ``None`` when the spring is explicit, NEB's or absent (k = 0)."""
-    if not (config.forces == "elastic" and config.spring == "implicit" and config.stiffness > 0):
-        return None
-    step = lr * config.stiffness
-    lap = 2 * torch.eye(count, dtype=torch.float64) - torch.diag(torch.ones(count - 1, dtype=torch.float64), 1)
-    lap = lap - torch.diag(torch.ones(count - 1, dtype=torch.float64), -1)
-    solve = torch.linalg.inv(torch.eye(count, dtype=torch.float64) + step * lap)
-    cast = dict(dtype=dtype, device=device)
-    return solve.to(**cast), (step * solve[:, 0]).to(**cast), (step * solve[:, -1]).to(**cast)
 
 
 def _data_parallel(step_fn: Callable) -> Callable:
@@ -308,37 +256,17 @@ def _batch_order(num_batches: int, seed: int) -> Iterator[int]:
             yield order.pop()
 
 
-def _descent_directions(grads: Params, full: Params, losses: torch.Tensor, config: StringConfig) -> Params:
-    """What the optimiser receives as the points' gradients: NEB forces, the explicit spring's
-    :math:`\\nabla E`, or (implicit spring, applied after the step) the loss gradients alone."""
-    if config.forces == "neb":
-        return _neb_forces(grads, full, losses, config.stiffness, config.climbing_image)
-    if config.spring == "explicit":
-        return _explicit_spring(grads, full, config.stiffness)
-    return grads
-
-
-def _apply_spring(interior: Params, a: Params, b: Params, spring: Spring) -> None:
-    """The implicit spring's proximal step in place: :math:`\\Theta \\leftarrow S \\Theta + c S e_1 \\theta_a + c S e_P \\theta_b`."""
-    solve, weight_a, weight_b = spring
-    with torch.no_grad():
-        for name, leaf in interior.items():
-            shape = (-1,) + (1,) * (leaf.dim() - 1)
-            proximal = torch.tensordot(solve, leaf, dims=1) + weight_a.view(shape) * a[name] + weight_b.view(shape) * b[name]
-            leaf.copy_(proximal)
-
-
 def _step(interior: Params, a: Params, b: Params, x: torch.Tensor, y: torch.Tensor, *, gradients: Callable,
           optimiser: torch.optim.Optimizer, spring: Spring | None, config: StringConfig) -> torch.Tensor:
     """One optimisation step of every interior point on the mini-batch ``(x, y)``, in place; their losses before it."""
     current = {n: t.detach() for n, t in interior.items()}
     grads, losses = gradients(current, x, y)
-    grads = _descent_directions(grads, _chain(a, current, b), losses, config)
+    grads = descent_directions(grads, _chain(a, current, b), losses, config)
     for name, leaf in interior.items():
         leaf.grad = grads[name].detach()
     optimiser.step()
     if spring is not None:
-        _apply_spring(interior, a, b, spring)
+        apply_spring(interior, a, b, spring)
     return losses
 
 
@@ -407,7 +335,7 @@ def elastic_string(
         lr, lambda_max = chosen.lr, chosen.lambda_max
     optimiser = _optimiser(list(interior.values()), config, lr)
     first = next(iter(interior.values()))
-    spring = _spring_proximal(config, lr, len(first), first.dtype, device)
+    spring = spring_proximal(config, lr, len(first), first.dtype, device)
 
     total = config.steps if config.steps is not None else config.epochs * len(batches)
     steps_seen, losses_seen = [], []
