@@ -223,6 +223,15 @@ torch.save({"y": model(x), "arch": model.arch, "shape": list(model.input_shape),
 """
 
 
+def _in_a_fresh_process(tmp_path: Path, checkpoint: Path, x: torch.Tensor) -> dict:
+    """What FRESH_PROCESS reports of ``checkpoint`` loaded by a new Python that imports only what tmp_path and the repo hold."""
+    torch.save(x, tmp_path / "x.pt")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(checkpoint), str(tmp_path / "x.pt"), str(tmp_path / "y.pt")],
+                   check=True, env=env, cwd=tmp_path, timeout=120)
+    return torch.load(tmp_path / "y.pt", weights_only=True)
+
+
 def test_import_path_model_checkpoint_reloads_in_a_fresh_process(tmp_path):
     from results import save_checkpoint
 
@@ -238,11 +247,7 @@ def test_import_path_model_checkpoint_reloads_in_a_fresh_process(tmp_path):
         sys.path.remove(str(tmp_path))
         sys.modules.pop("own_models_for_test", None)
     x = torch.randn(5, 1, 8)
-    torch.save(x, tmp_path / "x.pt")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(tmp_path / "own.pt"), str(tmp_path / "x.pt"), str(tmp_path / "y.pt")],
-                   check=True, env=env, cwd=tmp_path, timeout=120)
-    fresh = torch.load(tmp_path / "y.pt", weights_only=True)
+    fresh = _in_a_fresh_process(tmp_path, tmp_path / "own.pt", x)
     assert fresh["arch"] == "own_models_for_test:net" and fresh["shape"] == [1, 8] and fresh["meta"] == {"epoch": 2}
     torch.testing.assert_close(fresh["y"], model(x), rtol=0, atol=0)
 
@@ -274,11 +279,7 @@ def test_registered_model_checkpoint_reloads_in_a_process_that_never_registered_
         sys.modules.pop("own_registering_for_test", None)
         ARCHITECTURES.pop("own_registered_net_for_test", None)
     x = torch.randn(4, 1, 8)
-    torch.save(x, tmp_path / "x.pt")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(tmp_path / "reg.pt"), str(tmp_path / "x.pt"), str(tmp_path / "y.pt")],
-                   check=True, env=env, cwd=tmp_path, timeout=120)
-    fresh = torch.load(tmp_path / "y.pt", weights_only=True)
+    fresh = _in_a_fresh_process(tmp_path, tmp_path / "reg.pt", x)
     torch.testing.assert_close(fresh["y"], model(x), rtol=0, atol=0)
 
 
