@@ -6,6 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+import landscape._objective
+
 from landscape import HessianOperator
 
 from tests.landscape.test_hessian import brute_force_hessian, dense_operator, least_squares, tiny_cnn, tiny_data
@@ -72,6 +74,18 @@ def test_batches_past_the_budget_are_recomputed_with_the_same_products():
     only_first = HessianOperator(model, nn.CrossEntropyLoss(), batches, cache_bytes=gradient + activations + 1)
     assert only_first.objective.cached_batches == [0]
     assert torch.allclose(only_first.matmat(rows, block=3), expected, atol=1e-12)
+
+
+def test_batches_grouped_into_several_graphs_give_the_same_products(monkeypatch):
+    model, batches = tiny_cnn(6), tiny_data(6, sizes=(5, 5, 5, 5))
+    one_graph = HessianOperator(model, nn.CrossEntropyLoss(), batches)
+    one_graph.objective.graphs()  # built before the patch
+    monkeypatch.setattr(landscape._objective, "_GROUP_BYTES", 1)  # smaller than one batch: a graph per batch
+    per_batch = HessianOperator(model, nn.CrossEntropyLoss(), batches)
+    assert len(one_graph.objective.graphs()) == 1 and len(per_batch.objective.graphs()) == 4
+    assert per_batch.objective.cached_batches == [0, 1, 2, 3]
+    v = torch.randn(per_batch.size, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    assert torch.allclose(per_batch.matvec(v), one_graph.matvec(v), rtol=1e-10, atol=1e-12)
 
 
 def test_graph_bytes_grow_with_the_batch():
