@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-basis-vectors", type=int, default=8, help="stored Lanczos vectors (default 8)")
     parser.add_argument("--max-iter", type=int, default=100, help="most products (default 100)")
     parser.add_argument("--tol", type=float, default=1e-3, help="relative error bound at which Lanczos stops (default 1e-3)")
+    parser.add_argument("--max-bytes", type=float, default=8.0, help="GiB Lanczos's vectors may take (default 8, the issue's bound)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the model, the fake data and the start vector")
 
 
@@ -47,6 +48,7 @@ def measure(
     max_basis_vectors: int = 8,
     max_iter: int = 100,
     tol: float = 1e-3,
+    max_gib: float = 8.0,
     seed: int = 0,
 ) -> dict:
     """Build the eFCN of ``model``, run top-``k`` Lanczos on fake data and report its peak memory and time."""
@@ -68,7 +70,8 @@ def measure(
     operator = HessianOperator(efcn, nn.CrossEntropyLoss(), data)
     reset_peak_memory(_CPU)
     start = time.perf_counter()
-    result = lanczos(operator, k=k, tol=tol, max_iter=max_iter, max_basis_vectors=max_basis_vectors, seed=seed)
+    result = lanczos(operator, k=k, tol=tol, max_iter=max_iter, max_basis_vectors=max_basis_vectors, seed=seed,
+                     max_bytes=int(max_gib * 2**30))
     seconds = time.perf_counter() - start
     return {
         "model": model,
@@ -90,4 +93,5 @@ def measure(
 def run(args: argparse.Namespace) -> dict:
     shape = tuple(int(part) for part in str(args.input_shape).split(","))
     return measure(model=args.model, input_shape=shape, batches=args.batches, batch_size=args.batch_size, k=args.k,
-                   max_basis_vectors=args.max_basis_vectors, max_iter=args.max_iter, tol=args.tol, seed=args.seed)
+                   max_basis_vectors=args.max_basis_vectors, max_iter=args.max_iter, tol=args.tol, max_gib=args.max_bytes,
+                   seed=args.seed)
