@@ -1,7 +1,8 @@
 """Figures: everything drawn or reported from result files, and nothing else.
 
 This subpackage owns the HDF5 readers (:mod:`.readers`: every read of a result file and every derived
-quantity, such as :func:`gain_vs_final_cnn`, defined once; :mod:`.seed_readers`: runs grouped by their
+quantity, such as :func:`gain_vs_final_cnn`, defined once, those of ``runners.interpolate`` and ``runners.sharpness``
+in :mod:`.landscape_readers`; :mod:`.seed_readers`: runs grouped by their
 ``protocol_run`` and ``seed`` attributes, every plotted point a mean with its 95% CI from ``results.summarize``;
 :mod:`.bands`: how such a point is drawn, band or error bars, seeds as dots), the paper's Figs. 1-5 and poster panels
 (:mod:`.paper`), the landscape figures (:mod:`.landscape`: Fig. 6, sharpness, gain against λ₁ at t_w, basin width, and

@@ -33,8 +33,9 @@ from dataclasses import replace
 import h5py
 import numpy as np
 
-from runners._figures.readers import (INTERPOLATE, RELAX, SHARPNESS, InterpolationPath, MissingData, Probed, figure_coordinates,
-                                      final_cnn_acc, gain_vs_sharpness, interpolation_paths, provenance, sharpness_runs)
+from runners._figures.landscape_readers import (InterpolationPath, Probed, figure_coordinates, gain_vs_sharpness, interpolation_paths,
+                                                sharpness_runs)
+from runners._figures.readers import INTERPOLATE, RELAX, SHARPNESS, MissingData, final_cnn_acc, provenance
 from runners._figures.seed_readers import (hierarchical_vs_single, protocol_attrs, run_metric, seed_runs, switch_gain_stats,
                                            switch_protocols)
 from runners._figures.verdicts import Claim, Part, Region, claim, correlation_part, mean_part, measured, paired_part

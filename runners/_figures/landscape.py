@@ -10,7 +10,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from runners._figures.bands import draw_band, draw_errorbars, n_seeds_note, outside_legend
-from runners._figures.readers import SHARPNESS, MissingData, open_results, figure_coordinates, gain_vs_sharpness, sharpness_runs
+from runners._figures.landscape_readers import figure_coordinates, gain_vs_sharpness, sharpness_runs
+from runners._figures.readers import SHARPNESS, MissingData, open_results
 from runners._figures.seed_readers import interpolation_stats, probe_stats, seed_stats, switch_gain_stats
 from runners._figures.style import save_figure, set_style
 

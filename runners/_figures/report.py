@@ -18,9 +18,9 @@ import numpy as np
 
 from results import summarize
 from runners._figures.claims import check_claims, claims_markdown
+from runners._figures.landscape_readers import interpolation_peaks, sharpness_runs
 from runners._figures.readers import (MissingData, open_results, best_test_acc, expandnets_runs, final_cnn_acc, gain_vs_final_cnn,
-                                      gain_vs_matched_cnn, history, interpolation_peaks, loss_at_embedding, provenance, runs, sharpness_runs,
-                                      excluded_runs)
+                                      gain_vs_matched_cnn, history, loss_at_embedding, provenance, runs, excluded_runs)
 from runners._figures.seed_readers import hierarchical_vs_single, protocol_attrs, seed_runs, switch_protocols
 
 

@@ -19,9 +19,10 @@ import h5py
 import numpy as np
 
 from results import Summary, paired, read_attrs, read_curve, run_key, summarize
-from runners._figures.readers import (INTERPOLATE, INTERPOLATION_METHODS, RELAX, InterpolationPath, MissingData,
-                                      ReferenceLine, SHARPNESS, Coordinates, final_cnn_acc, gain_vs_final_cnn, gain_vs_matched_cnn,
-                                      interpolation_paths, provenance, reference_lines, runs, sharpness_runs)
+from runners._figures.landscape_readers import (InterpolationPath, ReferenceLine, Coordinates, interpolation_paths, reference_lines,
+                                                sharpness_runs)
+from runners._figures.readers import (INTERPOLATE, INTERPOLATION_METHODS, RELAX, MissingData, SHARPNESS, final_cnn_acc, gain_vs_final_cnn,
+                                      gain_vs_matched_cnn, provenance, runs)
 
 SeedRuns = dict[str, dict[int, str]]
 
@@ -184,8 +185,8 @@ def probe_stats(store: h5py.File, protocol: str, measure: str, coordinates: Coor
 
     Args:
         protocol: the probed run's ``protocol_run`` attribute (groups without one: their name).
-        measure: ``"top_eig"`` (λ₁) or a curve column of :class:`~runners._figures.readers.Probed` (``trace``, ...).
-        coordinates: ``"own"`` or ``"efcn"`` (see :func:`runners._figures.readers.figure_coordinates`).
+        measure: ``"top_eig"`` (λ₁) or a curve column of :class:`~runners._figures.landscape_readers.Probed` (``trace``, ...).
+        coordinates: ``"own"`` or ``"efcn"`` (see :func:`runners._figures.landscape_readers.figure_coordinates`).
     """
     default_seed = int(provenance(store)[1].get("seed", 0))
     found = {int(run.attrs.get("seed", default_seed)): run for name, run in sharpness_runs(store).items()
@@ -277,7 +278,7 @@ class PathStats:
 
 def seed_reference_lines(store: h5py.File, path: InterpolationPath) -> list[ReferenceLine]:
     """Fig. 6's lines: the final CNN's (at ``--epochs``) and the FCN's train loss and test accuracy, means over
-    seeds, when the file holds relax runs; else the path's own endpoints (:func:`runners._figures.readers.reference_lines`)."""
+    seeds, when the file holds relax runs; else the path's own endpoints (:func:`runners._figures.landscape_readers.reference_lines`)."""
     grouped = seed_runs(store) if "runs" in store else {}
     if not any(name in grouped for name in ("cnn", "fcn")):
         return reference_lines(store, path)

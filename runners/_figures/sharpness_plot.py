@@ -16,7 +16,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from runners._figures.landscape import RELAX_GAIN_LABEL
-from runners._figures.readers import MissingData, RelaxGains, open_results, figure_coordinates, relax_gains, sharpness_runs
+from runners._figures.landscape_readers import figure_coordinates, sharpness_runs
+from runners._figures.readers import MissingData, RelaxGains, open_results, relax_gains
 from runners._figures.style import save_figure, set_style
 
 

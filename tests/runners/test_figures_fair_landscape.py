@@ -10,7 +10,7 @@ import pytest
 from results import CurveWriter, open_store, write_attrs
 from runners._figures import FIGURES, make_figures
 from runners._figures.landscape import basin_widths
-from runners._figures.readers import gain_vs_sharpness, sharpness_runs
+from runners._figures.landscape_readers import gain_vs_sharpness, sharpness_runs
 
 MEASURES = ("basin_width", "basin_width_std", "basin_censored")
 
