@@ -20,14 +20,14 @@ from embeddings import build_model, default_max_bytes, estimate_memory, to_efcn
 from landscape import HessianOperator, lanczos
 from landscape._basis import WORK_VECTORS
 from runners._engine import peak_memory_bytes, reset_peak_memory
-from runners.cli import fail
+from runners.cli import fail, shape_arg
 
 _CPU = torch.device("cpu")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="alexnet", help="registry name or import path of the CNN to embed (default alexnet)")
-    parser.add_argument("--input-shape", default="3,32,32", help="input shape without the batch (default 3,32,32)")
+    parser.add_argument("--input-shape", type=shape_arg, default=(3, 32, 32), help="input shape without the batch (default 3,32,32)")
     parser.add_argument("--batches", type=int, default=2, help="fake batches in the loss (default 2)")
     parser.add_argument("--batch-size", type=int, default=4, help="examples per fake batch (default 4)")
     parser.add_argument("--k", type=int, default=5, help="top-k eigenvalues (default 5)")
@@ -91,7 +91,6 @@ def measure(
 
 
 def run(args: argparse.Namespace) -> dict:
-    shape = tuple(int(part) for part in str(args.input_shape).split(","))
-    return measure(model=args.model, input_shape=shape, batches=args.batches, batch_size=args.batch_size, k=args.k,
+    return measure(model=args.model, input_shape=args.input_shape, batches=args.batches, batch_size=args.batch_size, k=args.k,
                    max_basis_vectors=args.max_basis_vectors, max_iter=args.max_iter, tol=args.tol, max_gib=args.max_bytes,
                    seed=args.seed)
