@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._blocks import dense_local_mask, local_from_legacy
+from ._local_matmul import LocalMatmul
+from ._local_ops import ToChannelsFirst
 from .geometry import ConvGeometry
 
 __all__ = ["EmbeddedDense", "LocallyConnected1d", "LocallyConnected2d"]
@@ -46,30 +48,19 @@ def _check_shapes(cls: type, weight_shape: tuple[int, ...], bias_shape: tuple[in
         )
 
 
-# Patch matrices are gathered in chunks of output rows of at most this many bytes: glibc serves larger
-# buffers from fresh mmaps at every call, and their page faults cost as much as the copy itself
-# (vanilla2d at batch 100: one 41 MB patch matrix, 2.5-2.8x the CNN's step; chunks of 16 MiB, 2.0-2.3x).
-_PATCH_CHUNK_BYTES = 16 << 20
+# Patch matrices are built in chunks of output rows of at most this many bytes, one chunk at a time in
+# one reused buffer: glibc serves large buffers as fresh pages whose faults cost as much as the copy
+# itself (vanilla2d at batch 100: the whole 41 MB patch matrix of layer 2 at once, 2.5-2.8x the CNN's
+# step; 16 MiB chunks, 1.8-2.1x; 1-4 MiB chunks, 1.7-1.8x, 1 thread).
+_PATCH_CHUNK_BYTES = 4 << 20
 
 
-def _row_chunks(geometry: ConvGeometry, row_bytes_per_position: int) -> list[range]:
+def _row_chunks(geometry: ConvGeometry, row_bytes_per_position: int) -> tuple[range, ...]:
     """Output rows (first spatial axis) split so that each chunk's patch matrix stays under the bound."""
     rows = geometry.out_size[0]
     row_bytes = row_bytes_per_position * (geometry.out_positions // rows)
     step = max(1, _PATCH_CHUNK_BYTES // max(1, row_bytes))
-    return [range(start, min(start + step, rows)) for start in range(0, rows, step)]
-
-
-def _patches(x: torch.Tensor, geometry: ConvGeometry) -> torch.Tensor:
-    """Patches ``(P * G, N, k * C_in/G)`` of a padded channels-last input ``(N, *size, C_in)``, in one copy."""
-    g, dims, batch = geometry, geometry.dims, x.shape[0]
-    for axis, (size, stride, dilation) in enumerate(zip(g.kernel_size, g.stride, g.dilation), start=1):
-        x = x.unfold(axis, (size - 1) * dilation + 1, stride)
-        if dilation > 1:
-            x = x[..., ::dilation]
-    x = x.unflatten(1 + dims, (g.groups, g.in_per_group))  # (N, *out, G, C_in/G, *k), a view
-    order = (*range(1, 1 + dims), 1 + dims, 0, *range(3 + dims, 3 + 2 * dims), 2 + dims)
-    return x.permute(order).reshape(-1, batch, g.taps * g.in_per_group)
+    return tuple(range(start, min(start + step, rows)) for start in range(0, rows, step))
 
 
 def _adopt(layer: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
@@ -146,7 +137,11 @@ class _LocallyConnectedNd(nn.Module):
     the bias has the conv output's shape ``(C_out, *out_size)``. Positions come first so that the
     forward pass is one contiguous batched matmul over positions, ``(P, N, k C_in) @ (P, k C_in, C_out)``,
     on patches gathered from the channels-last padded input: no copy of the weight and no strided
-    operand (with ``groups > 1`` the weight is regrouped, one copy per call). Weights saved in the
+    operand (with ``groups > 1`` the weight is regrouped, one copy per call). The gather, the matmul
+    and the way back to ``(N, C_out, *out_size)`` are autograd Functions
+    (:mod:`embeddings._local_matmul`, :mod:`embeddings._local_ops`) whose training-step backward keeps no
+    patches and allocates one buffer per pass; higher derivatives and ``torch.func`` transforms go
+    through autograd ops. Weights saved in the
     earlier layout ``(C_out, C_in/groups, *kernel_size, *out_size)`` are converted on
     ``load_state_dict``.
     """
@@ -208,26 +203,19 @@ class _LocallyConnectedNd(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.geometry
         _check_input(self, x, g.in_shape)
-        dims, batch, fan_in = g.dims, x.shape[0], g.taps * g.in_per_group
+        batch, fan_in = x.shape[0], g.taps * g.in_per_group
         pads = [p for before, after in zip(reversed(g.pad_before), reversed(g.pad_after)) for p in (before, after)]
         # Channels last, so that the patch gather below copies runs of C_in contiguous values.
         x = F.pad(x, pads).movedim(1, -1).contiguous()
         weight = self.weight.reshape(g.out_positions, g.taps, g.in_per_group, g.groups, g.out_per_group)
         weight = weight.movedim(3, 1).reshape(g.out_positions * g.groups, fan_in, g.out_per_group)
+        # The bias in the products' positions-first layout, added by the matmul itself (beta = 1).
+        bias = self.bias
+        if bias is not None:
+            bias = bias.reshape(g.groups, g.out_per_group, g.out_positions).permute(2, 0, 1).reshape(-1, 1, g.out_per_group)
         rows = _row_chunks(g, batch * g.taps * g.in_channels * x.element_size())
-        per_row = g.out_positions // g.out_size[0] * g.groups
-        # split, not slicing: its backward writes the weight's gradient once, not a zero-filled copy per chunk.
-        weights = weight.split([len(chunk) * per_row for chunk in rows])
-        span = (g.kernel_size[0] - 1) * g.dilation[0] + 1
-        outs = []
-        for chunk, chunk_weight in zip(rows, weights):
-            window = x.narrow(1, chunk.start * g.stride[0], (len(chunk) - 1) * g.stride[0] + span) if len(rows) > 1 else x
-            outs.append(torch.bmm(_patches(window, g), chunk_weight))
-        out = (torch.cat(outs) if len(outs) > 1 else outs[0]).view(*g.out_size, g.groups, batch, g.out_per_group)
-        # Back to (N, C_out, *out_size), contiguous: code after a conv may call .view().
-        out = out.permute(1 + dims, dims, 2 + dims, *range(dims)).reshape(batch, *g.out_shape)
-        # bias first: the sum takes the bias's (contiguous) layout, so the add is also the copy.
-        return out.contiguous() if self.bias is None else self.bias + out
+        products = LocalMatmul.apply(x, weight, bias, g, rows)
+        return ToChannelsFirst.apply(products, g)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         # Checkpoints written before positions came first hold (C_out, C_in/G, *k, *out_size).
