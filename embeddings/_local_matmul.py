@@ -29,12 +29,12 @@ def _sizes(geometry: ConvGeometry, rows: Rows) -> list[int]:
 
 
 def reference_products(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: ConvGeometry, rows: Rows) -> torch.Tensor:
-    """``(P * G, N, C_out/G)`` products of a channels-last padded ``x``, ``weight`` ``(P * G, k C_in/G, C_out/G)`` and ``bias`` ``(P * G, 1, C_out/G)``, from autograd ops."""
+    """``(P * G, N, C_out/G)`` products of a channels-last padded ``x``, ``weight`` ``(P * G, k C_in/G, C_out/G)`` and ``bias`` ``(P * G, 1, C_out/G)``, in aten ops only."""
     sizes, batch = _sizes(geometry, rows), x.shape[0]
     biases = [None] * len(rows) if bias is None else bias.split(sizes)
     products = []
     for chunk, chunk_weight, chunk_bias in zip(rows, weight.split(sizes), biases):
-        (chunk_patches,) = GatherPatches.apply(x, geometry, (chunk,))
+        chunk_patches = patches(window(x, geometry, chunk), geometry)
         products.append(torch.bmm(chunk_patches, chunk_weight) if chunk_bias is None
                         else torch.baddbmm(chunk_bias.expand(-1, batch, -1), chunk_patches, chunk_weight))
     return torch.cat(products) if len(products) > 1 else products[0]
@@ -86,8 +86,6 @@ class LocalMatmul(torch.autograd.Function):
 
     @staticmethod
     def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: ConvGeometry, rows: Rows) -> torch.Tensor:
-        if not dense(x, weight, bias):  # the legacy vmap of torch.autograd.functional and gradcheck
-            return reference_products(x, weight, bias, geometry, rows)
         sizes, batch = _sizes(geometry, rows), x.shape[0]
         out = x.new_empty(sum(sizes), batch, weight.shape[-1])
         buffer = _chunk_buffer(x, geometry, rows)
@@ -122,14 +120,9 @@ class LocalMatmul(torch.autograd.Function):
         x, weight, bias = ctx.saved_tensors
         out = None
         if x_tangent is not None:
-            out = LocalMatmul.apply(x_tangent, weight, None, ctx.geometry, ctx.rows)
+            out = reference_products(x_tangent, weight, None, ctx.geometry, ctx.rows)
         if weight_tangent is not None or bias_tangent is not None:
             w = torch.zeros_like(weight) if weight_tangent is None else weight_tangent
-            term = LocalMatmul.apply(x, w, bias_tangent, ctx.geometry, ctx.rows)
+            term = reference_products(x, w, bias_tangent, ctx.geometry, ctx.rows)
             out = term if out is None else out + term
         return out
-
-    @staticmethod
-    def vmap(info, in_dims, x, weight, bias, geometry: ConvGeometry, rows: Rows):
-        mapped = torch.vmap(reference_products, in_dims=(*in_dims[:3], None, None))
-        return mapped(x, weight, bias, geometry, rows), 0

@@ -48,8 +48,9 @@ def patches(x: torch.Tensor, geometry: ConvGeometry, out: torch.Tensor | None = 
             x = x[..., ::dilation]
     x = x.view(*x.shape[: 1 + dims], g.groups, g.in_per_group, *x.shape[2 + dims :])  # (N, *out, G, C_in/G, *k)
     x = x.permute((*range(1, 1 + dims), 1 + dims, 0, *range(3 + dims, 3 + 2 * dims), 2 + dims))
-    # Always a copy: a Function may not return a view of its input (a 1x1 kernel's patches could be one).
-    out = x.new_empty(x.numel()) if out is None else out.flatten()[: x.numel()]
+    if out is None:
+        return x.reshape(-1, batch, g.taps * g.in_per_group)
+    out = out.flatten()[: x.numel()]
     out.view(x.shape).copy_(x)
     return out.view(-1, batch, g.taps * g.in_per_group)
 
@@ -61,7 +62,11 @@ def window(x: torch.Tensor, geometry: ConvGeometry, rows: range) -> torch.Tensor
 
 
 def _gather(x: torch.Tensor, geometry: ConvGeometry, rows: Rows) -> tuple[torch.Tensor, ...]:
-    return tuple(patches(window(x, geometry, chunk), geometry) for chunk in rows)
+    # Copies, never views: a Function may not return a view of its input (a 1x1 kernel's patches can be one).
+    if not dense(x):  # batched tensors of the legacy vmap have no out= rules
+        return tuple(patches(window(x, geometry, chunk), geometry).clone() for chunk in rows)
+    per_row = x.shape[0] * geometry.out_positions // geometry.out_size[0] * geometry.taps * geometry.in_channels
+    return tuple(patches(window(x, geometry, chunk), geometry, out=x.new_empty(len(chunk) * per_row)) for chunk in rows)
 
 
 def scatter_add(out: torch.Tensor, grad: torch.Tensor, geometry: ConvGeometry, chunk: range) -> None:
@@ -89,6 +94,13 @@ def _scatter(grads: Sequence[torch.Tensor], geometry: ConvGeometry, rows: Rows, 
     for chunk, grad in zip(rows, grads):
         scatter_add(out, grad, geometry, chunk)
     return out
+
+
+def to_channels_first(products: torch.Tensor, geometry: ConvGeometry) -> torch.Tensor:
+    """Products ``(P * G, N, C_out/G)`` as the conv's output ``(N, C_out, *out_size)``: a view where one exists."""
+    g, batch = geometry, products.shape[1]
+    values = products.reshape(*g.out_size, g.groups, batch, g.out_per_group).permute(1 + g.dims, g.dims, 2 + g.dims, *range(g.dims))
+    return values.reshape(batch, *g.out_shape)
 
 
 class GatherPatches(torch.autograd.Function):
@@ -154,11 +166,8 @@ class ToChannelsFirst(torch.autograd.Function):
 
     @staticmethod
     def forward(products: torch.Tensor, geometry: ConvGeometry) -> torch.Tensor:
-        g, batch = geometry, products.shape[1]
-        values = products.reshape(*g.out_size, g.groups, batch, g.out_per_group)
-        # clone, not reshape: a Function must not return a view of its input (and bmm's output is a fresh copy to give away).
-        values = values.permute(1 + g.dims, g.dims, 2 + g.dims, *range(g.dims)).clone(memory_format=torch.contiguous_format)
-        return values.view(batch, *g.out_shape)
+        # A clone: a Function may not return a view of its input.
+        return to_channels_first(products, geometry).clone(memory_format=torch.contiguous_format)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:

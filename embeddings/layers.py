@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._blocks import dense_local_mask, local_from_legacy
-from ._local_matmul import LocalMatmul
-from ._local_ops import ToChannelsFirst
+from ._local_matmul import LocalMatmul, reference_products
+from ._local_ops import ToChannelsFirst, dense, to_channels_first
 from .geometry import ConvGeometry
 
 __all__ = ["EmbeddedDense", "LocallyConnected1d", "LocallyConnected2d"]
@@ -214,8 +214,11 @@ class _LocallyConnectedNd(nn.Module):
         if bias is not None:
             bias = bias.reshape(g.groups, g.out_per_group, g.out_positions).permute(2, 0, 1).reshape(-1, 1, g.out_per_group)
         rows = _row_chunks(g, batch * g.taps * g.in_channels * x.element_size())
-        products = LocalMatmul.apply(x, weight, bias, g, rows)
-        return ToChannelsFirst.apply(products, g)
+        if dense(x, weight, bias):
+            return ToChannelsFirst.apply(LocalMatmul.apply(x, weight, bias, g, rows), g)
+        # Under torch.func transforms (wrapped or batched tensors) plain aten ops run faster than Functions,
+        # whose every call goes through functorch's custom-function machinery (1.7x on a recomputed HVP).
+        return to_channels_first(reference_products(x, weight, bias, g, rows), g).contiguous()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         # Checkpoints written before positions came first hold (C_out, C_in/G, *k, *out_size).

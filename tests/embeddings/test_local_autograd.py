@@ -90,3 +90,19 @@ def test_hessian_vector_products_agree_across_modes():
     reverse_over_reverse = torch.autograd.grad(dot, tuple(params.values()))
     for name, value in zip(params, reverse_over_reverse):
         torch.testing.assert_close(forward_over_reverse[name], value, rtol=1e-10, atol=1e-12)
+
+
+def test_vmap_over_output_gradients_equals_a_loop():
+    # Batched vector-Jacobian products of a graph built outside vmap reach the Functions' vmap rules,
+    # to first order and, through a create_graph backward, to second order.
+    cls, kwargs, shape = GEOMETRIES[1]
+    layer, x, _ = _layer_and_inputs(cls, kwargs, shape, dtype=torch.float32)
+    out = layer(x)
+    u = torch.randn(out.shape, requires_grad=True)
+    grad_x, _ = torch.autograd.grad(out, (x, layer.weight), u, create_graph=True)
+    cases = [(out, (x, layer.weight, layer.bias), torch.randn(3, *out.shape)), (grad_x, (layer.weight, u), torch.randn(3, *x.shape))]
+    for output, inputs, vectors in cases:
+        batched = vmap(lambda v: torch.autograd.grad(output, inputs, v, retain_graph=True))(vectors)
+        for k, v in enumerate(vectors):
+            for got, expected in zip(batched, torch.autograd.grad(output, inputs, v, retain_graph=True)):
+                torch.testing.assert_close(got[k], expected, rtol=1e-5, atol=1e-6)
