@@ -8,10 +8,11 @@ fresh allocations the size of the weight (26 MB on vanilla2d's second layer at b
 hands such buffers over as new pages whose faults cost as much as the arithmetic (that ``cat`` alone
 took 16 ms of a 140 ms step).
 
-Every other use -- a backward pass that builds a graph (``create_graph=True``: Hessian products), every
-``torch.func`` transform (``grad`` builds graphs, ``vmap`` and ``jvp`` go through their rules) -- runs
-:func:`reference_products`, the same arithmetic composed of autograd ops and of the linear maps of
-:mod:`embeddings._local_ops`, so higher derivatives come from autograd itself.
+A backward pass that builds a graph (``create_graph=True``: the cached Hessian products) runs the
+same arithmetic from autograd ops and the linear maps of :mod:`embeddings._local_ops`, so higher
+derivatives come from autograd itself; forward-mode tangents come from :func:`reference_products`
+(aten ops only). Under ``torch.func`` transforms the layer does not call this Function at all (see
+``_LocallyConnectedNd.forward``).
 """
 
 from __future__ import annotations
@@ -102,7 +103,6 @@ class LocalMatmul(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
         x, weight, bias, ctx.geometry, ctx.rows = inputs
-        ctx.has_bias = bias is not None
         ctx.save_for_backward(x, weight, bias)
         ctx.save_for_forward(x, weight, bias)
 

@@ -10,7 +10,10 @@ by one (435 copies per vanilla2d step; here the gradient is laid out once, conti
 
 Each map is linear, so its backward is the other map's adjoint applied through ``apply`` (double backward,
 hence Hessian products, works), its ``jvp`` is the map itself, and its ``vmap`` rule folds the vmapped
-axis into the batch axis (the maps act on each example alone), so ``torch.func`` transforms compose.
+axis into the batch axis (the maps act on each example alone): batched output gradients of a graph built
+outside ``vmap`` reach these rules. Batched tensors of the legacy vmap (``gradcheck``'s batched checks,
+``torch.autograd.functional`` with ``vectorize=True``) own no memory and take aten ops instead
+(:func:`dense`).
 """
 
 from __future__ import annotations
