@@ -33,7 +33,7 @@ import scipy.linalg
 import torch
 from torch import nn
 
-from landscape._basis import Basis, check_basis_memory
+from landscape._basis import RECURRENCE_VECTORS, Basis, check_basis_memory
 from landscape._checks import check_finite_result, check_num_eigenvalues, check_positive_float, check_positive_int
 from landscape._types import Batches, LinearOperator, LossFn, OperatorLike
 from landscape.hessian import HessianOperator, as_operator
@@ -173,7 +173,6 @@ class _Restarted:
 
 def _thick_restart(
     operator: LinearOperator,
-    start: torch.Tensor,
     *,
     max_iter: int,
     max_vectors: int,
@@ -190,13 +189,19 @@ def _thick_restart(
     are stored, the basis is rotated in place onto the ``keep`` best Ritz vectors (``order`` ranks the
     Ritz values), which satisfy :math:`A y_i = \\vartheta_i y_i + \\beta s_{p,i} q_{+}`, and the recurrence
     goes on from :math:`q_{+}`. The residual of a Ritz pair stays :math:`\\beta |s_{p,i}|`.
+
+    The random start is drawn here, from ``generator``, so that no caller keeps it. During a product the
+    run holds the basis, its newest vector as a view of it (or ``w`` itself when the basis lives in another
+    dtype or device) and the product: no other vector of the operator's size.
     """
     n = operator.size
     matrix = np.zeros((max_vectors, max_vectors))
-    basis.append(start / start.norm())
-    q = basis.latest(start / start.norm())
+    w = _random_unit(n, generator, torch.empty(0, dtype=operator.dtype, device=operator.device))
     products = restarts = most = 0
     while True:
+        basis.append(w)
+        q = basis.latest(w)
+        del w  # a copy is in the basis: the last residual is not kept through the next product
         j = len(basis) - 1
         w = _product(operator, q)
         products += 1
@@ -224,8 +229,6 @@ def _thick_restart(
             matrix = np.zeros_like(matrix)
             matrix[np.arange(keep), np.arange(keep)] = theta[chosen]
             restarts += 1
-        basis.append(w)
-        q = basis.latest(w)
     return _Restarted(matrix[: len(basis), : len(basis)], beta, basis, products, restarts, most)
 
 
@@ -310,10 +313,10 @@ def lanczos(
     basis_device = torch.device(basis_device or operator.device)
     basis_dtype = basis_dtype or operator.dtype
     check_basis_memory(
-        n, stored, dtype=basis_dtype, work_dtype=operator.dtype, device=basis_device, max_bytes=max_bytes, least=k + 2
+        n, stored or RECURRENCE_VECTORS, dtype=basis_dtype, work_dtype=operator.dtype, device=basis_device, max_bytes=max_bytes,
+        least=k + 2
     )
     generator = torch.Generator().manual_seed(seed)
-    start = _random_unit(n, generator, torch.empty(0, dtype=operator.dtype, device=operator.device))
     order = _order(which)
 
     def ritz(theta: np.ndarray, last_row: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -337,11 +340,12 @@ def lanczos(
         return converged(theta, s[-1], beta)
 
     if plain:
+        start = _random_unit(n, generator, torch.empty(0, dtype=operator.dtype, device=operator.device))
         alphas, betas, _ = tridiagonalize(operator, start, max_iter, generator=generator, stop=tridiagonal_converged, window=0)
         theta, s = scipy.linalg.eigh_tridiagonal(alphas, betas[:-1])
         beta, products, restarts, most, vectors = betas[-1], len(alphas), 0, 0, None
     else:
-        run = _thick_restart(operator, start, max_iter=max_iter, max_vectors=stored, keep=min(stored - 2, max(k, (stored + k) // 2)),
+        run = _thick_restart(operator, max_iter=max_iter, max_vectors=stored, keep=min(stored - 2, max(k, (stored + k) // 2)),
                              order=order, stop=converged, generator=generator,
                              basis=Basis(n, dtype=basis_dtype, device=basis_device))
         theta, s = np.linalg.eigh(run.matrix)

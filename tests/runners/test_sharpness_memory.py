@@ -24,6 +24,7 @@ def test_too_small_a_basis_and_one_that_cannot_fit_are_refused_in_one_line(run_d
     out = tmp_path / "x.h5"
     with pytest.raises(SystemExit, match=r"--max-basis-vectors must be >= 4, got 3"):
         main(["--run-dir", str(run_dir), "--out", str(out), *FAST, "--max-basis-vectors", "3"])
-    monkeypatch.setattr(landscape._basis, "default_max_bytes", lambda device: 12_000)  # 250 float32 entries: 7 working vectors and 5 stored
+    # Vectors of 250 float32 entries (1000 bytes): room for the working vectors and 5 stored.
+    monkeypatch.setattr(landscape._basis, "default_max_bytes", lambda device: (landscape._basis.WORK_VECTORS + 5) * 1000)
     with pytest.raises(SystemExit, match=r"^error: Lanczos would keep 20 vectors .* pass max_basis_vectors=5 \(CLI: --max-basis-vectors 5;"):
         main(["--run-dir", str(run_dir), "--out", str(out), *FAST])
