@@ -19,12 +19,13 @@ from embeddings import MemoryBudgetError, default_max_bytes
 # Entries (vectors x coordinates) of the largest temporary block: 16 MiB in float32.
 _BLOCK_ENTRIES = 2**22
 
-# Vectors of the operator's size a run holds besides its basis at its peak, a Hessian product of the cached
-# graph, measured (VmHWM) on the 126.8M-parameter AlexNet eFCN and a 21.5M-parameter eFCN: the flat result
-# that autograd accumulates into (1), the gradient the cached graph keeps (1), and autograd's temporaries
-# (2.0 and 2.4: the per-batch terms of its largest layers waiting to be summed); the newest Lanczos vector
-# is a view of the basis and the residual is the product itself, updated in place. Rounded up to 5.
-WORK_VECTORS = 5
+# Vectors of the operator's size a run holds besides its basis at its peak, a Hessian product through the
+# cached graph, measured (VmHWM) on the 126.8M-parameter AlexNet eFCN and a 21.5M-parameter eFCN: the flat
+# result that autograd accumulates into (1) and autograd's temporaries (2.0 and 2.4: the per-batch terms of
+# the largest layers waiting to be summed). The cached graph keeps no gradient values (they are freed once
+# it is built), the newest Lanczos vector is a view of the basis and the residual is the product itself,
+# updated in place. Rounded up to 4.
+WORK_VECTORS = 4
 
 # Vectors of plain Lanczos, which keeps no basis: its start, current and previous vectors.
 RECURRENCE_VECTORS = 3

@@ -7,11 +7,11 @@ Gradients go through ``torch.func`` on a ``functional_call`` of the model. A Hes
 :math:`Hv = \\nabla_\\theta (\\nabla \\ell_b(\\theta)^\\top v)` needs the forward pass and the backward
 graph of :math:`\\nabla \\ell_b`, neither of which depends on :math:`v`: they are built once
 (``torch.autograd.grad(..., create_graph=True)``, PyHessian's retained graph) for the batches that fit
-``cache_bytes``, grouped into graphs of their weighted loss (a large model keeps one gradient vector
-however many batches), so each product is a backward pass through them (about 1.5-2.2x a gradient
-instead of the 2.4-3.7x of recomputing them; ``python -m runners.bench hessian``). Batches beyond the budget are recomputed on
-every product, forward-over-reverse (``jvp(grad(L))``), which keeps no graph at all; a block of vectors
-shares one graph per such batch, built for the block.
+``cache_bytes``, grouped into graphs of their weighted loss (a large model builds one gradient however
+many batches, and keeps its graph, not its values), so each product is a backward pass through them (about
+1.5-2.2x a gradient instead of the 2.4-3.7x of recomputing them; ``python -m runners.bench hessian``).
+Batches beyond the budget are recomputed on every product, forward-over-reverse (``jvp(grad(L))``), which
+keeps no graph at all; a block of vectors shares one graph per such batch, built for the block.
 Under ``torch.distributed`` each rank keeps its :func:`~landscape.distributed.shard` of the batches and
 the weighted sums are all-reduced, so every rank holds the exact full-data value.
 """
@@ -32,10 +32,11 @@ from landscape.evaluation import Evaluation, _local_sums, _reduce_evaluation
 
 DEFAULT_CACHE_BYTES = 2**30
 """Graph bytes an :class:`Objective` keeps for its products by default, a fixed amount so that memory use
-does not depend on what else the machine is doing. The cached graph holds one gradient (a vector of the
-parameters' size) and the activations of its batches: 1 GiB holds about 28,000 MNIST-1D examples for the
-64-channel CNN (3.6 MB per 100) and 40,000 for its eFCN (2.6 MB per 100, plus its 17 MB gradient); for the
-126.8M-parameter AlexNet eFCN, its 0.47 GiB gradient and a few small batches."""
+does not depend on what else the machine is doing. It counts the activations of the cached batches and a
+gradient (a vector of the parameters' size) per graph, which exists while the graph is built: 1 GiB holds
+about 28,000 MNIST-1D examples for the 64-channel CNN (3.6 MB per 100) and 40,000 for its eFCN (2.6 MB per
+100, plus its 17 MB gradient); for the 126.8M-parameter AlexNet eFCN, its 0.47 GiB gradient and a few small
+batches."""
 
 
 # Activations below which consecutive batches share one graph (see Objective.graphs).
@@ -149,8 +150,8 @@ class Objective:
         """The gradient of :math:`\\sum_{b} w_b \\ell_b` over the batches ``indices`` with ``create_graph``.
 
         One graph for all of them: its gradient is one vector whatever the number of batches, and a
-        product is one backward pass. Its size counts that gradient and what autograd saves beyond the
-        parameters and the data.
+        product is one backward pass. Its size counts that gradient (built, then freed) and what autograd
+        saves beyond the parameters and the data.
         """
         leaves = {name: p.detach().requires_grad_() for name, p in self.point.items()}
         data = [t for i in indices for t in self.batches[i]]
@@ -166,8 +167,15 @@ class Objective:
         with full_float32(), torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             loss = sum(self.weights[i] * self._batch_loss(leaves, *self.batches[i]) for i in indices)
             grads = torch.autograd.grad(loss, tuple(leaves.values()), create_graph=True, allow_unused=True, materialize_grads=True)
-        for g in grads:  # the gradient itself is kept too
+        # A product reads the gradient's graph, not its values (autograd.backward checks only the shapes of its
+        # roots): storages that no saved tensor shares are freed, one vector of the parameters' size fewer while
+        # the graph is cached (0.47 GiB on the AlexNet eFCN). The size counts them: they exist while it is built.
+        kept = saved.keys() | shared
+        freed = [g.untyped_storage() for g in grads if g.untyped_storage().data_ptr() not in kept]
+        for g in grads:
             pack(g)
+        for storage in freed:
+            storage.resize_(0)
         return _Graph(tuple(leaves.values()), grads, sum(saved.values()))
 
     def graphs(self) -> list[_Graph]:
@@ -176,7 +184,7 @@ class Objective:
         The first batch's graph measures a gradient's bytes and the activations per example; the batches
         that fit ``cache_bytes`` at that rate, in order, are cached, and the rest recomputed at each
         product. Consecutive batches share a graph while their activations stay under
-        max(a gradient, :data:`_GROUP_BYTES`): a large model then keeps one gradient vector for all its
+        max(a gradient, :data:`_GROUP_BYTES`): a large model then builds one gradient for all its
         batches, while a small one keeps a graph per batch, whose backward pass stays in the CPU caches
         (one graph of ten 100-example batches of the CNN was 1.4x slower than ten graphs).
         """
@@ -184,7 +192,7 @@ class Objective:
             self._graphs, self._cached = [], []
             if self.cache_bytes > 0:
                 first = self._graph([0])
-                gradient = sum(g.untyped_storage().nbytes() for g in first.grads)
+                gradient = sum(p.numel() * p.element_size() for p in self.point.values())
                 per_example = max(first.nbytes - gradient, 0) / len(self.batches[0][0])
                 cap = max(gradient, _GROUP_BYTES)
                 groups, used, group_bytes = [], 0.0, 0.0
@@ -201,8 +209,8 @@ class Objective:
                     group_bytes += size
                     used += size
                     self._cached.append(i)
-                # Unless it is a group of its own, the first graph goes before the others are built, so that
-                # at most one gradient vector exists (a second one is another 0.47 GiB on the AlexNet eFCN).
+                # Unless it is a group of its own, the first graph goes before the others are built: the group
+                # that holds its batch builds it again.
                 first = first if groups[:1] == [[0]] else None
                 for group in groups:
                     self._graphs.append(first if group == [0] else self._graph(group))

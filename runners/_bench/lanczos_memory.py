@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batches", type=int, default=2, help="fake batches in the loss (default 2)")
     parser.add_argument("--batch-size", type=int, default=4, help="examples per fake batch (default 4)")
     parser.add_argument("--k", type=int, default=5, help="top-k eigenvalues (default 5)")
-    parser.add_argument("--max-basis-vectors", type=int, default=7, help="stored Lanczos vectors (default 7: measured 6.64 GiB peak on AlexNet)")
+    parser.add_argument("--max-basis-vectors", type=int, default=7, help="stored Lanczos vectors (default 7: measured 6.20 GiB peak on AlexNet)")
     parser.add_argument("--max-iter", type=int, default=100, help="most products (default 100)")
     parser.add_argument("--tol", type=float, default=1e-3, help="relative error bound at which Lanczos stops (default 1e-3)")
     parser.add_argument("--max-bytes", type=float, default=8.0, help="GiB Lanczos's vectors may take (default 8, the issue's bound)")
@@ -55,8 +55,7 @@ def measure(
     torch.manual_seed(seed)
     cnn = build_model(model, input_shape=input_shape)
     parameter_bytes = estimate_memory(cnn, input_shape, "efcn")
-    # The model and the Lanczos run's vectors (WORK_VECTORS counts the cached graph's gradient): refused before
-    # building when it cannot fit.
+    # The model and the Lanczos run's vectors: refused before building when it cannot fit.
     needed = parameter_bytes * (1 + WORK_VECTORS + max_basis_vectors)
     if needed > 2 * default_max_bytes(_CPU):
         raise fail(f"top-{k} Lanczos on the {model} eFCN needs about {needed / 2**30:.3g} GiB ({parameter_bytes / 2**30:.3g} GiB a "

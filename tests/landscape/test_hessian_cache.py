@@ -57,6 +57,19 @@ def test_cached_products_of_a_cnn_match_recomputation_and_the_brute_force_hessia
     assert cached.objective.cached_bytes > 0 and recomputed.objective.cached_bytes == 0
 
 
+def test_a_cached_graph_keeps_no_gradient_values_and_its_products_stay_exact():
+    """The gradient's values are freed once its graph is built (a vector of the model's size fewer); the graph serves every product."""
+    model, batches = tiny_cnn(3), tiny_data(3, sizes=(4, 6))
+    H = brute_force_hessian(model, batches)
+    cached = HessianOperator(model, nn.CrossEntropyLoss(), batches)
+    v = torch.randn(cached.size, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    for _ in range(2):
+        assert torch.allclose(cached.matvec(v), H @ v, atol=1e-10)
+    for graph in cached.objective.graphs():
+        assert all(g.untyped_storage().nbytes() == 0 for g in graph.grads)
+        assert all(leaf.grad is None for leaf in graph.leaves)  # the products were added into the result, not left behind
+
+
 def test_batches_past_the_budget_are_recomputed_with_the_same_products():
     model, batches = tiny_cnn(4), tiny_data(4, sizes=(6, 6, 6))
     full = HessianOperator(model, nn.CrossEntropyLoss(), batches)
