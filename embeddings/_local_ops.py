@@ -164,37 +164,50 @@ class ScatterPatches(torch.autograd.Function):
         return out.unflatten(0, (info.batch_size, batch)), 0
 
 
-class ToChannelsFirst(torch.autograd.Function):
+class _Relayout(torch.autograd.Function):
+    """A copy into another layout with a batch axis at ``batch_in`` (input) and ``batch_out`` (output), and its ``adjoint``."""
+
+    batch_in: int
+    batch_out: int
+    adjoint: type[_Relayout]
+
+    @classmethod
+    def setup_context(cls, ctx, inputs, output) -> None:
+        ctx.geometry = inputs[1]
+
+    @classmethod
+    def backward(cls, ctx, grad: torch.Tensor):
+        return cls.adjoint.apply(grad, ctx.geometry), None
+
+    @classmethod
+    def jvp(cls, ctx, tangent: torch.Tensor, _):
+        return cls.apply(tangent, ctx.geometry)
+
+    @classmethod
+    def vmap(cls, info, in_dims, t: torch.Tensor, geometry: ConvGeometry):
+        # The maps act on each example alone: the vmapped axis is folded into the batch axis and back.
+        if in_dims[0] is None:
+            return cls.apply(t, geometry), None
+        t = t.movedim(in_dims[0], cls.batch_in)
+        folded = cls.apply(t.flatten(cls.batch_in, cls.batch_in + 1), geometry)
+        return folded.unflatten(cls.batch_out, t.shape[cls.batch_in : cls.batch_in + 2]), cls.batch_out
+
+
+class ToChannelsFirst(_Relayout):
     """Products ``(P * G, N, C_out/G)`` -> the conv's output ``(N, C_out, *out_size)``, contiguous."""
+
+    batch_in, batch_out = 1, 0
 
     @staticmethod
     def forward(products: torch.Tensor, geometry: ConvGeometry) -> torch.Tensor:
         # A clone: a Function may not return a view of its input.
         return to_channels_first(products, geometry).clone(memory_format=torch.contiguous_format)
 
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        ctx.geometry = inputs[1]
 
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return FromChannelsFirst.apply(grad, ctx.geometry), None
-
-    @staticmethod
-    def jvp(ctx, tangent: torch.Tensor, _):
-        return ToChannelsFirst.apply(tangent, ctx.geometry)
-
-    @staticmethod
-    def vmap(info, in_dims, products: torch.Tensor, geometry: ConvGeometry):
-        if in_dims[0] is None:
-            return ToChannelsFirst.apply(products, geometry), None
-        products = products.movedim(in_dims[0], 1)  # (P * G, B, N, C_out/G)
-        out = ToChannelsFirst.apply(products.flatten(1, 2), geometry)
-        return out.unflatten(0, products.shape[1:3]), 0
-
-
-class FromChannelsFirst(torch.autograd.Function):
+class FromChannelsFirst(_Relayout):
     """The adjoint of :class:`ToChannelsFirst`: ``(N, C_out, *out_size)`` -> contiguous products ``(P * G, N, C_out/G)``."""
+
+    batch_in, batch_out = 0, 1
 
     @staticmethod
     def forward(y: torch.Tensor, geometry: ConvGeometry) -> torch.Tensor:
@@ -204,21 +217,5 @@ class FromChannelsFirst(torch.autograd.Function):
         products = grouped.permute(*range(3, 3 + g.dims), 1, 0, 2).clone(memory_format=torch.contiguous_format)
         return products.view(-1, batch, g.out_per_group)
 
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        ctx.geometry = inputs[1]
 
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return ToChannelsFirst.apply(grad, ctx.geometry), None
-
-    @staticmethod
-    def jvp(ctx, tangent: torch.Tensor, _):
-        return FromChannelsFirst.apply(tangent, ctx.geometry)
-
-    @staticmethod
-    def vmap(info, in_dims, y: torch.Tensor, geometry: ConvGeometry):
-        if in_dims[0] is None:
-            return FromChannelsFirst.apply(y, geometry), None
-        y = y.movedim(in_dims[0], 0)
-        return FromChannelsFirst.apply(y.flatten(0, 1), geometry).unflatten(1, y.shape[:2]), 1
+ToChannelsFirst.adjoint, FromChannelsFirst.adjoint = FromChannelsFirst, ToChannelsFirst
