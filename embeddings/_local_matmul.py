@@ -19,31 +19,34 @@ from __future__ import annotations
 
 import torch
 
-from ._local_ops import GatherPatches, Rows, ScatterPatches, dense, patches, scatter_add, window
+from ._local_ops import GatherPatches, Rows, ScatterPatches, chunk_sizes, dense, patches, scatter_add, window
 from .geometry import ConvGeometry
 
 
-def _sizes(geometry: ConvGeometry, rows: Rows) -> list[int]:
-    """Products (positions x groups) per chunk of output rows."""
-    per_row = geometry.out_positions // geometry.out_size[0] * geometry.groups
-    return [len(chunk) * per_row for chunk in rows]
+def reference_products(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: ConvGeometry, rows: Rows,
+                       *, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``(P * G, N, C_out/G)`` products of a channels-last padded ``x``, ``weight`` ``(P * G, k C_in/G, C_out/G)`` and ``bias`` ``(P * G, 1, C_out/G)``.
 
-
-def reference_products(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: ConvGeometry, rows: Rows) -> torch.Tensor:
-    """``(P * G, N, C_out/G)`` products of a channels-last padded ``x``, ``weight`` ``(P * G, k C_in/G, C_out/G)`` and ``bias`` ``(P * G, 1, C_out/G)``, in aten ops only."""
-    sizes, batch = _sizes(geometry, rows), x.shape[0]
+    Without ``out``, in aten ops only (differentiable under every transform). With ``out`` (plain tensors),
+    the products are written into it and every chunk's patches into one reused buffer.
+    """
+    sizes, batch = chunk_sizes(geometry, rows), x.shape[0]
+    buffer = None if out is None else _chunk_buffer(x, geometry, rows)
+    targets = [None] * len(rows) if out is None else out.split(sizes)
     biases = [None] * len(rows) if bias is None else bias.split(sizes)
     products = []
-    for chunk, chunk_weight, chunk_bias in zip(rows, weight.split(sizes), biases):
-        chunk_patches = patches(window(x, geometry, chunk), geometry)
-        products.append(torch.bmm(chunk_patches, chunk_weight) if chunk_bias is None
-                        else torch.baddbmm(chunk_bias.expand(-1, batch, -1), chunk_patches, chunk_weight))
+    for chunk, chunk_weight, chunk_bias, target in zip(rows, weight.split(sizes), biases, targets):
+        chunk_patches = patches(window(x, geometry, chunk), geometry, out=buffer)
+        products.append(torch.bmm(chunk_patches, chunk_weight, out=target) if chunk_bias is None
+                        else torch.baddbmm(chunk_bias.expand(-1, batch, -1), chunk_patches, chunk_weight, out=target))
+    if out is not None:
+        return out
     return torch.cat(products) if len(products) > 1 else products[0]
 
 
 def _graph_backward(x, weight, bias, grad, geometry: ConvGeometry, rows: Rows, needs: tuple[bool, ...]):
     """The backward pass in autograd ops, so that it can be differentiated again."""
-    sizes = _sizes(geometry, rows)
+    sizes = chunk_sizes(geometry, rows)
     grad_x = grad_weight = grad_bias = None
     if needs[1]:
         grad_weight = torch.cat([torch.bmm(GatherPatches.apply(x, geometry, (chunk,))[0].transpose(1, 2), g)
@@ -58,7 +61,7 @@ def _graph_backward(x, weight, bias, grad, geometry: ConvGeometry, rows: Rows, n
 
 def _chunk_buffer(x: torch.Tensor, geometry: ConvGeometry, rows: Rows) -> torch.Tensor:
     """One buffer for the patch matrix of the largest chunk, reused by every chunk: one allocation per pass."""
-    return x.new_empty(max(_sizes(geometry, rows)) * x.shape[0] * geometry.taps * geometry.in_per_group)
+    return x.new_empty(max(chunk_sizes(geometry, rows)) * x.shape[0] * geometry.taps * geometry.in_per_group)
 
 
 def _step_backward(x, weight, bias, grad, geometry: ConvGeometry, rows: Rows, needs: tuple[bool, ...]):
@@ -66,18 +69,15 @@ def _step_backward(x, weight, bias, grad, geometry: ConvGeometry, rows: Rows, ne
     grad = grad.contiguous()
     grad_x = x.new_zeros(x.shape) if needs[0] else None
     grad_weight = torch.empty_like(weight) if needs[1] else None
-    buffer = _chunk_buffer(x, geometry, rows)
-    start = 0
-    for chunk, size in zip(rows, _sizes(geometry, rows)):
-        g = grad[start : start + size]
-        if grad_weight is not None:
-            chunk_patches = patches(window(x, geometry, chunk), geometry, out=buffer)
-            torch.bmm(chunk_patches.transpose(1, 2), g, out=grad_weight[start : start + size])
+    buffer, sizes = _chunk_buffer(x, geometry, rows), chunk_sizes(geometry, rows)
+    weight_grads = [None] * len(rows) if grad_weight is None else grad_weight.split(sizes)
+    for chunk, g, w, target in zip(rows, grad.split(sizes), weight.split(sizes), weight_grads):
+        if target is not None:
+            torch.bmm(patches(window(x, geometry, chunk), geometry, out=buffer).transpose(1, 2), g, out=target)
         if grad_x is not None:
             # The patches' gradient has their shape, so it reuses their buffer once they have been used.
-            grad_patches = buffer[: size * g.shape[1] * weight.shape[1]].view(size, g.shape[1], weight.shape[1])
-            scatter_add(grad_x, torch.bmm(g, weight[start : start + size].transpose(1, 2), out=grad_patches), geometry, chunk)
-        start += size
+            grad_patches = buffer[: g.shape[0] * g.shape[1] * w.shape[1]].view(g.shape[0], g.shape[1], w.shape[1])
+            scatter_add(grad_x, torch.bmm(g, w.transpose(1, 2), out=grad_patches), geometry, chunk)
     grad_bias = grad.sum(1, keepdim=True) if bias is not None and needs[2] else None
     return grad_x, grad_weight, grad_bias
 
@@ -87,18 +87,8 @@ class LocalMatmul(torch.autograd.Function):
 
     @staticmethod
     def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: ConvGeometry, rows: Rows) -> torch.Tensor:
-        sizes, batch = _sizes(geometry, rows), x.shape[0]
-        out = x.new_empty(sum(sizes), batch, weight.shape[-1])
-        buffer = _chunk_buffer(x, geometry, rows)
-        start = 0
-        for chunk, size in zip(rows, sizes):
-            chunk_patches, target = patches(window(x, geometry, chunk), geometry, out=buffer), out[start : start + size]
-            if bias is None:
-                torch.bmm(chunk_patches, weight[start : start + size], out=target)
-            else:
-                torch.baddbmm(bias[start : start + size].expand(-1, batch, -1), chunk_patches, weight[start : start + size], out=target)
-            start += size
-        return out
+        out = x.new_empty(sum(chunk_sizes(geometry, rows)), x.shape[0], weight.shape[-1])
+        return reference_products(x, weight, bias, geometry, rows, out=out)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:

@@ -64,12 +64,19 @@ def window(x: torch.Tensor, geometry: ConvGeometry, rows: range) -> torch.Tensor
     return x.narrow(1, rows.start * geometry.stride[0], (len(rows) - 1) * geometry.stride[0] + span)
 
 
+def chunk_sizes(geometry: ConvGeometry, rows: Rows) -> list[int]:
+    """Products (positions x groups) per chunk of output rows: the leading size of each chunk's patch matrix."""
+    per_row = geometry.out_positions // geometry.out_size[0] * geometry.groups
+    return [len(chunk) * per_row for chunk in rows]
+
+
 def _gather(x: torch.Tensor, geometry: ConvGeometry, rows: Rows) -> tuple[torch.Tensor, ...]:
     # Copies, never views: a Function may not return a view of its input (a 1x1 kernel's patches can be one).
     if not dense(x):  # batched tensors of the legacy vmap have no out= rules
         return tuple(patches(window(x, geometry, chunk), geometry).clone() for chunk in rows)
-    per_row = x.shape[0] * geometry.out_positions // geometry.out_size[0] * geometry.taps * geometry.in_channels
-    return tuple(patches(window(x, geometry, chunk), geometry, out=x.new_empty(len(chunk) * per_row)) for chunk in rows)
+    entries = x.shape[0] * geometry.taps * geometry.in_per_group  # of one product's patches
+    return tuple(patches(window(x, geometry, chunk), geometry, out=x.new_empty(size * entries))
+                 for chunk, size in zip(rows, chunk_sizes(geometry, rows)))
 
 
 def scatter_add(out: torch.Tensor, grad: torch.Tensor, geometry: ConvGeometry, chunk: range) -> None:
